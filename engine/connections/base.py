@@ -1,0 +1,117 @@
+"""The protocol every connection type implements, and the connection registry.
+
+A step never knows whether its host is local or remote: it builds a `Command`
+(or asks for a file stream, or a tunnel) and the host's connection carries it.
+Connections open lazily (first call of `open`) and stay open for every later
+step on the same host; the runner closes them when the run ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
+
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..host import Host
+
+
+@dataclass
+class Command:
+    """One command to run on a host.
+
+    Exactly one of `cmd` (run by /bin/sh -c) or `argv` (no shell) is set.
+    """
+
+    cmd: str | None = None
+    argv: list[str] | None = None
+    stdin: bytes | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    become: str | None = None  # run as this user through sudo -n
+    pty: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.cmd is None) == (self.argv is None):
+            raise ValueError("a Command has exactly one of cmd or argv")
+
+    def shell_words(self) -> list[str]:
+        """The argv that runs this command, sudo included, before env/cwd."""
+        words = ["/bin/sh", "-c", self.cmd] if self.cmd is not None else list(self.argv or [])
+        if self.become:
+            words = ["sudo", "-n", "-H", "-u", self.become, "--", *words]
+        return words
+
+
+@dataclass
+class ExecResult:
+    rc: int
+    stdout: bytes
+    stderr: bytes
+
+
+@runtime_checkable
+class Connection(Protocol):
+    """What a host's connection can do. Errors: HostUnreachable, StepTimeout."""
+
+    host: Host
+
+    def open(self) -> None:
+        """Connect now (idempotent). Raises HostUnreachable."""
+
+    def run(self, command: Command, timeout: float | None = None) -> ExecResult:
+        """Run and wait. On timeout, kill the command's processes and raise StepTimeout."""
+        ...
+
+    def put(self, source: IO[bytes], path: str, mode: int | None = None) -> int:
+        """Stream `source` into the file `path` on the host; return bytes written."""
+        ...
+
+    def get(self, path: str) -> AbstractContextManager[IO[bytes]]:
+        """A readable stream of the host's file `path`."""
+        ...
+
+    def tunnel(self, remote_host: str, remote_port: int) -> AbstractContextManager[tuple[str, int]]:
+        """Reach `remote_host:remote_port` as seen from the host; yields a local (host, port)."""
+        ...
+
+    def interrupt(self) -> None:
+        """Kill every command this connection is running now (second Ctrl-C)."""
+
+    def close(self) -> None: ...
+
+
+ConnectionFactory = Callable[["Host"], Connection]
+
+connection_types: Registry[ConnectionFactory] = Registry(
+    "connection type", "runbook_engine.connections"
+)
+
+
+def _local() -> ConnectionFactory:
+    from .local import LocalConnection
+
+    return LocalConnection
+
+
+def _ssh() -> ConnectionFactory:
+    from .ssh import SSHConnection
+
+    return SSHConnection
+
+
+connection_types.register_lazy("local", _local)
+connection_types.register_lazy("ssh", _ssh)
+
+
+def connection_for(host: Host) -> Connection:
+    """A new, not yet opened connection for `host`."""
+    return connection_types.get(host.connection)(host)
+
+
+def iter_chunks(stream: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk

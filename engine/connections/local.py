@@ -1,0 +1,127 @@
+"""The `local` connection: commands run as subprocesses of the engine.
+
+Every command starts in its own session (process group), so a timeout or an
+interrupt kills the whole tree it spawned, not only the shell.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+from ..errors import StepError, StepTimeout
+from ..host import Host
+from .base import Command, ExecResult
+
+# How long a killed command gets between SIGTERM and SIGKILL.
+KILL_GRACE = 2.0
+
+
+class LocalConnection:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Nothing to open: the engine's own machine is always reachable."""
+
+    def run(self, command: Command, timeout: float | None = None) -> ExecResult:
+        env = None
+        if command.env:
+            env = {**os.environ, **{k: str(v) for k, v in command.env.items()}}
+        words = command.shell_words()
+        try:
+            proc = subprocess.Popen(
+                words,
+                stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=command.cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            if command.cwd and not os.path.isdir(command.cwd):
+                raise StepError(f"cwd {command.cwd!r} does not exist") from None
+            raise StepError(f"command not found: {exc.filename}") from None
+        except PermissionError as exc:
+            raise StepError(f"permission denied: {exc.filename}") from None
+        with self._lock:
+            self._running.add(proc)
+        try:
+            stdout, stderr = proc.communicate(command.stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            stdout, stderr = proc.communicate()
+            raise StepTimeout(
+                f"timed out after {timeout:g}s; killed the command's process group",
+                data={"rc": None, "stdout": _text(stdout), "stderr": _text(stderr)},
+            ) from None
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        return ExecResult(proc.returncode, stdout, stderr)
+
+    def put(self, source: IO[bytes], path: str, mode: int | None = None) -> int:
+        written = 0
+        with open(path, "wb") as out:
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+                written += len(chunk)
+        if mode is not None:
+            os.chmod(path, mode)
+        return written
+
+    @contextmanager
+    def get(self, path: str) -> Iterator[IO[bytes]]:
+        with open(path, "rb") as stream:
+            yield stream
+
+    @contextmanager
+    def tunnel(self, remote_host: str, remote_port: int) -> Iterator[tuple[str, int]]:
+        # The host is the engine's own machine: its ports are reachable as they are.
+        yield remote_host, remote_port
+
+    def interrupt(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        for proc in running:
+            _kill_group(proc)
+
+    def close(self) -> None:
+        self.interrupt()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the command's process group, then SIGKILL what is left."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=KILL_GRACE)
+            # The shell is gone; its children may not be. One more SIGKILL to the group.
+            os.killpg(pgid, signal.SIGKILL)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            continue
+        return
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", "replace")
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)

@@ -1,0 +1,165 @@
+"""Events of a run, and the processors that consume them.
+
+The executor and runner only emit events; console output, JSON, JUnit, HTML and
+the history store are processors listening to the same stream. Every event is
+redacted once, on its way into the bus, so no processor can leak a secret or a
+`sensitive` step's result by forgetting to redact.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from .results import RunResult, StepResult
+from .secrets import MASK, Redactor
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Event:
+    run_id: str
+    at: str = field(default_factory=now_iso, kw_only=True)
+
+    kind = "event"
+
+
+@dataclass
+class RunStarted(Event):
+    runbook: str
+    path: str
+    hosts: list[str]
+    params: dict[str, Any]
+    operator: str
+    dry_run: bool
+    inventory: str = "localhost"
+    inventory_digest: str = ""
+    runbook_digest: str = ""
+    resumed_from: str | None = None
+    kind = "run_started"
+
+
+@dataclass
+class StepStarted(Event):
+    host: str
+    step_id: str
+    name: str
+    depth: int = 0
+    kind = "step_started"
+
+
+@dataclass
+class StepFinished(Event):
+    host: str
+    result: StepResult
+    depth: int = 0
+    kind = "step_finished"
+
+
+@dataclass
+class LogMessage(Event):
+    host: str
+    step_id: str
+    level: str
+    message: str
+    kind = "log"
+
+
+@dataclass
+class Approval(Event):
+    host: str
+    step_id: str
+    approved: bool
+    by: str
+    prompt: str
+    kind = "approval"
+
+
+@dataclass
+class HostFinished(Event):
+    host: str
+    state: str
+    kind = "host_finished"
+
+
+@dataclass
+class RunAborted(Event):
+    reason: str
+    kind = "run_aborted"
+
+
+@dataclass
+class RunFinished(Event):
+    result: RunResult
+    kind = "run_finished"
+
+
+class Processor(Protocol):
+    """Consumes events. Called from worker threads, one event at a time."""
+
+    def handle(self, event: Event) -> None: ...
+
+
+def redact_result(result: StepResult, redactor: Redactor) -> StepResult:
+    if result.sensitive:
+        data: dict[str, Any] = {k: MASK for k in result.data}
+        rendered = {k: MASK for k in result.rendered} if result.rendered else result.rendered
+        return replace(result, data=data, rendered=rendered, error=redactor(result.error))
+    if not redactor:
+        return result
+    return replace(
+        result,
+        data=redactor(result.data),
+        rendered=redactor(result.rendered),
+        error=redactor(result.error),
+    )
+
+
+def redact_run(result: RunResult, redactor: Redactor) -> RunResult:
+    hosts = {}
+    for name, hr in result.hosts.items():
+        hosts[name] = replace(
+            hr,
+            steps=[redact_result(s, redactor) for s in hr.steps],
+            unreachable=redactor(hr.unreachable),
+            aborted=redactor(hr.aborted),
+        )
+    return replace(result, hosts=hosts, aborted=redactor(result.aborted))
+
+
+def redact_event(event: Event, redactor: Redactor) -> Event:
+    if isinstance(event, StepFinished):
+        return replace(event, result=redact_result(event.result, redactor))
+    if isinstance(event, RunFinished):
+        return replace(event, result=redact_run(event.result, redactor))
+    if not redactor:
+        return event
+    if isinstance(event, LogMessage):
+        return replace(event, message=redactor.text(event.message))
+    if isinstance(event, Approval):
+        return replace(event, prompt=redactor.text(event.prompt))
+    if isinstance(event, RunStarted):
+        return replace(event, params=redactor(event.params))
+    if isinstance(event, RunAborted):
+        return replace(event, reason=redactor.text(event.reason))
+    return event
+
+
+class EventBus:
+    """Fans events out to processors, redacted, in order, one at a time."""
+
+    def __init__(self, processors: list[Processor], redactor: Redactor) -> None:
+        self.processors = list(processors)
+        self.redactor = redactor
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        safe = redact_event(event, self.redactor)
+        with self._lock:
+            for processor in self.processors:
+                processor.handle(safe)

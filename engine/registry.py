@@ -1,0 +1,72 @@
+"""One generic registry for step types and connection types.
+
+Filled with the built-ins first, then with whatever third-party packages
+publish under an entry-point group. Registering a name twice, or asking for a
+name nobody registered, is an error rather than a silent override.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+from .errors import EngineError
+
+T = TypeVar("T")
+
+
+class RegistryError(EngineError):
+    pass
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+        self.kind = kind
+        self.group = entry_point_group
+        self._items: dict[str, T] = {}
+        self._lazy: dict[str, Callable[[], T]] = {}
+        self._entry_points_loaded = entry_point_group is None
+
+    def register(self, name: str, item: T) -> T:
+        if name in self._items or name in self._lazy:
+            raise RegistryError(f"{self.kind} {name!r} is registered twice")
+        self._items[name] = item
+        return item
+
+    def register_lazy(self, name: str, loader: Callable[[], T]) -> None:
+        """Register a name whose implementation is imported on first use."""
+        if name in self._items or name in self._lazy:
+            raise RegistryError(f"{self.kind} {name!r} is registered twice")
+        self._lazy[name] = loader
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for ep in entry_points(group=self.group or ""):
+            self.register_lazy(ep.name, ep.load)
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted({*self._items, *self._lazy})
+
+    def __contains__(self, name: object) -> bool:
+        self._load_entry_points()
+        return name in self._items or name in self._lazy
+
+    def get(self, name: str) -> T:
+        self._load_entry_points()
+        if name in self._items:
+            return self._items[name]
+        if name in self._lazy:
+            item = self._lazy.pop(name)()
+            self._items[name] = item
+            return item
+        close = difflib.get_close_matches(name, self.names(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise RegistryError(f"unknown {self.kind} {name!r}{hint}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

@@ -1,0 +1,208 @@
+"""States, results and exit codes (spec §5).
+
+A result is data, never an exception: a step that raises becomes a `failed`
+StepResult that carries the message, and the run goes on for other hosts.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class State(enum.StrEnum):
+    OK = "ok"
+    SKIPPED = "skipped"
+    WARN = "warn"
+    CRITICAL = "critical"
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+    ABORTED = "aborted"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+    @property
+    def is_failure(self) -> bool:
+        return self in (State.FAILED, State.UNREACHABLE, State.ABORTED)
+
+
+_SEVERITY = {
+    State.OK: 0,
+    State.SKIPPED: 0,
+    State.WARN: 1,
+    State.CRITICAL: 2,
+    State.FAILED: 3,
+    State.UNREACHABLE: 3,
+    State.ABORTED: 4,
+}
+
+EXIT_CODES = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4}
+
+
+def worst(states: list[State] | tuple[State, ...], default: State = State.OK) -> State:
+    """The most severe state; on a tie the first one wins (ok before skipped)."""
+    best = default
+    for s in states:
+        if s.severity > best.severity:
+            best = s
+    return best
+
+
+def exit_code(state: State) -> int:
+    return state.severity
+
+
+# Result fields the engine owns; a step type's data may not shadow them.
+RESERVED_FIELDS = frozenset({"state", "duration_ms", "attempts", "dry_run", "metrics"})
+# Names that Jinja2 would resolve to a dict method instead of a key.
+FORBIDDEN_FIELDS = frozenset({"items", "keys", "values", "get", "update", "pop", "copy"})
+
+
+@dataclass
+class Metric:
+    """One threshold's value for one host, kept in run history."""
+
+    name: str
+    value: float | None
+    state: State
+    warn: str | None = None
+    critical: str | None = None
+    unit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "state": self.state.value,
+            "warn": self.warn,
+            "critical": self.critical,
+            "unit": self.unit,
+        }
+
+
+@dataclass
+class StepResult:
+    step_id: str
+    name: str
+    host: str
+    state: State
+    data: dict[str, Any] = field(default_factory=dict)
+    duration_ms: int = 0
+    attempts: int = 0
+    dry_run: bool = False
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    error: str | None = None
+    ignored: bool = False  # failed with ignore_errors: shown, not counted
+    rescued: bool = False  # a block whose rescue succeeded
+    skip_reason: str | None = None
+    rendered: dict[str, Any] | None = None  # what a dry-run would have executed
+    sensitive: bool = False
+    approved_by: str | None = None
+
+    @property
+    def counted_state(self) -> State:
+        """The state as it counts toward the run's state and exit code."""
+        if self.ignored or self.rescued:
+            return State.OK
+        return self.state
+
+    def template_value(self) -> dict[str, Any]:
+        """What `steps.<id>` and `result` show to templates."""
+        value = dict(self.data)
+        value.update(
+            state=self.state.value,
+            duration_ms=self.duration_ms,
+            attempts=self.attempts,
+            dry_run=self.dry_run,
+            metrics={k: m.value for k, m in self.metrics.items()},
+            failed=self.state.is_failure,
+            error=self.error,
+        )
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.step_id,
+            "name": self.name,
+            "state": self.state.value,
+            "duration_ms": self.duration_ms,
+            "attempts": self.attempts,
+            "dry_run": self.dry_run,
+            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+            "data": self.data,
+        }
+        for key in ("error", "skip_reason", "rendered", "approved_by"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.ignored:
+            out["ignored"] = True
+        if self.rescued:
+            out["rescued"] = True
+        return out
+
+
+@dataclass
+class HostResult:
+    host: str
+    steps: list[StepResult] = field(default_factory=list)
+    unreachable: str | None = None
+    aborted: str | None = None
+
+    @property
+    def state(self) -> State:
+        if self.aborted:
+            return State.ABORTED
+        if self.unreachable:
+            return State.UNREACHABLE
+        return worst([s.counted_state for s in self.steps])
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "state": self.state.value,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+        if self.unreachable:
+            out["unreachable"] = self.unreachable
+        if self.aborted:
+            out["aborted"] = self.aborted
+        return out
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    runbook: str
+    hosts: dict[str, HostResult] = field(default_factory=dict)
+    aborted: str | None = None
+    started_at: str = ""
+    finished_at: str = ""
+    duration_ms: int = 0
+    dry_run: bool = False
+
+    @property
+    def state(self) -> State:
+        if self.aborted:
+            return State.ABORTED
+        return worst([h.state for h in self.hosts.values()])
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.state)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "run_id": self.run_id,
+            "runbook": self.runbook,
+            "state": self.state.value,
+            "exit_code": self.exit_code,
+            "dry_run": self.dry_run,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_ms": self.duration_ms,
+            "hosts": {name: h.to_dict() for name, h in self.hosts.items()},
+        }
+        if self.aborted:
+            out["aborted"] = self.aborted
+        return out

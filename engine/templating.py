@@ -1,0 +1,257 @@
+"""The one Jinja2 environment: sandboxed, strict, native-typed, cached.
+
+Two kinds of source text come out of a runbook:
+
+* templates (`"vacuum {{ params.table }}"`): every string field. A template that
+  is exactly one `{{ expr }}` keeps the expression's native type, so
+  `"{{ params.count }}"` is the int 3, not the string "3".
+* expressions (`when`, `until`, `failed_when`, `assert`, threshold `value`):
+  bare Jinja2 expressions, as Ansible's `when`.
+
+Both are compiled once per distinct source text and reused for every host and
+step. Rendered output is never rendered again: whatever a host or service sends
+back is data, not a template.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+import jinja2.meta
+from jinja2 import nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from .errors import TemplateError
+
+# The names a template may use (spec §2), and no others.
+NAMESPACES = frozenset({"params", "vars", "host", "steps", "result", "run", "env", "secret"})
+
+_MARKERS = ("{{", "{%", "{#")
+_LONE_EXPR = re.compile(r"\A\{\{-?(?P<expr>.*?)-?\}\}\n?\Z", re.DOTALL)
+
+
+def is_template(text: object) -> bool:
+    return isinstance(text, str) and any(m in text for m in _MARKERS)
+
+
+# --------------------------------------------------------------------- filters
+
+
+def _quote(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def _duration(seconds: object) -> str:
+    total = int(float(seconds))  # type: ignore[arg-type]
+    if total < 60:
+        return f"{total}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size:
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return " ".join(parts[:2])
+
+
+def _bytes(value: object) -> str:
+    size = float(value)  # type: ignore[arg-type]
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(size) < 1024 or unit == "PiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _to_json(value: object, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, sort_keys=True, default=str)
+
+
+def _from_json(text: str) -> Any:
+    return json.loads(text)
+
+
+def _pct(value: object, total: object = None, digits: int = 1) -> str:
+    """`0.953 | pct` → "95.3%"; `used | pct(size)` → used/size as a percentage."""
+    ratio = float(value)  # type: ignore[arg-type]
+    if total is not None:
+        denominator = float(total)  # type: ignore[arg-type]
+        ratio = ratio / denominator if denominator else 0.0
+    return f"{ratio * 100:.{digits}f}%"
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "quote": _quote,
+    "duration": _duration,
+    "bytes": _bytes,
+    "to_json": _to_json,
+    "from_json": _from_json,
+    "pct": _pct,
+}
+
+
+# ----------------------------------------------------------------- environment
+
+
+class _Environment(SandboxedEnvironment):
+    """Attribute access prefers a mapping's keys over its methods.
+
+    Plain Jinja2 resolves `row.values` to `dict.values`; a SQL column or an INFO
+    field named like a dict method would then be unreachable with dot syntax.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+def _make_env() -> _Environment:
+    env = _Environment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+ENV = _make_env()
+
+
+# ------------------------------------------------------------------- compiling
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled template or expression. `render(ctx)` gives the value."""
+
+    source: str
+    fn: Callable[[Mapping[str, Any]], Any]
+    ast: nodes.Template = field(repr=False)
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        try:
+            return self.fn(context)
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(_undefined_message(exc, self.source)) from None
+        except jinja2.TemplateError as exc:
+            raise TemplateError(str(exc)) from None
+        except TemplateError:
+            raise
+        except Exception as exc:  # a filter or operator raised (1/0, int('x'))
+            raise TemplateError(f"{type(exc).__name__}: {exc} in {self.source!r}") from None
+
+
+def _undefined_message(exc: Exception, source: str) -> str:
+    return f"{exc} (in {source.strip()!r})"
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(source: str) -> Compiled:
+    """Compile a bare expression (`when`, `until`, ...). Raises TemplateError."""
+    text = source.strip()
+    if not text:
+        raise TemplateError("empty expression")
+    if is_template(text):
+        raise TemplateError(
+            f"{text!r} is an expression: write it without {{{{ }}}}, as in Ansible's `when`"
+        )
+    try:
+        ast = ENV.parse("{{ (" + text + ") }}")
+        expr = ENV.compile_expression(text, undefined_to_none=False)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"cannot parse expression {text!r}: {exc.message}") from None
+
+    def run(ctx: Mapping[str, Any]) -> Any:
+        return expr(**ctx)
+
+    return Compiled(text, run, ast)
+
+
+@lru_cache(maxsize=4096)
+def compile_template(source: str) -> Compiled:
+    """Compile a string field. A lone `{{ expr }}` keeps its native type."""
+    if not is_template(source):
+        ast = nodes.Template([nodes.Output([nodes.TemplateData(source)])])
+        return Compiled(source, lambda _ctx: source, ast)
+    match = _LONE_EXPR.match(source)
+    if match and "{{" not in match["expr"] and "}}" not in match["expr"]:
+        try:
+            return compile_expression(match["expr"])
+        except TemplateError:
+            pass  # let the full template parser report it with its own words
+    try:
+        ast = ENV.parse(source)
+        template = ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"cannot parse template: {exc.message} (line {exc.lineno})") from None
+    return Compiled(source, template.render, ast)
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every string inside `value` (dicts and lists walked)."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        return compile_template(value).render(context)
+    if isinstance(value, dict):
+        return {k: render_value(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, context) for v in value]
+    return value
+
+
+def evaluate(source: str, context: Mapping[str, Any]) -> Any:
+    return compile_expression(source).render(context)
+
+
+def truthy(source: str, context: Mapping[str, Any]) -> bool:
+    return bool(evaluate(source, context))
+
+
+# ------------------------------------------------------------- static analysis
+
+
+@dataclass
+class References:
+    """What a template reads: top-level names and `steps.X` / `params.X` keys."""
+
+    names: set[str] = field(default_factory=set)
+    steps: set[str] = field(default_factory=set)
+    params: set[str] = field(default_factory=set)
+
+
+def references(compiled: Compiled) -> References:
+    refs = References()
+    ast = compiled.ast
+    refs.names = set(jinja2.meta.find_undeclared_variables(ast))
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not isinstance(target, nodes.Name):
+            continue
+        if isinstance(node, nodes.Getattr):
+            key: object = node.attr
+        elif isinstance(node.arg, nodes.Const):
+            key = node.arg.value
+        else:
+            continue
+        if not isinstance(key, str):
+            continue
+        if target.name == "steps":
+            refs.steps.add(key)
+        elif target.name == "params":
+            refs.params.add(key)
+    return refs
+
+
+def undeclared(names: Iterable[str], allowed: Iterable[str] = NAMESPACES) -> list[str]:
+    allowed_set = set(allowed)
+    return sorted(n for n in names if n not in allowed_set and n not in ENV.globals)
+
