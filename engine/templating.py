@@ -254,4 +254,3 @@ def references(compiled: Compiled) -> References:
 def undeclared(names: Iterable[str], allowed: Iterable[str] = NAMESPACES) -> list[str]:
     allowed_set = set(allowed)
     return sorted(n for n in names if n not in allowed_set and n not in ENV.globals)
-

@@ -7,7 +7,6 @@ interrupt kills the whole tree it spawned, not only the shell.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -24,7 +23,8 @@ KILL_GRACE = 2.0
 
 
 class LocalConnection:
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, **_options: object) -> None:
+        # Options (secrets, resolve_host) matter to remote connections only.
         self.host = host
         self._running: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
@@ -121,7 +121,3 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 def _text(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", "replace")
-
-
-def which(name: str) -> str | None:
-    return shutil.which(name)

@@ -58,6 +58,8 @@ class StepContext:
     operator: Any = None  # engine.approvals.Operator: prompts, acknowledgements
     interrupted: Callable[[], bool] = lambda: False
     sleep: Callable[[float], bool] = lambda seconds: False  # True when interrupted
+    # Runs an earlier step of this host again and returns its result (for `wait`).
+    rerun: Callable[[str], dict[str, Any]] | None = None
 
     @property
     def connection(self) -> Connection:

@@ -1,0 +1,177 @@
+"""The runbook library as people browse it: `list`, `show`, `cron`."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InvalidError
+from .loader import load_runbook
+from .model import Runbook, Step
+from .steps.base import get_step_type
+
+
+@dataclass
+class Entry:
+    path: Path
+    name: str
+    kind: str
+    description: str
+    schedule: str | None
+    owner: str | None
+    tags: list[str]
+    error: str | None = None
+
+
+def find_runbooks(directory: Path) -> list[Path]:
+    """YAML files under `directory` whose top level has a `runbook:` key."""
+    out = []
+    for path in sorted([*directory.rglob("*.yaml"), *directory.rglob("*.yml")]):
+        try:
+            head = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if any(line.startswith("runbook:") for line in head.splitlines()):
+            out.append(path)
+    return out
+
+
+def catalogue(directory: Path) -> list[Entry]:
+    """Every runbook under `directory`: emergency first, then by name."""
+    entries = []
+    for path in find_runbooks(directory):
+        try:
+            rb = load_runbook(path)
+        except InvalidError as exc:
+            first = exc.problems[0].render().splitlines()[0] if exc.problems else str(exc)
+            entries.append(Entry(path, path.stem, "invalid", "", None, None, [], error=first))
+            continue
+        h = rb.header
+        entries.append(
+            Entry(path, h.runbook, h.kind, h.description, h.schedule, h.owner, list(h.tags))
+        )
+    order = {"emergency": 0, "routine": 1, "invalid": 2}
+    return sorted(entries, key=lambda e: (order.get(e.kind, 3), e.name))
+
+
+def show_markdown(rb: Runbook) -> str:
+    """The runbook as a checklist an on-call engineer can follow or paste."""
+    h = rb.header
+    lines = [f"# {h.runbook}", ""]
+    if h.description:
+        lines += [h.description.strip(), ""]
+    facts = [f"**kind:** {h.kind}", f"**hosts:** `{h.hosts}`"]
+    if h.owner:
+        facts.append(f"**owner:** {h.owner}")
+    if h.schedule:
+        facts.append(f"**schedule:** `{h.schedule}`")
+    if h.serial is not None:
+        facts.append(f"**serial:** {h.serial}")
+    if h.max_fail is not None:
+        facts.append(f"**max_fail:** {h.max_fail}")
+    if h.tags:
+        facts.append("**tags:** " + ", ".join(h.tags))
+    lines += [" · ".join(facts), ""]
+    if h.params:
+        lines += [
+            "## Parameters",
+            "",
+            "| name | type | default | required | description |",
+            "|---|---|---|---|---|",
+        ]
+        for name, p in h.params.items():
+            default = "" if p.default is None else f"`{p.default}`"
+            required = "yes" if p.required else ""
+            lines.append(f"| `{name}` | {p.type} | {default} | {required} | {p.description} |")
+        lines.append("")
+    lines += ["## Steps", ""]
+    _steps(rb.steps, lines, 0)
+    if rb.rescue:
+        lines += ["", "## If a step fails (rescue)", ""]
+        _steps(rb.rescue, lines, 0)
+    if rb.always:
+        lines += ["", "## Always, at the end", ""]
+        _steps(rb.always, lines, 0)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _steps(steps: list[Step], lines: list[str], depth: int) -> None:
+    pad = "   " * depth
+    for n, step in enumerate(steps, 1):
+        c = step.common
+        flags = []
+        if c.confirm:
+            flags.append("⚠ needs approval")
+        if c.run_once:
+            flags.append("run once")
+        if c.ignore_errors:
+            flags.append("errors ignored")
+        if c.sensitive:
+            flags.append("sensitive")
+        suffix = f" — {', '.join(flags)}" if flags else ""
+        lines.append(f"{pad}{n}. [ ] **{c.name}** (`{step.id}`, {step.type}){suffix}")
+        detail = pad + "   "
+        if c.description:
+            lines.append(f"{detail}{c.description.strip()}")
+        if c.when is not None:
+            lines.append(f"{detail}- only when: `{c.when}`")
+        if c.confirm:
+            lines.append(f"{detail}- asks: _{c.confirm}_")
+        if step.type == "manual" and isinstance(step.body, dict):
+            for text in str(step.body.get("instructions", "")).strip().splitlines():
+                lines.append(f"{detail}> {text}")
+        elif step.type not in ("block",):
+            described = _describe(step)
+            if described:
+                lines.append(f"{detail}- `{described}`")
+        for name, th in c.thresholds.items():
+            bounds = ", ".join(
+                x
+                for x in (
+                    f"warn {th.warn}" if th.warn else "",
+                    f"critical {th.critical}" if th.critical else "",
+                )
+                if x
+            )
+            lines.append(f"{detail}- threshold **{name}**: `{th.value}` ({bounds})")
+        if c.retry:
+            lines.append(
+                f"{detail}- retry {c.retry.attempts}× every {c.retry.delay:g}s"
+                + (f" until `{c.until}`" if c.until else "")
+            )
+        if step.type == "block":
+            _steps(step.children.get("steps", []), lines, depth + 1)
+            if step.children.get("rescue"):
+                lines.append(f"{detail}- on failure:")
+                _steps(step.children["rescue"], lines, depth + 1)
+            if step.children.get("always"):
+                lines.append(f"{detail}- always:")
+                _steps(step.children["always"], lines, depth + 1)
+
+
+def _describe(step: Step) -> str:
+    stype = get_step_type(step.type)
+    if step.spec is not None:
+        text = stype.describe(step.spec)
+    elif isinstance(step.body, dict):
+        # Templated body: show its most telling field as written.
+        for key in ("cmd", "query", "url", "command", "action", "message", "runbook"):
+            if key in step.body:
+                text = f"{key}: {step.body[key]}"
+                break
+        else:
+            text = ""
+    else:
+        text = str(step.body)
+    return text.strip().splitlines()[0][:160] if text.strip() else ""
+
+
+def cron_lines(directory: Path, runbook_cmd: str = "runbook") -> list[str]:
+    """Crontab lines for every valid runbook that has a `schedule`."""
+    out = []
+    for entry in catalogue(directory):
+        if entry.schedule and entry.kind != "invalid":
+            path = shlex.quote(str(entry.path.resolve()))
+            out.append(f"{entry.schedule} {runbook_cmd} run {path} --yes  # {entry.name}")
+    return out

@@ -1,0 +1,744 @@
+"""One host's walk through a runbook's steps.
+
+For each step: tags / --start-at / `when` → approval → render the body →
+run it (retry, until, timeout) → failed_when / assert / thresholds → a
+StepResult, registered under `steps.<id>` for later templates and emitted as an
+event. Errors become data (Nornir's habit): only an unreachable host, an
+operator's abort or an interrupt leave the walk early.
+
+`walk()` is a generator that yields after every top-level step, so the runner
+can drive hosts in lockstep (strategy: linear) or let each run free.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
+
+from .approvals import Operator
+from .connections.base import Connection
+from .errors import Aborted, HostUnreachable, StepError, TemplateError, UsageError
+from .events import Approval, EventBus, HostFinished, LogMessage, StepFinished, StepStarted
+from .host import Host
+from .model import THRESHOLD_OP, Runbook, Step
+from .params import resolve_params
+from .results import FORBIDDEN_FIELDS, RESERVED_FIELDS, HostResult, Metric, State, StepResult, worst
+from .secrets import Redactor, Secrets
+from .steps.base import StepContext, StepType, get_step_type
+from .templating import compile_expression, is_template, render_value
+
+
+class Interrupted(Aborted):
+    """Ctrl-C: stop now, run no cleanup steps, leave the run resumable."""
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    forks: int = 10
+    tags: frozenset[str] = frozenset()
+    skip_tags: frozenset[str] = frozenset()
+    start_at: str | None = None
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    # step ids (per host) that already succeeded in the run being resumed, with their results
+    resume_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+class RunOnce:
+    """Runs a `run_once` step on the first host that reaches it; others share the result."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._results: dict[str, tuple[threading.Event, list[StepResult]]] = {}
+
+    def get_or_run(self, key: str, fn: Callable[[], StepResult]) -> tuple[StepResult, bool]:
+        with self._lock:
+            entry = self._results.get(key)
+            owner = entry is None
+            if owner:
+                entry = self._results[key] = (threading.Event(), [])
+        assert entry is not None
+        done, box = entry
+        if owner:
+            try:
+                box.append(fn())
+            finally:
+                done.set()
+            return box[0], True
+        done.wait()
+        if not box:
+            raise Aborted(f"run_once step {key} did not complete on its first host")
+        return box[0], False
+
+
+@dataclass
+class RunContext:
+    """What every host of one run shares."""
+
+    run_id: str
+    options: RunOptions
+    bus: EventBus
+    redactor: Redactor
+    secrets: Secrets
+    operator: Operator
+    run_info: dict[str, Any]
+    connect: Callable[[Host], Connection]
+    stop: threading.Event = field(default_factory=threading.Event)  # no new steps
+    stop_reason: str = ""
+    interrupted: bool = False
+    run_once: RunOnce = field(default_factory=RunOnce)
+
+    def request_stop(self, reason: str, interrupt: bool = False) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+        self.interrupted = self.interrupted or interrupt
+        self.stop.set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless the run is interrupted; True when it was."""
+        return self.stop.wait(seconds) and self.interrupted
+
+
+class _ConnectionHolder:
+    """Opens the host's connection on first use (Fabric's habit), once."""
+
+    def __init__(self, host: Host, connect: Callable[[Host], Connection]) -> None:
+        self.host = host
+        self._connect = connect
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Connection:
+        with self._lock:
+            if self._conn is None:
+                conn = self._connect(self.host)
+                conn.open()
+                self._conn = conn
+            return self._conn
+
+    def interrupt(self) -> None:
+        if self._conn is not None:
+            self._conn.interrupt()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+@dataclass
+class _Attempt:
+    data: dict[str, Any]
+    failure: str | None
+    state: State
+    metrics: dict[str, Metric]
+    retry: bool = False
+    until_met: bool = True
+    dry_run_skip: bool = False
+    rendered: dict[str, Any] | None = None
+
+
+class HostExecutor:
+    def __init__(
+        self,
+        run: RunContext,
+        host: Host,
+        runbook: Runbook,
+        params: dict[str, Any],
+        *,
+        connection: _ConnectionHolder | None = None,
+        id_prefix: str = "",
+        depth: int = 0,
+        result: HostResult | None = None,
+    ) -> None:
+        self.run = run
+        self.host = host
+        self.runbook = runbook
+        self.params = params
+        self.connection = connection or _ConnectionHolder(host, run.connect)
+        self.id_prefix = id_prefix
+        self.depth = depth
+        self.result = result or HostResult(host.name)
+        self.results: dict[str, dict[str, Any]] = {}
+        self.vars: dict[str, Any] = {}
+        self.dry_skipped: set[str] = set()  # steps a dry run did not execute
+        self.started = run.options.start_at is None or bool(id_prefix)
+        self.resumed = dict(run.options.resume_results.get(host.name, {})) if not id_prefix else {}
+        self.context: dict[str, Any] = {
+            "params": params,
+            "vars": self.vars,
+            "host": host.template_value(),
+            "steps": self.results,
+            "run": run.run_info,
+            "env": dict(os.environ),
+            "secret": run.secrets,
+        }
+
+    # ------------------------------------------------------------------ walk
+
+    def walk(self) -> Iterator[StepResult | None]:
+        """Run every step, then rescue on failure, then always; yield after each."""
+        try:
+            yield from self._main()
+        except HostUnreachable as exc:
+            self.result.unreachable = str(exc)
+        except Aborted as exc:  # declined approval, max_fail, interrupt
+            self.result.aborted = str(exc)
+        except (TemplateError, UsageError) as exc:
+            self._record(self._failed_pseudo("vars", "runbook vars", str(exc)))
+        if not (self.result.unreachable or self.run.interrupted):
+            # Cleanup runs even after a declined approval: it is what `always` is for.
+            try:
+                for step in self.runbook.always:
+                    yield self.run_step(step)
+            except HostUnreachable as exc:
+                self.result.unreachable = str(exc)
+            except Aborted as exc:
+                self.result.aborted = self.result.aborted or str(exc)
+        if not self.id_prefix:
+            self.run.bus.emit(
+                HostFinished(self.run.run_id, host=self.host.name, state=self.result.state)
+            )
+
+    def _main(self) -> Iterator[StepResult]:
+        self._init_vars()
+        failure: StepResult | None = None
+        for step in self.runbook.steps:
+            if self.run.stop.is_set():
+                if self.run.interrupted:
+                    raise Interrupted(self.run.stop_reason)
+                self.result.aborted = self.run.stop_reason
+                return
+            res = self.run_step(step)
+            yield res
+            if res.counted_state.is_failure:
+                failure = res
+                break
+        if failure is None or not self.runbook.rescue:
+            return
+        for step in self.runbook.rescue:
+            res = self.run_step(step)
+            yield res
+            if res.counted_state.is_failure:
+                return
+        failure.rescued = True
+
+    def run_all(self) -> HostResult:
+        for _ in self.walk():
+            pass
+        return self.result
+
+    def _init_vars(self) -> None:
+        """inventory vars < runbook vars (rendered in order) < -e extra vars."""
+        self.vars.update(self.host.vars)
+        extra = self.run.options.extra_vars if not self.id_prefix else {}
+        for name, value in self.runbook.header.vars.items():
+            if name in extra:
+                continue
+            try:
+                self.vars[name] = render_value(value, self.context)
+            except TemplateError as exc:
+                raise TemplateError(exc.reason, field=f"vars.{name}") from None
+        self.vars.update(extra)
+
+    # ------------------------------------------------------------ one step
+
+    def run_step(
+        self, step: Step, depth: int = 0, tags: frozenset[str] = frozenset()
+    ) -> StepResult:
+        depth += self.depth
+        tags = tags | frozenset(step.common.tags)
+        skip = self._skip_reason(step, tags)
+        if skip:
+            return self._record(self._skipped(step, skip), depth)
+        resumed = self.resumed.pop(self._sid(step), None)
+        if resumed is not None:
+            res = self._skipped(step, "succeeded in the resumed run")
+            res.data = {k: v for k, v in resumed.items() if k not in RESERVED_FIELDS}
+            res.state = State(resumed.get("state", "ok"))
+            res.skip_reason = "resumed: already done"
+            return self._record(res, depth)
+        when = step.common.when
+        if when is not None:
+            try:
+                go = when if isinstance(when, bool) else bool(self._eval(when, self.context))
+            except TemplateError as exc:
+                return self._record(self._template_failure(step, "when", exc), depth)
+            if not go:
+                return self._record(self._skipped(step, f"when: {when}"), depth)
+        if self.run.stop.is_set() and self.run.interrupted:
+            raise Interrupted(self.run.stop_reason or "interrupted")
+        self.run.bus.emit(
+            StepStarted(
+                self.run.run_id,
+                host=self.host.name,
+                step_id=self._sid(step),
+                name=step.name,
+                depth=depth,
+            )
+        )
+        if self.run.operator.step_gate(self.host.name, self._sid(step), step.name) == "skip":
+            return self._record(self._skipped(step, "skipped by the operator (--step)"), depth)
+        if step.common.run_once:
+            res, owner = self.run.run_once.get_or_run(
+                self._sid(step), lambda: self._gated(step, depth, tags)
+            )
+            if not owner:
+                res = _copy_for(res, self.host.name)
+                res.skip_reason = "run_once: result shared from " + (
+                    res.data.get("_host") or "first host"
+                )
+        else:
+            res = self._gated(step, depth, tags)
+        return self._record(res, depth)
+
+    def _gated(self, step: Step, depth: int, tags: frozenset[str]) -> StepResult:
+        by: str | None = None
+        if step.common.confirm is not None:
+            try:
+                prompt = str(render_value(step.common.confirm, self.context))
+            except TemplateError as exc:
+                return self._template_failure(step, "confirm", exc)
+            if self.run.options.dry_run:
+                res = self._skipped(step, f"dry run: would ask {prompt!r}")
+                res.dry_run = True
+                return res
+            approved, by = self.run.operator.confirm(self.host.name, self._sid(step), prompt)
+            self.run.bus.emit(
+                Approval(
+                    self.run.run_id,
+                    host=self.host.name,
+                    step_id=self._sid(step),
+                    approved=approved,
+                    by=by,
+                    prompt=prompt,
+                )
+            )
+            if not approved:
+                res = self._skipped(step, f"declined by {by}")
+                res.state = State.ABORTED
+                res.error = f"approval declined: {prompt}"
+                self._record(res, depth)
+                raise Aborted(f"{self.host.name}: step {self._sid(step)} was not approved ({by})")
+        res = self._dispatch(step, depth, tags)
+        if step.common.confirm is not None:
+            res.approved_by = by
+        return res
+
+    def _dispatch(self, step: Step, depth: int, tags: frozenset[str]) -> StepResult:
+        if step.type == "block":
+            return self._run_block(step, depth, tags)
+        if step.type == "include":
+            return self._run_include(step, depth)
+        return self._run_typed(step)
+
+    # ---------------------------------------------------------- typed steps
+
+    def _run_typed(self, step: Step) -> StepResult:
+        stype = get_step_type(step.type)
+        retry = step.common.retry
+        started = time.monotonic()
+        attempts = 0
+
+        def attempt() -> _Attempt:
+            nonlocal attempts
+            attempts += 1
+            return self._attempt(step, stype, attempts)
+
+        if retry is None:
+            outcome = attempt()
+        else:
+            retrying = Retrying(
+                stop=stop_after_attempt(retry.attempts),
+                wait=wait_exponential(
+                    multiplier=retry.delay,
+                    exp_base=retry.backoff,
+                    max=retry.max_delay if retry.max_delay is not None else float("inf"),
+                ),
+                retry=retry_if_result(lambda a: a.retry),
+                sleep=self._sleep,
+                retry_error_callback=lambda state: (
+                    state.outcome.result() if state.outcome else None
+                ),
+            )
+            outcome = retrying(attempt)
+        failure = outcome.failure
+        if step.common.until and not outcome.until_met and not outcome.dry_run_skip:
+            failure = failure or f"until not met after {attempts} attempts: {step.common.until}"
+        res = StepResult(
+            step_id=self._sid(step),
+            name=step.name,
+            host=self.host.name,
+            state=State.FAILED if failure else outcome.state,
+            data=outcome.data,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            attempts=attempts,
+            dry_run=self.run.options.dry_run,
+            metrics=outcome.metrics,
+            error=failure,
+            ignored=bool(failure) and step.common.ignore_errors,
+            sensitive=step.common.sensitive,
+            rendered=outcome.rendered,
+        )
+        if outcome.dry_run_skip:
+            self.dry_skipped.add(step.id)
+            res.state = State.SKIPPED
+            res.skip_reason = "dry run: not executed"
+        return res
+
+    def _sleep(self, seconds: float) -> None:
+        if self.run.sleep(seconds):
+            raise Interrupted(self.run.stop_reason or "interrupted")
+
+    def _render_spec(self, step: Step, stype: StepType) -> Any:
+        if step.spec is not None:
+            return step.spec
+        body = step.body
+        if isinstance(body, dict):
+            rendered = {}
+            for key, value in body.items():
+                if key in stype.expression_fields or key in stype.raw_fields:
+                    rendered[key] = value
+                    continue
+                try:
+                    rendered[key] = render_value(value, self.context)
+                except TemplateError as exc:
+                    raise TemplateError(exc.reason, field=f"{step.type}.{key}") from None
+        else:
+            try:
+                rendered = render_value(body, self.context)
+            except TemplateError as exc:
+                raise TemplateError(exc.reason, field=step.type) from None
+        try:
+            return stype.Spec.model_validate(rendered)
+        except ValidationError as exc:
+            errs = "; ".join(
+                f"{step.type}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            raise StepError(f"invalid value after rendering: {errs}") from None
+
+    def _attempt(self, step: Step, stype: StepType, number: int) -> _Attempt:
+        common = step.common
+        try:
+            spec = self._render_spec(step, stype)
+        except (TemplateError, StepError) as exc:
+            if self.run.options.dry_run and self.dry_skipped and isinstance(exc, TemplateError):
+                note = {"not_rendered": f"depends on a step the dry run did not execute ({exc})"}
+                return _Attempt({}, None, State.SKIPPED, {}, dry_run_skip=True, rendered=note)
+            return _Attempt({}, str(exc), State.FAILED, {})
+        if self.run.options.dry_run and not (common.safe or stype.dry_run_safe(spec)):
+            shown = spec.model_dump(exclude_none=True, exclude_defaults=True, by_alias=True)
+            if stype.describe(spec):
+                shown = {"describe": stype.describe(spec), **shown}
+            return _Attempt({}, None, State.SKIPPED, {}, dry_run_skip=True, rendered=shown)
+        sctx = StepContext(
+            host=self.host,
+            step_id=self._sid(step),
+            timeout=common.timeout,
+            dry_run=self.run.options.dry_run,
+            redactor=self.run.redactor,
+            get_connection=self.connection.get,
+            variables=self.vars,
+            template_context=self.context,
+            emit_log=lambda level, msg: self.run.bus.emit(
+                LogMessage(
+                    self.run.run_id,
+                    host=self.host.name,
+                    step_id=self._sid(step),
+                    level=level,
+                    message=msg,
+                )
+            ),
+            operator=self.run.operator,
+            interrupted=lambda: self.run.interrupted,
+            sleep=self.run.sleep,
+            rerun=self._rerun,
+        )
+        error: str | None = None
+        try:
+            data = stype.run(spec, sctx) or {}
+        except (HostUnreachable, Aborted):
+            raise
+        except StepError as exc:
+            data, error = dict(exc.data), str(exc)
+        except TemplateError as exc:
+            data, error = {}, str(exc)
+        except Exception as exc:  # a bug in a step type must not kill the run
+            data, error = (
+                {},
+                f"internal error in step type {step.type}: {type(exc).__name__}: {exc}",
+            )
+        clash = (set(data) & (RESERVED_FIELDS | FORBIDDEN_FIELDS)) - {"dry_run"}
+        if clash:
+            error = (
+                error or f"step type {step.type} returned reserved result fields {sorted(clash)}"
+            )
+        value = {**data, "state": "ok", "attempts": number, "dry_run": self.run.options.dry_run}
+        rctx = {**self.context, "result": value}
+        failure = self._failure(step, stype, spec, data, error, rctx)
+        metrics: dict[str, Metric] = {}
+        state = State.OK
+        if failure is None and common.thresholds:
+            try:
+                metrics = self._thresholds(step, rctx)
+            except TemplateError as exc:
+                failure = str(exc)
+            state = worst([m.state for m in metrics.values()])
+            value["metrics"] = {k: m.value for k, m in metrics.items()}
+            if state is State.CRITICAL and common.on_critical == "fail":
+                crit = [
+                    f"{k}={m.value:g} ({m.critical})"
+                    for k, m in metrics.items()
+                    if m.state is State.CRITICAL and m.value is not None
+                ]
+                failure = "critical threshold: " + ", ".join(crit)
+        until_met = True
+        if common.until:
+            value["state"] = "failed" if failure else state.value
+            try:
+                until_met = failure is None and bool(self._eval(common.until, rctx))
+            except TemplateError as exc:
+                until_met, failure = False, failure or f"until: {exc}"
+            retry = not until_met
+        else:
+            retry = failure is not None and common.retry is not None
+        if retry and self.run.interrupted:
+            retry = False
+        return _Attempt(data, failure, state, metrics, retry=retry, until_met=until_met)
+
+    def _failure(
+        self,
+        step: Step,
+        stype: StepType,
+        spec: Any,
+        data: dict[str, Any],
+        error: str | None,
+        rctx: dict[str, Any],
+    ) -> str | None:
+        common = step.common
+        if common.failed_when is not None:
+            try:
+                fw = common.failed_when
+                failed = fw if isinstance(fw, bool) else bool(self._eval(fw, rctx))
+            except TemplateError as exc:
+                return error or f"failed_when: {exc}"
+            if not failed:
+                return None
+            return error or f"failed_when: {common.failed_when}"
+        failure = error or stype.failure(spec, data)
+        if failure:
+            return failure
+        for expr in common.assert_:
+            try:
+                ok = bool(self._eval(expr, rctx))
+            except TemplateError as exc:
+                return f"assert: {exc}"
+            if not ok:
+                return common.message or f"assertion failed: {expr}"
+        return None
+
+    def _thresholds(self, step: Step, rctx: dict[str, Any]) -> dict[str, Metric]:
+        metrics = {}
+        for name, th in step.common.thresholds.items():
+            try:
+                raw = self._eval(th.value, rctx)
+                value = None if raw is None else float(raw)
+            except (TypeError, ValueError) as exc:
+                raise TemplateError(f"threshold {name}: value is not a number ({exc})") from None
+            state = State.OK
+            if value is not None:
+                if th.critical is not None and self._crosses(value, th.critical, rctx):
+                    state = State.CRITICAL
+                elif th.warn is not None and self._crosses(value, th.warn, rctx):
+                    state = State.WARN
+            metrics[name] = Metric(name, value, state, th.warn, th.critical, th.unit)
+        return metrics
+
+    def _crosses(self, value: float, bound: str, rctx: dict[str, Any]) -> bool:
+        match = THRESHOLD_OP.match(bound)
+        assert match is not None  # validated by the model
+        op, rhs = match[1], match[2]
+        limit = float(render_value(rhs, rctx)) if is_template(rhs) else float(rhs)
+        return {
+            "<": value < limit,
+            "<=": value <= limit,
+            ">": value > limit,
+            ">=": value >= limit,
+            "==": value == limit,
+            "!=": value != limit,
+        }[op]
+
+    def _rerun(self, step_id: str) -> dict[str, Any]:
+        """`wait: {check: id}`: run an earlier step again; its result becomes ours."""
+        target = next((s for s in self.runbook.all_steps() if s.id == step_id), None)
+        if target is None or target.type in ("block", "include"):
+            raise StepError(f"wait.check: {step_id!r} is not a step that can be re-run")
+        res = self._run_typed(target)
+        self.results[target.id] = res.template_value()
+        if res.state is State.FAILED:
+            raise StepError(f"check {step_id} failed: {res.error}", data=res.data)
+        return dict(res.data)
+
+    # ------------------------------------------------------ block / include
+
+    def _run_block(self, step: Step, depth: int, tags: frozenset[str]) -> StepResult:
+        started = time.monotonic()
+        children = step.children
+        failed: StepResult | None = None
+        rescued = False
+        states: list[State] = []
+        try:
+            for child in children.get("steps", []):
+                res = self.run_step(child, depth + 1 - self.depth, tags)
+                states.append(res.counted_state)
+                if res.counted_state.is_failure:
+                    failed = res
+                    break
+            if failed is not None and children.get("rescue"):
+                rescued = True
+                for child in children["rescue"]:
+                    res = self.run_step(child, depth + 1 - self.depth, tags)
+                    states.append(res.counted_state)
+                    if res.counted_state.is_failure:
+                        rescued = False
+                        break
+                if rescued:
+                    failed.rescued = True
+        finally:
+            if not self.run.interrupted:
+                for child in children.get("always", []):
+                    res = self.run_step(child, depth + 1 - self.depth, tags)
+                    states.append(res.counted_state)
+        if rescued:
+            states = [s for s in states if not s.is_failure]
+        state = worst(states)
+        error = None
+        if failed is not None and not rescued:
+            state, error = State.FAILED, f"step {failed.step_id} failed: {failed.error}"
+        return StepResult(
+            step_id=self._sid(step),
+            name=step.name,
+            host=self.host.name,
+            state=state,
+            data={"rescued": rescued},
+            duration_ms=int((time.monotonic() - started) * 1000),
+            attempts=1,
+            dry_run=self.run.options.dry_run,
+            error=error,
+            rescued=rescued,
+            ignored=error is not None and step.common.ignore_errors,
+        )
+
+    def _run_include(self, step: Step, depth: int) -> StepResult:
+        started = time.monotonic()
+        included = step.included
+        assert included is not None  # the loader refuses includes it could not load
+        try:
+            raw_params = render_value(step.body.get("params", {}), self.context)
+            params = resolve_params(included.params, raw_params)
+        except (TemplateError, UsageError) as exc:
+            return self._failed_pseudo(step.id, step.name, f"include params: {exc}")
+        sub = HostExecutor(
+            self.run,
+            self.host,
+            included,
+            params,
+            connection=self.connection,
+            id_prefix=f"{self.id_prefix}{step.id}.",
+            depth=depth + 1,
+            result=self.result,
+        )
+        sub.started = True
+        sub.run_all()
+        own = [r for r in self.result.steps if r.step_id.startswith(sub.id_prefix)]
+        state = worst([r.counted_state for r in own])
+        failed = next((r for r in own if r.counted_state.is_failure), None)
+        if sub.result is self.result and (self.result.aborted or self.result.unreachable):
+            raise Aborted(self.result.aborted or self.result.unreachable or "aborted")
+        return StepResult(
+            step_id=self._sid(step),
+            name=step.name,
+            host=self.host.name,
+            state=State.FAILED if failed else state,
+            data={"steps": sub.results},
+            duration_ms=int((time.monotonic() - started) * 1000),
+            attempts=1,
+            dry_run=self.run.options.dry_run,
+            error=f"step {failed.step_id} failed: {failed.error}" if failed else None,
+            ignored=failed is not None and step.common.ignore_errors,
+        )
+
+    # ------------------------------------------------------------- helpers
+
+    def _sid(self, step: Step) -> str:
+        return self.id_prefix + step.id
+
+    def _eval(self, source: str, context: dict[str, Any]) -> Any:
+        return compile_expression(source).render(context)
+
+    def _skip_reason(self, step: Step, tags: frozenset[str]) -> str | None:
+        opts = self.run.options
+        if not self.started:
+            if step.id == opts.start_at:
+                self.started = True
+            elif step.type == "block" and any(s.id == opts.start_at for s in step.walk()):
+                pass  # the start is inside this block: enter it
+            else:
+                return f"before --start-at {opts.start_at}"
+        if opts.skip_tags and tags & opts.skip_tags:
+            return "tag skipped: " + ", ".join(sorted(tags & opts.skip_tags))
+        if opts.tags and not tags & opts.tags and step.type != "block":
+            return "not tagged " + ", ".join(sorted(opts.tags))
+        return None
+
+    def _skipped(self, step: Step, reason: str) -> StepResult:
+        return StepResult(
+            step_id=self._sid(step),
+            name=step.name,
+            host=self.host.name,
+            state=State.SKIPPED,
+            dry_run=self.run.options.dry_run,
+            skip_reason=reason,
+            sensitive=step.common.sensitive,
+        )
+
+    def _template_failure(self, step: Step, field_name: str, exc: TemplateError) -> StepResult:
+        res = self._failed_pseudo(self._sid(step), step.name, f"{field_name}: {exc.reason}")
+        if self.run.options.dry_run and self.dry_skipped:
+            # A dry run did not execute an earlier step this one depends on.
+            res.state, res.error = State.SKIPPED, None
+            res.skip_reason = f"dry run: {field_name} depends on a step that did not run"
+        res.ignored = res.state is State.FAILED and step.common.ignore_errors
+        return res
+
+    def _failed_pseudo(self, step_id: str, name: str, error: str) -> StepResult:
+        return StepResult(
+            step_id=step_id,
+            name=name,
+            host=self.host.name,
+            state=State.FAILED,
+            dry_run=self.run.options.dry_run,
+            error=error,
+        )
+
+    def _record(self, res: StepResult, depth: int = 0) -> StepResult:
+        local_id = res.step_id.removeprefix(self.id_prefix)
+        self.results[local_id] = res.template_value()
+        self.result.steps.append(res)
+        self.run.bus.emit(
+            StepFinished(self.run.run_id, host=self.host.name, result=res, depth=depth)
+        )
+        return res
+
+
+def _copy_for(res: StepResult, host: str) -> StepResult:
+    from dataclasses import replace
+
+    return replace(res, host=host, data=dict(res.data), metrics=dict(res.metrics))

@@ -1,0 +1,272 @@
+"""The runbook format as pydantic models (spec §1, §3, §4).
+
+A step is a discriminated union keyed by its one type key (`shell:`, `sql:`,
+...). The union is open: third-party step types register through entry points,
+so the loader picks the body model from the step-type registry instead of a
+closed `Union[...]` here. `Step` holds both the validated common fields and the
+raw body: the body is validated again after rendering, because a templated
+field (`port: "{{ host.vars.pg_port }}"`) only gets its real type per host.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+
+from .yamlsource import PathKey
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """ "500ms", "30s", "5m", "1h", "2d" or a number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 30s, 5m, 1h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match[1]) * _UNIT_SECONDS[match[2]]
+    raise ValueError(f"{value!r} is not a duration: use 500ms, 30s, 5m, 1h or 2d")
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"},
+            ],
+            "description": "seconds, or 500ms / 30s / 5m / 1h / 2d",
+        }
+    ),
+]
+
+Expression = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "description": "a Jinja2 expression, without braces"}),
+]
+
+# A condition may be a literal true/false as well as an expression.
+Condition = str | bool
+
+COUNT_OR_PERCENT = re.compile(r"^\s*\d+(\.\d+)?\s*%\s*$")
+
+
+def _count_or_percent(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of hosts or a percentage like '25%'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("cannot be negative")
+        return value
+    if isinstance(value, str) and COUNT_OR_PERCENT.match(value):
+        return value.strip()
+    raise ValueError("expected a number of hosts or a percentage like '25%'")
+
+
+CountOrPercent = Annotated[
+    int | str,
+    BeforeValidator(_count_or_percent),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"},
+            ]
+        }
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+PARAM_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
+
+
+class Param(_Strict):
+    type: Literal["str", "int", "float", "bool", "list", "dict"] = "str"
+    default: Any = None
+    required: bool = False
+    description: str = ""
+    choices: list[Any] | None = None
+    secret: bool = Field(False, description="redact the value from every output")
+
+
+class Retry(_Strict):
+    attempts: int = Field(3, ge=1, le=1000)
+    delay: Duration = 1.0
+    backoff: float = Field(1.0, ge=1.0, description="delay multiplier after each attempt")
+    max_delay: Duration | None = None
+
+
+THRESHOLD_OP = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$", re.DOTALL)
+
+
+class Threshold(_Strict):
+    value: Expression
+    warn: str | int | float | None = None
+    critical: str | int | float | None = None
+    unit: str | None = None
+
+    @field_validator("warn", "critical")
+    @classmethod
+    def _operator(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError(f"write an operator before the number, e.g. '> {v}'")
+        if not THRESHOLD_OP.match(str(v)):
+            raise ValueError(
+                f"{v!r} is not a comparison: write an operator (<, <=, >, >=, ==, !=) "
+                "and a number or template, e.g. '< 0.9'"
+            )
+        return str(v)
+
+
+class StepCommon(_Strict):
+    """The fields every step has, whatever its type."""
+
+    name: str
+    id: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]*$")
+    description: str = ""
+    when: Condition | None = None
+    tags: list[str] = []
+    timeout: Duration | None = None
+    retry: Retry | None = None
+    until: Expression | None = None
+    failed_when: Condition | None = None
+    ignore_errors: bool = False
+    run_once: bool = False
+    confirm: str | None = None
+    sensitive: bool = False
+    thresholds: dict[str, Threshold] = {}
+    on_critical: Literal["continue", "fail"] = "continue"
+    safe: bool = False
+    assert_: list[Expression] = Field([], alias="assert")
+    message: str | None = Field(None, description="message of a failed `assert`")
+
+
+COMMON_FIELDS = frozenset((f.alias or name) for name, f in StepCommon.model_fields.items())
+
+
+@dataclass
+class Step:
+    """One step as loaded: common fields, type, raw body, and where it came from."""
+
+    common: StepCommon
+    type: str
+    body: Any  # the raw (normalized, unrendered) body
+    id: str
+    path: PathKey  # e.g. ("steps", 3)
+    file: str
+    line: int
+    spec: Any = None  # the validated body, when it contains no template
+    children: dict[str, list[Step]] = field(default_factory=dict)  # block: steps/rescue/always
+    included: Runbook | None = None  # include: the loaded runbook
+
+    @property
+    def name(self) -> str:
+        return self.common.name
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def walk(self) -> list[Step]:
+        """This step and every step nested in it (not into included runbooks)."""
+        out = [self]
+        for group in self.children.values():
+            for child in group:
+                out.extend(child.walk())
+        return out
+
+
+class RunbookHeader(_Strict):
+    """The top-level fields of a runbook file; steps are parsed separately."""
+
+    runbook: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = ""
+    kind: Literal["routine", "emergency"] = "routine"
+    schedule: str | None = None
+    owner: str | None = None
+    tags: list[str] = []
+    hosts: str = "all"
+    serial: CountOrPercent | None = None
+    max_fail: CountOrPercent | None = None
+    strategy: Literal["linear", "free"] = "linear"
+    params: dict[str, Param] = {}
+    vars: dict[str, Any] = {}
+    steps: list[Any] = Field(min_length=1)
+    rescue: list[Any] = []
+    always: list[Any] = []
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if len(v.split()) != 5:
+            raise ValueError(f"{v!r} is not a 5-field cron expression (min hour dom mon dow)")
+        from croniter import croniter
+
+        if not croniter.is_valid(v):
+            raise ValueError(f"{v!r} is not a valid cron expression")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, v: dict[str, Param]) -> dict[str, Param]:
+        for name in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"param name {name!r} must be an identifier")
+        return v
+
+
+@dataclass
+class Runbook:
+    header: RunbookHeader
+    path: str
+    text: str
+    steps: list[Step]
+    rescue: list[Step]
+    always: list[Step]
+    digest: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.header.runbook
+
+    @property
+    def params(self) -> dict[str, Param]:
+        return self.header.params
+
+    def all_steps(self) -> list[Step]:
+        out: list[Step] = []
+        for step in (*self.steps, *self.rescue, *self.always):
+            out.extend(step.walk())
+        return out
+
+    def step_ids(self) -> list[str]:
+        return [s.id for s in self.all_steps()]
+
+
+def snake_case(name: str) -> str:
+    """The default step id: "Dead tuple ratio" → "dead_tuple_ratio"."""
+    text = re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+    if not text:
+        return "step"
+    if text[0].isdigit():
+        text = "s_" + text
+    return text

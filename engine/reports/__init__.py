@@ -1,0 +1,1 @@
+"""Processors that turn a run's events into something people read."""

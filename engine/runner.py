@@ -1,0 +1,252 @@
+"""Many hosts: forks, serial batches, strategy, max_fail, run_once, Ctrl-C.
+
+The runner owns scheduling only. Each host's work is a HostExecutor generator
+that yields after every top-level step; `linear` advances all hosts of a batch
+one step at a time (every host finishes step N before N+1), `free` lets each
+host run to the end on its own. Either way at most `forks` hosts work at once.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets as _random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .approvals import Operator
+from .connections.base import Connection, connection_types
+from .events import EventBus, Processor, RunAborted, RunFinished, RunStarted, now_iso
+from .executor import HostExecutor, RunContext, RunOptions
+from .host import Host
+from .model import Runbook
+from .results import HostResult, RunResult, State
+from .secrets import Redactor, Secrets
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique without coordination: 20261122-230102-a1b2c3."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + _random.token_hex(3)
+
+
+def parse_limit(value: int | str | None, total: int) -> int | None:
+    """`serial` / `max_fail`: an int, or "25%" of `total` (at least 1 for serial)."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    pct = float(value.strip().rstrip("%"))
+    return math.floor(total * pct / 100)
+
+
+def batches(hosts: list[Host], serial: int | str | None) -> list[list[Host]]:
+    size = parse_limit(serial, len(hosts))
+    if not size:
+        return [hosts] if hosts else []
+    return [hosts[i : i + size] for i in range(0, len(hosts), size)]
+
+
+@dataclass
+class Run:
+    """Everything one execution of a runbook needs, assembled by the caller."""
+
+    runbook: Runbook
+    hosts: list[Host]
+    params: dict[str, Any]
+    options: RunOptions = field(default_factory=RunOptions)
+    operator: Operator = field(default_factory=lambda: Operator("unknown"))
+    processors: list[Processor] = field(default_factory=list)
+    redactor: Redactor = field(default_factory=Redactor)
+    secrets: Secrets | None = None
+    run_id: str = field(default_factory=new_run_id)
+    inventory_name: str = "localhost"
+    inventory_digest: str = ""
+    resolve_host: Any = None  # name → Host, for ssh jump hosts
+    resumed_from: str | None = None
+
+
+class Runner:
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.secrets = run.secrets or Secrets(run.redactor)
+        self.bus = EventBus(run.processors, run.redactor)
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+        self.ctx = RunContext(
+            run_id=run.run_id,
+            options=run.options,
+            bus=self.bus,
+            redactor=run.redactor,
+            secrets=self.secrets,
+            operator=run.operator,
+            run_info={
+                "id": run.run_id,
+                "started_at": now_iso(),
+                "operator": run.operator.name,
+                "dry_run": run.options.dry_run,
+            },
+            connect=self._connect,
+        )
+        self.result = RunResult(
+            run_id=run.run_id,
+            runbook=run.runbook.name,
+            started_at=self.ctx.run_info["started_at"],
+            dry_run=run.options.dry_run,
+        )
+        self._interrupts = 0
+
+    # ------------------------------------------------------------ public
+
+    def execute(self) -> RunResult:
+        run = self.run
+        started = time.monotonic()
+        # Redact params declared secret before anything records them.
+        for name, param in run.runbook.params.items():
+            if param.secret and run.params.get(name):
+                run.redactor.add(str(run.params[name]))
+        self.bus.emit(
+            RunStarted(
+                run.run_id,
+                runbook=run.runbook.name,
+                path=run.runbook.path,
+                hosts=[h.name for h in run.hosts],
+                params=run.params,
+                operator=run.operator.name,
+                dry_run=run.options.dry_run,
+                inventory=run.inventory_name,
+                inventory_digest=run.inventory_digest,
+                runbook_digest=run.runbook.digest,
+                resumed_from=run.resumed_from,
+            )
+        )
+        previous = self._install_sigint()
+        try:
+            max_fail = parse_limit(run.runbook.header.max_fail, len(run.hosts))
+            for batch in batches(run.hosts, run.runbook.header.serial):
+                if self.ctx.stop.is_set():
+                    break
+                self._run_batch(batch, max_fail)
+        finally:
+            self._restore_sigint(previous)
+            self._close_connections()
+        if self.ctx.stop.is_set():
+            self.result.aborted = self.ctx.stop_reason
+            self.bus.emit(RunAborted(run.run_id, reason=self.ctx.stop_reason))
+        self.result.finished_at = now_iso()
+        self.result.duration_ms = int((time.monotonic() - started) * 1000)
+        self.bus.emit(RunFinished(run.run_id, result=self.result))
+        return self.result
+
+    def interrupt(self) -> None:
+        """First call: stop scheduling. Second: kill what is running."""
+        self._interrupts += 1
+        self.ctx.request_stop("interrupted by the operator (Ctrl-C)", interrupt=True)
+        if self._interrupts >= 2:
+            with self._lock:
+                conns = list(self._connections)
+            for holder in conns:
+                holder.interrupt()
+
+    # ---------------------------------------------------------- batches
+
+    def _run_batch(self, batch: list[Host], max_fail: int | None) -> None:
+        walkers: dict[str, Iterator[Any]] = {}
+        for host in batch:
+            executor = HostExecutor(self.ctx, host, self.run.runbook, self.run.params)
+            with self._lock:
+                self._connections.append(executor.connection)
+            self.result.hosts[host.name] = executor.result
+            walkers[host.name] = executor.walk()
+        forks = max(1, min(self.run.options.forks, len(batch)))
+        with ThreadPoolExecutor(max_workers=forks, thread_name_prefix="host") as pool:
+            if self.run.runbook.header.strategy == "free":
+                self._free(pool, walkers, max_fail)
+            else:
+                self._linear(pool, walkers, max_fail)
+
+    def _linear(
+        self, pool: ThreadPoolExecutor, walkers: dict[str, Iterator[Any]], max_fail: int | None
+    ) -> None:
+        active = list(walkers)
+        while active:
+            futures = {pool.submit(_advance, walkers[name]): name for name in active}
+            self._wait_all(list(futures))
+            active = [name for f, name in futures.items() if f.result()]
+            self._check_max_fail(max_fail)
+
+    def _free(
+        self, pool: ThreadPoolExecutor, walkers: dict[str, Iterator[Any]], max_fail: int | None
+    ) -> None:
+        futures = [pool.submit(self._drain, walker, max_fail) for walker in walkers.values()]
+        self._wait_all(futures)
+
+    def _drain(self, walker: Iterator[Any], max_fail: int | None) -> None:
+        for _ in walker:
+            self._check_max_fail(max_fail)
+
+    def _wait_all(self, futures: list[Future[Any]]) -> None:
+        # Wait in slices so the main thread stays responsive to Ctrl-C.
+        pending = set(futures)
+        while pending:
+            _done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        for f in futures:
+            f.result()  # re-raise a bug in the engine itself
+
+    def _check_max_fail(self, max_fail: int | None) -> None:
+        if max_fail is None:
+            return
+        failed = [n for n, h in self.result.hosts.items() if _host_failed(h)]
+        if len(failed) > max_fail:
+            self.ctx.request_stop(
+                f"max_fail exceeded: {len(failed)} host(s) failed ({', '.join(failed)}), "
+                f"at most {max_fail} allowed"
+            )
+
+    # ------------------------------------------------------- connections
+
+    def _connect(self, host: Host) -> Connection:
+        factory = connection_types.get(host.connection)
+        return factory(host, secrets=self.secrets, resolve_host=self.run.resolve_host)  # type: ignore[call-arg]
+
+    def _close_connections(self) -> None:
+        with self._lock:
+            conns, self._connections = self._connections, []
+        for holder in conns:
+            try:
+                holder.close()
+            except Exception:
+                pass  # closing is best effort; the run's result is already decided
+
+    # ------------------------------------------------------------ Ctrl-C
+
+    def _install_sigint(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return signal.signal(signal.SIGINT, lambda _sig, _frame: self.interrupt())
+
+    def _restore_sigint(self, previous: Any) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _advance(walker: Iterator[Any]) -> bool:
+    try:
+        next(walker)
+    except StopIteration:
+        return False
+    return True
+
+
+def _host_failed(h: HostResult) -> bool:
+    state = h.state
+    return state in (State.FAILED, State.UNREACHABLE) or (state is State.ABORTED and not h.aborted)
+
+
+def run_runbook(run: Run) -> RunResult:
+    """Execute `run` and return its result; events go to run.processors."""
+    return Runner(run).execute()
