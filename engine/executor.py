@@ -239,6 +239,7 @@ class HostExecutor:
         """inventory vars < runbook vars (rendered in order) < -e extra vars."""
         self.vars.update(self.host.vars)
         extra = self.run.options.extra_vars if not self.id_prefix else {}
+        self.vars.update(extra)  # first, so runbook vars derived from them see them
         for name, value in self.runbook.header.vars.items():
             if name in extra:
                 continue
@@ -246,7 +247,6 @@ class HostExecutor:
                 self.vars[name] = render_value(value, self.context)
             except TemplateError as exc:
                 raise TemplateError(exc.reason, field=f"vars.{name}") from None
-        self.vars.update(extra)
 
     # ------------------------------------------------------------ one step
 

@@ -1,0 +1,141 @@
+"""Every exit code of spec §5, each produced by a real runbook run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli, run_json, write
+
+OK = """
+runbook: exit-ok
+steps:
+  - name: fine
+    shell: "true"
+  - name: not needed
+    when: false
+    shell: "false"
+"""
+
+WARN = """
+runbook: exit-warn
+steps:
+  - name: measure
+    shell: echo 85
+    thresholds:
+      used: {value: result.stdout | int, warn: "> 80", critical: "> 90"}
+"""
+
+CRITICAL = """
+runbook: exit-critical
+steps:
+  - name: measure
+    shell: echo 95
+    thresholds:
+      used: {value: result.stdout | int, warn: "> 80", critical: "> 90"}
+  - name: still runs after critical
+    shell: "true"
+"""
+
+FAILED = """
+runbook: exit-failed
+steps:
+  - name: broken
+    shell: exit 7
+  - name: never reached
+    shell: "true"
+"""
+
+ABORTED = """
+runbook: exit-aborted
+steps:
+  - name: dangerous
+    confirm: "Really?"
+    shell: "true"
+"""
+
+PARAMS = """
+runbook: exit-usage
+params:
+  count: {type: int, default: 1}
+steps:
+  - name: fine
+    shell: "true"
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "state"),
+    [(OK, 0, "ok"), (WARN, 1, "warn"), (CRITICAL, 2, "critical"), (FAILED, 3, "failed"), (ABORTED, 4, "aborted")],
+)
+def test_run_exit_codes(tmp_path: Path, text: str, code: int, state: str) -> None:
+    exit_code, doc = run_json(write(tmp_path, text))
+    assert exit_code == code
+    assert doc["state"] == state
+    assert doc["exit_code"] == code
+
+
+def test_critical_does_not_stop_later_steps(tmp_path: Path) -> None:
+    _, doc = run_json(write(tmp_path, CRITICAL))
+    steps = doc["hosts"]["localhost"]["steps"]
+    assert [s["state"] for s in steps] == ["critical", "ok"]
+    assert steps[0]["metrics"]["used"]["value"] == 95
+
+
+def test_failed_step_stops_the_host(tmp_path: Path) -> None:
+    _, doc = run_json(write(tmp_path, FAILED))
+    steps = doc["hosts"]["localhost"]["steps"]
+    assert [s["id"] for s in steps] == ["broken"]
+    assert steps[0]["data"]["rc"] == 7
+    assert "rc 7" in steps[0]["error"]
+
+
+def test_unknown_param_is_usage_error(tmp_path: Path) -> None:
+    result = cli("run", write(tmp_path, PARAMS), "-p", "cuont=3")
+    assert result.exit_code == 64
+    assert "unknown param 'cuont'" in result.stderr
+    assert "did you mean 'count'" in result.stderr
+
+
+def test_bad_param_type_is_usage_error(tmp_path: Path) -> None:
+    result = cli("run", write(tmp_path, PARAMS), "-p", "count=many")
+    assert result.exit_code == 64
+    assert "not a valid int" in result.stderr
+
+
+def test_bad_flag_is_usage_error(tmp_path: Path) -> None:
+    result = cli("run", write(tmp_path, OK), "--no-such-flag")
+    assert result.exit_code == 64
+
+
+def test_unknown_start_at_is_usage_error(tmp_path: Path) -> None:
+    result = cli("run", write(tmp_path, FAILED), "--start-at", "neverr_reached")
+    assert result.exit_code == 64
+    assert "did you mean 'never_reached'" in result.stderr
+
+
+def test_invalid_runbook_exits_65(tmp_path: Path) -> None:
+    result = cli("run", write(tmp_path, "runbook: x\nsteps: []\n"))
+    assert result.exit_code == 65
+    assert "nothing was executed" in result.stderr
+
+
+def test_ignored_failure_does_not_count(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        runbook: ignored
+        steps:
+          - name: may fail
+            shell: exit 1
+            ignore_errors: true
+          - name: goes on
+            shell: "true"
+        """,
+    )
+    code, doc = run_json(path)
+    assert code == 0
+    steps = doc["hosts"]["localhost"]["steps"]
+    assert steps[0]["state"] == "failed" and steps[0]["ignored"] is True
+    assert steps[1]["state"] == "ok"

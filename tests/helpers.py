@@ -1,0 +1,32 @@
+"""Small helpers shared by tests: write a runbook, run the CLI in-process."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+from engine.cli import main
+
+
+def write(tmp_path: Path, text: str, name: str = "rb.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args], env=env, input=input, catch_exceptions=False)
+
+
+def run_json(path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """Run a runbook with --format json; return (exit code, the JSON document)."""
+    result = cli("run", str(path), "--format", "json", *args, env=env)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def steps_of(doc: dict[str, Any], host: str = "localhost") -> dict[str, dict[str, Any]]:
+    return {s["id"]: s for s in doc["hosts"][host]["steps"]}
