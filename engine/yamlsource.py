@@ -112,10 +112,9 @@ def load_yaml(text: str, file: str) -> YamlDoc:
         doc.data = _build(node, (), loader, doc)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        if mark is not None and exc.context_mark is not None:
-            # Past the end of the file, "where it started" is the useful place.
-            if mark.line >= len(text.splitlines()):
-                mark = exc.context_mark
+        past_end = mark is not None and mark.line >= len(text.splitlines())
+        if past_end and exc.context_mark is not None:
+            mark = exc.context_mark  # past the end of the file, where it started helps
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         message = f"YAML syntax error: {exc.problem or exc}"
         if exc.context:
