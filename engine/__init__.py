@@ -1,0 +1,62 @@
+"""A declarative runbook engine for SREs.
+
+The public API::
+
+    from engine import load_runbook, run_runbook, Run, RunOptions
+
+    rb = load_runbook("runbooks/postgres-weekly.yaml")        # RunbookInvalid on any problem
+    result = run_runbook(Run(runbook=rb, hosts=[localhost()], params={}))
+    result.exit_code
+
+Everything else is importable from its module; only these names are promised.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "EngineError",
+    "Host",
+    "Run",
+    "RunOptions",
+    "RunResult",
+    "RunbookInvalid",
+    "State",
+    "load_inventory",
+    "load_runbook",
+    "localhost",
+    "run_runbook",
+]
+
+if TYPE_CHECKING:
+    from .context import RunOptions
+    from .errors import EngineError, RunbookInvalid
+    from .host import Host, localhost
+    from .inventory import load_inventory
+    from .loader import load_runbook
+    from .results import RunResult, State
+    from .runner import Run, run_runbook
+
+_WHERE = {
+    "EngineError": "errors",
+    "RunbookInvalid": "errors",
+    "RunOptions": "context",
+    "Host": "host",
+    "localhost": "host",
+    "load_inventory": "inventory",
+    "load_runbook": "loader",
+    "RunResult": "results",
+    "State": "results",
+    "Run": "runner",
+    "run_runbook": "runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `import engine` (and `runbook --help`) stays cheap.
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

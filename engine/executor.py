@@ -13,124 +13,27 @@ can drive hosts in lockstep (strategy: linear) or let each run free.
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
-from .approvals import Operator
-from .connections.base import Connection
+from . import outcome
+from .context import ConnectionHolder, Interrupted, RunContext
 from .errors import Aborted, HostUnreachable, StepError, TemplateError, UsageError
-from .events import Approval, EventBus, HostFinished, LogMessage, StepFinished, StepStarted
+from .events import Approval, HostFinished, LogMessage, StepFinished, StepStarted
 from .host import Host
-from .model import THRESHOLD_OP, Runbook, Step
+from .model import Runbook, Step
 from .params import resolve_params
 from .results import FORBIDDEN_FIELDS, RESERVED_FIELDS, HostResult, Metric, State, StepResult, worst
-from .secrets import Redactor, Secrets
 from .steps.base import StepContext, StepType, get_step_type
-from .templating import compile_expression, is_template, render_value
+from .templating import compile_expression, render_value
 
-
-class Interrupted(Aborted):
-    """Ctrl-C: stop now, run no cleanup steps, leave the run resumable."""
-
-
-@dataclass
-class RunOptions:
-    dry_run: bool = False
-    forks: int = 10
-    tags: frozenset[str] = frozenset()
-    skip_tags: frozenset[str] = frozenset()
-    start_at: str | None = None
-    extra_vars: dict[str, Any] = field(default_factory=dict)
-    # step ids (per host) that already succeeded in the run being resumed, with their results
-    resume_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-
-
-class RunOnce:
-    """Runs a `run_once` step on the first host that reaches it; others share the result."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._results: dict[str, tuple[threading.Event, list[StepResult]]] = {}
-
-    def get_or_run(self, key: str, fn: Callable[[], StepResult]) -> tuple[StepResult, bool]:
-        with self._lock:
-            entry = self._results.get(key)
-            owner = entry is None
-            if owner:
-                entry = self._results[key] = (threading.Event(), [])
-        assert entry is not None
-        done, box = entry
-        if owner:
-            try:
-                box.append(fn())
-            finally:
-                done.set()
-            return box[0], True
-        done.wait()
-        if not box:
-            raise Aborted(f"run_once step {key} did not complete on its first host")
-        return box[0], False
-
-
-@dataclass
-class RunContext:
-    """What every host of one run shares."""
-
-    run_id: str
-    options: RunOptions
-    bus: EventBus
-    redactor: Redactor
-    secrets: Secrets
-    operator: Operator
-    run_info: dict[str, Any]
-    connect: Callable[[Host], Connection]
-    stop: threading.Event = field(default_factory=threading.Event)  # no new steps
-    stop_reason: str = ""
-    interrupted: bool = False
-    run_once: RunOnce = field(default_factory=RunOnce)
-
-    def request_stop(self, reason: str, interrupt: bool = False) -> None:
-        if not self.stop.is_set():
-            self.stop_reason = reason
-        self.interrupted = self.interrupted or interrupt
-        self.stop.set()
-
-    def sleep(self, seconds: float) -> bool:
-        """Sleep unless the run is interrupted; True when it was."""
-        return self.stop.wait(seconds) and self.interrupted
-
-
-class _ConnectionHolder:
-    """Opens the host's connection on first use (Fabric's habit), once."""
-
-    def __init__(self, host: Host, connect: Callable[[Host], Connection]) -> None:
-        self.host = host
-        self._connect = connect
-        self._conn: Connection | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Connection:
-        with self._lock:
-            if self._conn is None:
-                conn = self._connect(self.host)
-                conn.open()
-                self._conn = conn
-            return self._conn
-
-    def interrupt(self) -> None:
-        if self._conn is not None:
-            self._conn.interrupt()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+# Keys of StepResult.template_value() that are computed, not data of the step.
+_DERIVED = frozenset({"failed", "error"})
 
 
 @dataclass
@@ -153,7 +56,7 @@ class HostExecutor:
         runbook: Runbook,
         params: dict[str, Any],
         *,
-        connection: _ConnectionHolder | None = None,
+        connection: ConnectionHolder | None = None,
         id_prefix: str = "",
         depth: int = 0,
         result: HostResult | None = None,
@@ -162,7 +65,7 @@ class HostExecutor:
         self.host = host
         self.runbook = runbook
         self.params = params
-        self.connection = connection or _ConnectionHolder(host, run.connect)
+        self.connection = connection or ConnectionHolder(host, run.connect)
         self.id_prefix = id_prefix
         self.depth = depth
         self.result = result or HostResult(host.name)
@@ -260,11 +163,7 @@ class HostExecutor:
             return self._record(self._skipped(step, skip), depth)
         resumed = self.resumed.pop(self._sid(step), None)
         if resumed is not None:
-            res = self._skipped(step, "succeeded in the resumed run")
-            res.data = {k: v for k, v in resumed.items() if k not in RESERVED_FIELDS}
-            res.state = State(resumed.get("state", "ok"))
-            res.skip_reason = "resumed: already done"
-            return self._record(res, depth)
+            return self._resumed(step, resumed, depth)
         when = step.common.when
         if when is not None:
             try:
@@ -299,6 +198,32 @@ class HostExecutor:
             res = self._gated(step, depth, tags)
         return self._record(res, depth)
 
+    def _resumed(self, step: Step, value: dict[str, Any], depth: int) -> StepResult:
+        """A step the resumed run finished: not run again, its result kept for templates."""
+        res = self._skipped(step, "resumed: already done")
+        res.state = State(value.get("state", "ok"))
+        res.data = {
+            k: v for k, v in value.items() if k not in RESERVED_FIELDS and k not in _DERIVED
+        }
+        self._record(res, depth)
+        # Metrics were measured by the original run; templates still see their values.
+        self.results[step.id]["metrics"] = dict(value.get("metrics") or {})
+        if step.type == "set":
+            self.vars.update(res.data)  # what the `set` did to vars, done again
+        for child in step.walk()[1:]:  # a finished block: its children's results too
+            child_value = self.resumed.pop(self._sid(child), None)
+            if child_value is not None:
+                self.results[child.id] = child_value
+                if child.type == "set":
+                    self.vars.update(
+                        {
+                            k: v
+                            for k, v in child_value.items()
+                            if k not in RESERVED_FIELDS and k not in _DERIVED
+                        }
+                    )
+        return res
+
     def _gated(self, step: Step, depth: int, tags: frozenset[str]) -> StepResult:
         by: str | None = None
         if step.common.confirm is not None:
@@ -327,7 +252,16 @@ class HostExecutor:
                 res.error = f"approval declined: {prompt}"
                 self._record(res, depth)
                 raise Aborted(f"{self.host.name}: step {self._sid(step)} was not approved ({by})")
-        res = self._dispatch(step, depth, tags)
+        try:
+            res = self._dispatch(step, depth, tags)
+        except Aborted as exc:
+            # A manual step refused, an interrupt: show and record which step stopped
+            # the host, and why, before the host's walk ends.
+            stopped = self._failed_pseudo(self._sid(step), step.name, str(exc))
+            stopped.state, stopped.approved_by = State.ABORTED, by
+            stopped.sensitive = step.common.sensitive
+            self._record(stopped, depth)
+            raise
         if step.common.confirm is not None:
             res.approved_by = by
         return res
@@ -482,12 +416,12 @@ class HostExecutor:
             )
         value = {**data, "state": "ok", "attempts": number, "dry_run": self.run.options.dry_run}
         rctx = {**self.context, "result": value}
-        failure = self._failure(step, stype, spec, data, error, rctx)
+        failure = outcome.failure(step, stype, spec, data, error, rctx)
         metrics: dict[str, Metric] = {}
         state = State.OK
         if failure is None and common.thresholds:
             try:
-                metrics = self._thresholds(step, rctx)
+                metrics = outcome.thresholds(step, rctx)
             except TemplateError as exc:
                 failure = str(exc)
             state = worst([m.state for m in metrics.values()])
@@ -512,68 +446,6 @@ class HostExecutor:
         if retry and self.run.interrupted:
             retry = False
         return _Attempt(data, failure, state, metrics, retry=retry, until_met=until_met)
-
-    def _failure(
-        self,
-        step: Step,
-        stype: StepType,
-        spec: Any,
-        data: dict[str, Any],
-        error: str | None,
-        rctx: dict[str, Any],
-    ) -> str | None:
-        common = step.common
-        if common.failed_when is not None:
-            try:
-                fw = common.failed_when
-                failed = fw if isinstance(fw, bool) else bool(self._eval(fw, rctx))
-            except TemplateError as exc:
-                return error or f"failed_when: {exc}"
-            if not failed:
-                return None
-            return error or f"failed_when: {common.failed_when}"
-        failure = error or stype.failure(spec, data)
-        if failure:
-            return failure
-        for expr in common.assert_:
-            try:
-                ok = bool(self._eval(expr, rctx))
-            except TemplateError as exc:
-                return f"assert: {exc}"
-            if not ok:
-                return common.message or f"assertion failed: {expr}"
-        return None
-
-    def _thresholds(self, step: Step, rctx: dict[str, Any]) -> dict[str, Metric]:
-        metrics = {}
-        for name, th in step.common.thresholds.items():
-            try:
-                raw = self._eval(th.value, rctx)
-                value = None if raw is None else float(raw)
-            except (TypeError, ValueError) as exc:
-                raise TemplateError(f"threshold {name}: value is not a number ({exc})") from None
-            state = State.OK
-            if value is not None:
-                if th.critical is not None and self._crosses(value, th.critical, rctx):
-                    state = State.CRITICAL
-                elif th.warn is not None and self._crosses(value, th.warn, rctx):
-                    state = State.WARN
-            metrics[name] = Metric(name, value, state, th.warn, th.critical, th.unit)
-        return metrics
-
-    def _crosses(self, value: float, bound: str, rctx: dict[str, Any]) -> bool:
-        match = THRESHOLD_OP.match(bound)
-        assert match is not None  # validated by the model
-        op, rhs = match[1], match[2]
-        limit = float(render_value(rhs, rctx)) if is_template(rhs) else float(rhs)
-        return {
-            "<": value < limit,
-            "<=": value <= limit,
-            ">": value > limit,
-            ">=": value >= limit,
-            "==": value == limit,
-            "!=": value != limit,
-        }[op]
 
     def _rerun(self, step_id: str) -> dict[str, Any]:
         """`wait: {check: id}`: run an earlier step again; its result becomes ours."""

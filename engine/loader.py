@@ -207,6 +207,8 @@ class _FileLoader:
             stype = get_step_type(type_name)
         except Exception as exc:  # an entry point that fails to import
             self._problem((*path, type_name), f"step type `{type_name}` cannot be loaded: {exc}")
+            # Keep its id known, so references to it do not pile up as more errors.
+            self.step_ids.setdefault(common.id or snake_case(common.name or "step"), path)
             return None
         body = stype.normalize(raw[type_name])
         spec, templated = self._validate_lenient(stype.Spec, body, (*path, type_name))

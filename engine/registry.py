@@ -61,7 +61,8 @@ class Registry(Generic[T]):
         if name in self._items:
             return self._items[name]
         if name in self._lazy:
-            item = self._lazy.pop(name)()
+            item = self._lazy[name]()  # may raise ImportError: keep the entry then
+            del self._lazy[name]
             self._items[name] = item
             return item
         close = difflib.get_close_matches(name, self.names(), n=1)

@@ -21,8 +21,9 @@ from typing import Any
 
 from .approvals import Operator
 from .connections.base import Connection, connection_types
+from .context import RunContext, RunOptions
 from .events import EventBus, Processor, RunAborted, RunFinished, RunStarted, now_iso
-from .executor import HostExecutor, RunContext, RunOptions
+from .executor import HostExecutor
 from .host import Host
 from .model import Runbook
 from .results import HostResult, RunResult, State

@@ -14,13 +14,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .model import RunbookHeader, StepCommon
-from .steps.base import get_step_type, step_types
+from .steps.base import get_step_type, is_available, step_types
 
 TEMPLATE = {"type": "string", "pattern": r"\{\{|\{%"}
 
 
 def runbook_schema() -> dict[str, Any]:
-    types = {name: get_step_type(name) for name in step_types.names()}
+    # A plugin that cannot be imported here is left out rather than breaking the schema.
+    types = {name: get_step_type(name) for name in step_types.names() if is_available(name)}
     models: list[tuple[type[BaseModel], Any]] = [
         (RunbookHeader, "validation"),
         (StepCommon, "validation"),

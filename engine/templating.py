@@ -170,7 +170,11 @@ def compile_expression(source: str) -> Compiled:
         raise TemplateError(f"cannot parse expression {text!r}: {exc.message}") from None
 
     def run(ctx: Mapping[str, Any]) -> Any:
-        return expr(**ctx)
+        value = expr(**ctx)
+        if isinstance(value, jinja2.Undefined):
+            # A bare `params.nope` yields an Undefined object instead of raising.
+            value._fail_with_undefined_error()
+        return value
 
     return Compiled(text, run, ast)
 

@@ -14,7 +14,7 @@ from .base import StepContext, StepSpec, StepType
 
 class ShellSpec(StepSpec):
     cmd: str | None = None
-    argv: list[str] | None = None
+    argv: list[str | int | float] | None = None  # numbers from templates are fine
     stdin: str | None = None
     env: dict[str, str | int | float | bool] = {}
     cwd: str | None = None

@@ -1,0 +1,119 @@
+"""What one run shares across its hosts: options, the event bus, the operator,
+the stop flag (Ctrl-C, max_fail), run_once results, and per-host connections.
+
+Kept apart from executor.py so the runner and the step walk share one small
+vocabulary without either reaching into the other.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .approvals import Operator
+from .connections.base import Connection
+from .errors import Aborted
+from .events import EventBus
+from .host import Host
+from .results import StepResult
+from .secrets import Redactor, Secrets
+
+
+class Interrupted(Aborted):
+    """Ctrl-C: stop now, run no cleanup steps, leave the run resumable."""
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    forks: int = 10
+    tags: frozenset[str] = frozenset()
+    skip_tags: frozenset[str] = frozenset()
+    start_at: str | None = None
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    # step ids (per host) that already succeeded in the run being resumed, with their results
+    resume_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+class RunOnce:
+    """Runs a `run_once` step on the first host that reaches it; others share the result."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._results: dict[str, tuple[threading.Event, list[StepResult]]] = {}
+
+    def get_or_run(self, key: str, fn: Callable[[], StepResult]) -> tuple[StepResult, bool]:
+        with self._lock:
+            entry = self._results.get(key)
+            owner = entry is None
+            if owner:
+                entry = self._results[key] = (threading.Event(), [])
+        assert entry is not None
+        done, box = entry
+        if owner:
+            try:
+                box.append(fn())
+            finally:
+                done.set()
+            return box[0], True
+        done.wait()
+        if not box:
+            raise Aborted(f"run_once step {key} did not complete on its first host")
+        return box[0], False
+
+
+@dataclass
+class RunContext:
+    """What every host of one run shares."""
+
+    run_id: str
+    options: RunOptions
+    bus: EventBus
+    redactor: Redactor
+    secrets: Secrets
+    operator: Operator
+    run_info: dict[str, Any]
+    connect: Callable[[Host], Connection]
+    stop: threading.Event = field(default_factory=threading.Event)  # no new steps
+    stop_reason: str = ""
+    interrupted: bool = False
+    run_once: RunOnce = field(default_factory=RunOnce)
+
+    def request_stop(self, reason: str, interrupt: bool = False) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+        self.interrupted = self.interrupted or interrupt
+        self.stop.set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless the run is interrupted; True when it was."""
+        return self.stop.wait(seconds) and self.interrupted
+
+
+class ConnectionHolder:
+    """Opens the host's connection on first use (Fabric's habit), once."""
+
+    def __init__(self, host: Host, connect: Callable[[Host], Connection]) -> None:
+        self.host = host
+        self._connect = connect
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Connection:
+        with self._lock:
+            if self._conn is None:
+                conn = self._connect(self.host)
+                conn.open()
+                self._conn = conn
+            return self._conn
+
+    def interrupt(self) -> None:
+        if self._conn is not None:
+            self._conn.interrupt()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
