@@ -25,6 +25,8 @@ class Host:
     connect_timeout: float = 10.0
     groups: list[str] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
+    # The fields the inventory set (defaults included); ~/.ssh/config fills only the rest.
+    explicit: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.address:

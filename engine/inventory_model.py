@@ -1,0 +1,161 @@
+"""What every inventory format is parsed into, and the host-field rules they share.
+
+The native YAML, Ansible YAML and Ansible INI readers each turn a file into a
+`Spec` (declared groups and hosts, with where each came from); one builder in
+inventory.py then applies group membership, var precedence and the checks that
+span the file (unknown children, cycles, jump hosts). Keeping the formats apart
+from the semantics is what makes "an INI and a YAML inventory describing the
+same hosts give the same Inventory" true by construction.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Location, Problem
+from .yamlsource import snippet
+
+HOST_FIELDS = (
+    "address",
+    "connection",
+    "user",
+    "port",
+    "key_file",
+    "password",
+    "jump",
+    "host_key_policy",
+    "known_hosts",
+    "connect_timeout",
+)
+CONNECTIONS = ("ssh", "local")
+POLICIES = ("strict", "accept-new", "ignore")
+RESERVED_GROUPS = ("all", "ungrouped")
+
+
+@dataclass
+class HostDecl:
+    """A host as written: its explicit fields and vars, merged over its mentions."""
+
+    name: str
+    where: Location
+    fields: dict[str, Any] = field(default_factory=dict)
+    field_where: dict[str, Location] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GroupDecl:
+    name: str
+    where: Location
+    vars: dict[str, Any] = field(default_factory=dict)
+    hosts: list[str] = field(default_factory=list)  # direct members, in file order
+    children: list[str] = field(default_factory=list)
+    child_where: dict[str, Location] = field(default_factory=dict)
+    priority: int = 100  # Ansible's ansible_group_priority: lower merges first
+
+
+@dataclass
+class Spec:
+    """One inventory file, parsed but not yet resolved."""
+
+    file: str
+    text: str
+    format: str  # native | ansible-yaml | ansible-ini
+    defaults: dict[str, Any] = field(default_factory=dict)
+    defaults_where: dict[str, Location] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)  # the `all` level
+    groups: dict[str, GroupDecl] = field(default_factory=dict)
+    hosts: dict[str, HostDecl] = field(default_factory=dict)  # first appearance order
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem(self, where: Location, message: str, hint: str = "", path: str = "") -> None:
+        self.problems.append(
+            Problem(
+                message=message,
+                location=where,
+                path=path,
+                hint=hint,
+                snippet=snippet(self.text, where.line, where.column),
+            )
+        )
+
+    def group(self, name: str, where: Location) -> GroupDecl:
+        if name not in self.groups:
+            self.groups[name] = GroupDecl(name, where)
+        return self.groups[name]
+
+    def host(self, name: str, where: Location) -> HostDecl:
+        if name not in self.hosts:
+            self.hosts[name] = HostDecl(name, where)
+        return self.hosts[name]
+
+
+def did_you_mean(name: object, candidates: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else ""
+
+
+def unknown_key_hint(name: object, candidates: list[str] | tuple[str, ...]) -> str:
+    return did_you_mean(name, candidates) or "valid: " + ", ".join(candidates)
+
+
+def check_field(name: str, value: Any) -> tuple[Any, str]:
+    """(normalised value, "") or (None, why it is wrong) for one host field."""
+    if name == "port":
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None, f"port must be a number from 1 to 65535, not {value!r}"
+        if not 1 <= value <= 65535:
+            return None, f"port {value} is out of range (1-65535)"
+        return value, ""
+    if name == "connection":
+        if value not in CONNECTIONS:
+            return None, f"connection must be one of {', '.join(CONNECTIONS)}, not {value!r}"
+        return value, ""
+    if name == "host_key_policy":
+        if value not in POLICIES:
+            return None, f"host_key_policy must be one of {', '.join(POLICIES)}, not {value!r}"
+        return value, ""
+    if name == "connect_timeout":
+        from .model import parse_duration
+
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            return None, f"connect_timeout: {exc}"
+        if seconds <= 0:
+            return None, "connect_timeout must be more than 0 seconds"
+        return seconds, ""
+    # address, user, key_file, password, jump, known_hosts: text
+    if isinstance(value, bool) or value is None or not isinstance(value, str | int | float):
+        return None, f"{name} must be text, not {type(value).__name__}"
+    text = str(value)
+    if not text.strip():
+        return None, f"{name} must not be empty"
+    return text, ""
+
+
+def set_field(
+    spec: Spec, decl: HostDecl, name: str, value: Any, where: Location, path: str = ""
+) -> None:
+    """Record an explicit field, refusing two different values for one host."""
+    path = path or f"{decl.name}.{name}"
+    value, error = check_field(name, value)
+    if error:
+        spec.problem(where, error, path=path)
+        return
+    if name in decl.fields and decl.fields[name] != value:
+        first = decl.field_where[name]
+        shown = "***" if name == "password" else repr(decl.fields[name])
+        spec.problem(
+            where,
+            f"host {decl.name!r}: {name} is set twice with different values",
+            f"first set to {shown} at line {first.line}",
+            path=path,
+        )
+        return
+    decl.fields[name] = value
+    decl.field_where.setdefault(name, where)
