@@ -1,0 +1,51 @@
+"""Passwords out of DSNs and URLs (engine.steps._dsn)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.steps._dsn import dsn_passwords, redact_dsn, scrub
+from engine.steps.base import get_step_type
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown", "secrets"),
+    [
+        ("postgresql://app:s3cret@db1:5432/app", "postgresql://app:***@db1:5432/app", ["s3cret"]),
+        ("postgres://app:p%40ss@db1/app", "postgres://app:***@db1/app", ["p%40ss", "p@ss"]),
+        (
+            "postgresql://app@db1/app?sslmode=require&password=qwerty",
+            "postgresql://app@db1/app?sslmode=require&password=***",
+            ["qwerty"],
+        ),
+        ("postgresql://app@db1/app", "postgresql://app@db1/app", []),
+        ("host=db1 user=app password=s3cret dbname=x", "host=db1 user=app password=*** dbname=x", ["s3cret"]),
+        ("host=db1 password = 'a b\\'c' dbname=x", "host=db1 password=*** dbname=x", ["a b'c"]),
+        ("host=db1 dbname=x", "host=db1 dbname=x", []),
+        ("redis://:hunter22@cache:6379/0", "redis://:***@cache:6379/0", ["hunter22"]),
+        ("rediss://default:hunter22@cache", "rediss://default:***@cache", ["hunter22"]),
+        ("redis://cache:6379/1", "redis://cache:6379/1", []),
+        ("", "", []),
+    ],
+)
+def test_redact_and_passwords(dsn: str, shown: str, secrets: list[str]) -> None:
+    assert redact_dsn(dsn) == shown
+    assert sorted(dsn_passwords(dsn)) == sorted(secrets)
+    for secret in secrets:
+        assert secret not in redact_dsn(dsn)
+
+
+def test_scrub_masks_the_password_anywhere() -> None:
+    dsn = "postgresql://u:Zx9-pw@h/db"
+    assert scrub("failed for Zx9-pw at h", dsn) == "failed for *** at h"
+
+
+def test_dumped_specs_never_show_passwords() -> None:
+    sql = get_step_type("sql").Spec.model_validate(
+        {"dsn": "postgresql://u:Zx9-pw@h/db", "query": "select 1"}
+    )
+    redis = get_step_type("redis").Spec.model_validate(
+        {"url": "redis://:Zx9-pw@h:6379/0", "command": "PING"}
+    )
+    assert "Zx9-pw" not in str(sql.model_dump()) and "Zx9-pw" not in str(redis.model_dump())
+    assert sql.dsn == "postgresql://u:Zx9-pw@h/db"  # the real value is still there to connect
