@@ -1,0 +1,245 @@
+"""The `http` step against real HTTP and HTTPS servers running in threads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from engine.connections.local import LocalConnection
+from engine.errors import ServiceError, StepError, StepTimeout
+from engine.host import localhost
+from engine.secrets import Redactor
+from engine.steps.base import StepContext, get_step_type
+from engine.steps.http import HttpSpec, redact_url, status_ok
+from tests.fixtures.web import CERT_DAYS, WebServers
+
+
+def make_ctx(timeout: float | None = None, redactor: Redactor | None = None) -> StepContext:
+    host = localhost()
+    return StepContext(
+        host=host,
+        step_id="t",
+        timeout=timeout,
+        dry_run=False,
+        redactor=redactor if redactor is not None else Redactor(),
+        get_connection=lambda: LocalConnection(host),
+    )
+
+
+def run(body: dict[str, Any], timeout: float | None = None, redactor: Redactor | None = None):
+    """Run an http step body; return (data, failure message)."""
+    step = get_step_type("http")
+    spec = step.Spec.model_validate(body)
+    data = step.run(spec, make_ctx(timeout, redactor))
+    return data, step.failure(spec, data)
+
+
+def test_get_json_with_expect_status(web_servers: WebServers) -> None:
+    data, failure = run({"url": f"{web_servers.http_url}/json", "expect_status": 200})
+    assert failure is None
+    assert data["status"] == 200
+    assert data["json"] == {"ok": True, "n": 3}
+    assert data["headers"]["content-type"] == "application/json"
+    assert data["headers"]["x-test-server"] == "web-fixture"
+    assert data["tls"] is None
+    assert data["truncated"] is False
+    assert data["url"] == f"{web_servers.http_url}/json"
+    assert data["elapsed_ms"] >= 0
+
+
+def test_post_json_with_headers_and_params(web_servers: WebServers) -> None:
+    data, failure = run(
+        {
+            "url": f"{web_servers.http_url}/echo",
+            "method": "post",
+            "json": {"name": "db1", "items": [1, 2]},
+            "headers": {"X-Runbook": "yes"},
+            "params": {"q": "vacuum", "n": 2},
+        }
+    )
+    assert failure is None
+    echoed = data["json"]
+    assert echoed["method"] == "POST"
+    assert echoed["json"] == {"name": "db1", "items": [1, 2]}
+    assert echoed["headers"]["x-runbook"] == "yes"
+    assert echoed["headers"]["content-type"] == "application/json"
+    assert echoed["query"] == {"q": "vacuum", "n": "2"}
+
+
+def test_raw_body_and_basic_auth(web_servers: WebServers) -> None:
+    redactor = Redactor()
+    data, _ = run(
+        {
+            "url": f"{web_servers.http_url}/echo",
+            "method": "PUT",
+            "body": "plain text",
+            "auth": {"username": "ops", "password": "hunter2-secret"},
+        },
+        redactor=redactor,
+    )
+    assert data["json"]["body"] == "plain text"
+    assert data["json"]["headers"]["authorization"].startswith("Basic ")
+    # The password joins the run's redaction set, so no output can show it.
+    assert redactor.text("pw=hunter2-secret") == "pw=***"
+
+
+def test_json_and_body_are_exclusive() -> None:
+    with pytest.raises(ValidationError, match="at most one of `json` and `body`"):
+        HttpSpec.model_validate({"url": "http://x/", "json": {"a": 1}, "body": "b"})
+
+
+def test_server_error_fails_with_default_expect_status(web_servers: WebServers) -> None:
+    data, failure = run({"url": f"{web_servers.http_url}/status/500"})
+    assert data["status"] == 500
+    assert data["json"] is None
+    assert failure is not None
+    assert "HTTP 500" in failure and "expected 2xx" in failure
+    assert "status 500 body" in failure
+
+
+def test_expect_status_pattern_accepts_5xx(web_servers: WebServers) -> None:
+    data, failure = run({"url": f"{web_servers.http_url}/status/503", "expect_status": "5xx"})
+    assert data["status"] == 503
+    assert failure is None
+    _, failure = run({"url": f"{web_servers.http_url}/status/404", "expect_status": [200, 404]})
+    assert failure is None
+
+
+def test_status_matching_rules() -> None:
+    assert status_ok(204, "2xx")
+    assert not status_ok(301, "2xx")
+    assert status_ok(301, "2xx,3xx")
+    assert status_ok(404, [200, 404])
+    assert status_ok(418, 418)
+    with pytest.raises(ValidationError):
+        HttpSpec.model_validate({"url": "http://x/", "expect_status": "2xxx"})
+    with pytest.raises(ValidationError):
+        HttpSpec.model_validate({"url": "http://x/", "expect_status": 700})
+
+
+def test_head_has_headers_and_no_body(web_servers: WebServers) -> None:
+    data, failure = run({"url": f"{web_servers.http_url}/json", "method": "HEAD"})
+    assert failure is None
+    assert data["status"] == 200
+    assert data["text"] == ""
+    assert data["json"] is None
+    assert data["headers"]["content-type"] == "application/json"
+
+
+def test_redirects_followed_or_not(web_servers: WebServers) -> None:
+    data, _ = run({"url": f"{web_servers.http_url}/redirect"})
+    assert data["status"] == 200
+    assert data["url"] == f"{web_servers.http_url}/json"
+    data, failure = run({"url": f"{web_servers.http_url}/redirect", "follow_redirects": False})
+    assert data["status"] == 302
+    assert data["headers"]["location"] == "/json"
+    assert failure is not None and "HTTP 302" in failure
+
+
+def test_huge_body_is_truncated(web_servers: WebServers) -> None:
+    data, _ = run({"url": f"{web_servers.http_url}/big?mib=3"})
+    assert data["truncated"] is True
+    assert len(data["text"]) == 1 << 20
+
+
+def test_declared_charset_is_used(web_servers: WebServers) -> None:
+    data, _ = run({"url": f"{web_servers.http_url}/text"})
+    assert data["text"] == "caf\u00e9"
+
+
+def test_slow_handler_times_out_with_step_timeout(web_servers: WebServers) -> None:
+    with pytest.raises(StepTimeout, match=r"timed out after 0\.5s"):
+        run({"url": f"{web_servers.http_url}/slow?seconds=3"}, timeout=0.5)
+    # The field wins over the default when no step timeout is set.
+    with pytest.raises(StepTimeout):
+        run({"url": f"{web_servers.http_url}/slow?seconds=3", "timeout": "300ms"})
+
+
+def test_connection_refused_is_a_service_error() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: refused
+        with pytest.raises(ServiceError) as info:
+            run({"url": f"http://127.0.0.1:{port}/health"})
+    assert info.value.service == "http"
+    assert info.value.code == "connect"
+    assert "connection refused" in str(info.value)
+    assert f"127.0.0.1:{port}" in str(info.value)
+
+
+def test_userinfo_password_never_shown_in_errors() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        url = f"http://admin:s3cr3t-pass@127.0.0.1:{port}/x"
+        with pytest.raises(ServiceError) as info:
+            run({"url": url})
+    message = str(info.value)
+    assert "s3cr3t-pass" not in message
+    assert "admin:***@127.0.0.1" in message
+    assert redact_url(url) == f"http://admin:***@127.0.0.1:{port}/x"
+    assert redact_url("https://example.org/a?b=1") == "https://example.org/a?b=1"
+
+
+def test_https_without_verification_reports_certificate(web_servers: WebServers) -> None:
+    data, failure = run({"url": f"{web_servers.https_url}/json", "verify": False})
+    assert failure is None
+    assert data["json"] == {"ok": True, "n": 3}
+    tls = data["tls"]
+    assert tls["not_after"] == web_servers.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+    expected_days = (web_servers.not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400
+    assert abs(tls["days_left"] - expected_days) < 0.02
+    assert CERT_DAYS - 1 < tls["days_left"] <= CERT_DAYS
+    assert tls["subject"] == "localhost"
+    assert tls["issuer"] == "localhost"
+    assert tls["serial"] == format(web_servers.serial, "x")
+    assert tls["self_signed"] is True
+    assert "localhost" in tls["dns_names"]
+
+
+def test_https_self_signed_fails_verification_clearly(web_servers: WebServers) -> None:
+    with pytest.raises(ServiceError) as info:
+        run({"url": f"{web_servers.https_url}/json"})
+    assert info.value.code == "tls"
+    message = str(info.value)
+    assert "TLS certificate verification failed" in message
+    assert "self-signed" in message or "self signed" in message
+
+
+def test_https_verify_with_ca_bundle_path(web_servers: WebServers) -> None:
+    data, failure = run(
+        {"url": f"{web_servers.https_url}/json", "verify": str(web_servers.cert_path)}
+    )
+    assert failure is None
+    assert data["status"] == 200
+    assert data["tls"]["not_after"] == web_servers.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_missing_ca_bundle_is_a_step_error(web_servers: WebServers, tmp_path) -> None:
+    with pytest.raises(StepError, match="cannot load CA bundle"):
+        run({"url": f"{web_servers.https_url}/json", "verify": str(tmp_path / "nope.pem")})
+
+
+def test_dry_run_safety_and_describe() -> None:
+    step = get_step_type("http")
+
+    def spec(**kw: Any) -> HttpSpec:
+        return HttpSpec.model_validate({"url": "https://u:pw@example.org/x", **kw})
+
+    assert step.dry_run_safe(spec())
+    assert step.dry_run_safe(spec(method="head"))
+    assert step.dry_run_safe(spec(method="OPTIONS"))
+    assert not step.dry_run_safe(spec(method="POST"))
+    assert not step.dry_run_safe(spec(method="DELETE"))
+    assert step.describe(spec(method="post")) == "POST https://u:***@example.org/x"
+    assert step.normalize("https://example.org") == {"url": "https://example.org"}
+    # What --dry-run shows of a skipped step is a dump: the auth password is never in it.
+    shown = spec(method="POST", auth={"username": "ops", "password": "pw-123"})
+    assert "pw-123" not in str(shown.model_dump(by_alias=True)) and shown.auth.password == "pw-123"
