@@ -1,0 +1,82 @@
+"""`list`, `show`, `schema`, `cron`, `--list-steps`, `--list-hosts`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.helpers import cli, write
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted([*ROOT.glob("examples/**/*.yaml"), *ROOT.glob("runbooks/**/*.yaml")])
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    result = cli("schema")
+    assert result.exit_code == 0
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_schema_validates_every_shipped_runbook(schema: dict, path: Path) -> None:
+    data = yaml.safe_load(path.read_text())
+    jsonschema.validate(data, schema)
+
+
+def test_schema_rejects_what_the_loader_rejects(schema: dict) -> None:
+    bad = {"runbook": "x", "steps": [{"name": "a", "shel": "ls"}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    bad_top = {"runbook": "x", "steps": [{"name": "a", "shell": "ls"}], "stepz": []}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad_top, schema)
+
+
+def test_schema_accepts_templates_for_typed_fields(schema: dict) -> None:
+    ok = {
+        "runbook": "x",
+        "steps": [
+            {"name": "a", "shell": {"cmd": "ls", "env": "{{ vars.env }}"}, "ignore_errors": "{{ true }}"},
+            {"name": "b", "block": {"steps": [{"name": "c", "log": "hi"}]}},
+        ],
+    }
+    jsonschema.validate(ok, schema)
+
+
+def test_list_orders_emergency_first(tmp_path: Path) -> None:
+    write(tmp_path, "runbook: zeta\nkind: emergency\nsteps:\n  - name: a\n    log: x\n", "z.yaml")
+    write(tmp_path, "runbook: alpha\nsteps:\n  - name: a\n    log: x\n", "a.yaml")
+    write(tmp_path, "runbook: beta\nschedule: '0 3 * * 1'\nsteps:\n  - name: a\n    log: x\n", "b.yaml")
+    write(tmp_path, "not: a runbook\n", "other.yaml")
+    result = cli("list", str(tmp_path), "--format", "json")
+    names = [e["name"] for e in json.loads(result.stdout)]
+    assert names == ["zeta", "alpha", "beta"]
+    cron = cli("cron", str(tmp_path))
+    assert cron.stdout.startswith("0 3 * * 1 runbook run ")
+    assert "# beta" in cron.stdout and "zeta" not in cron.stdout
+
+
+def test_show_is_a_markdown_checklist() -> None:
+    result = cli("show", str(ROOT / "examples/quickstart.yaml"))
+    assert result.exit_code == 0
+    out = result.stdout
+    assert out.startswith("# quickstart\n")
+    assert "1. [ ] **Disk usage** (`disk`, shell)" in out
+    assert "threshold **disk_used_pct**" in out
+    assert "| `mount` | str | `/` |" in out
+
+
+def test_list_steps_and_hosts(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "runbook: x\nsteps:\n  - name: a\n    tags: [t]\n    log: x\n  - name: b\n    block:\n      steps:\n        - name: c\n          log: y\n",
+    )
+    steps = cli("run", str(path), "--list-steps")
+    assert steps.stdout.splitlines() == ["a\tlog\ta  [tags: t]", "b\tblock\tb", "  c\tlog\tc"]
+    hosts = cli("run", str(path), "--list-hosts")
+    assert hosts.stdout.strip() == "localhost\tlocal\t127.0.0.1"

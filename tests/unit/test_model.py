@@ -1,0 +1,76 @@
+"""Durations, params, thresholds, states: pure logic of the format."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import UsageError
+from engine.host import Host
+from engine.model import Param, parse_duration, snake_case
+from engine.params import coerce_param, resolve_params
+from engine.results import HostResult, State, StepResult, worst
+from engine.runner import batches, parse_limit
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), ("2d", 172800), (12, 12), ("1.5s", 1.5)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["soon", "-1s", True, "5 minutes", -3])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_snake_case_ids() -> None:
+    assert snake_case("Dead tuple ratio") == "dead_tuple_ratio"
+    assert snake_case("  Check: Redis (hit-rate) ") == "check_redis_hit_rate"
+    assert snake_case("3 retries") == "s_3_retries"
+
+
+@pytest.mark.parametrize(
+    ("kind", "given", "expected"),
+    [
+        ("int", "3", 3),
+        ("float", "0.5", 0.5),
+        ("bool", "yes", True),
+        ("bool", "false", False),
+        ("list", "a, b", ["a", "b"]),
+        ("list", '["a", 1]', ["a", 1]),
+        ("dict", '{"a": 1}', {"a": 1}),
+        ("str", 5, "5"),
+    ],
+)
+def test_param_coercion(kind: str, given: object, expected: object) -> None:
+    assert coerce_param("p", Param(type=kind), given) == expected  # type: ignore[arg-type]
+
+
+def test_param_errors() -> None:
+    with pytest.raises(UsageError, match="not a valid int"):
+        coerce_param("p", Param(type="int"), "x")
+    with pytest.raises(UsageError, match="not one of"):
+        coerce_param("p", Param(type="str", choices=["a", "b"]), "c")
+    with pytest.raises(UsageError, match="required"):
+        resolve_params({"p": Param(type="str", required=True)}, {})
+
+
+def test_worst_state_and_counted_state() -> None:
+    assert worst([State.OK, State.WARN, State.SKIPPED]) is State.WARN
+    assert worst([State.CRITICAL, State.FAILED]) is State.FAILED
+    ignored = StepResult("a", "a", "h", State.FAILED, ignored=True)
+    rescued = StepResult("b", "b", "h", State.FAILED, rescued=True)
+    assert HostResult("h", [ignored, rescued]).state is State.OK
+    assert HostResult("h", [], unreachable="x").state is State.UNREACHABLE
+
+
+def test_serial_and_max_fail_limits() -> None:
+    hosts = [Host(f"h{i}") for i in range(10)]
+    assert [len(b) for b in batches(hosts, 3)] == [3, 3, 3, 1]
+    assert [len(b) for b in batches(hosts, "50%")] == [5, 5]
+    assert [len(b) for b in batches(hosts, None)] == [10]
+    assert parse_limit("10%", 10) == 1
+    assert parse_limit(2, 10) == 2
