@@ -124,6 +124,8 @@ def _split_tags(values: tuple[str, ...]) -> frozenset[str]:
 @click.option("--list-hosts", is_flag=True, help="Print the hosts that would run, and exit.")
 @click.option("--list-steps", is_flag=True, help="Print the steps that would run, and exit.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--junit", metavar="PATH", help="Also write the run as JUnit XML.")
+@click.option("--report", metavar="PATH.html", help="Also write a self-contained HTML report.")
 @click.option("--operator", help="Who is running this (default: $RUNBOOK_OPERATOR or login name).")
 @click.option(
     "--secrets", "secrets_file", type=click.Path(dir_okay=False), help="YAML file of secrets."
@@ -146,13 +148,16 @@ def run_command(
     list_hosts: bool,
     list_steps: bool,
     fmt: str,
+    junit: str | None,
+    report: str | None,
     operator: str | None,
     secrets_file: str | None,
     verbose: int,
 ) -> None:
     """Run RUNBOOK against the selected hosts."""
     from .approvals import Operator, operator_name
-    from .executor import RunOptions
+    from .context import RunOptions
+    from .history.session import recorded_options, recorded_run
     from .params import parse_assignments, resolve_params
     from .reports.console import ConsoleReport
     from .reports.jsonreport import JsonReport
@@ -201,21 +206,24 @@ def run_command(
         start_at=start_at,
         extra_vars=_extra_vars(extra),
     )
-    result = run_runbook(
-        Run(
-            runbook=rb,
-            hosts=hosts,
-            params=resolved,
-            options=options,
-            operator=op,
-            processors=processors,
-            redactor=redactor,
-            secrets=secrets,
-            inventory_name=inventory_path or "localhost",
-            inventory_digest=getattr(inventory, "digest", ""),
-            resolve_host=getattr(inventory, "get", None),
-        )
+    run = Run(
+        runbook=rb,
+        hosts=hosts,
+        params=resolved,
+        options=options,
+        operator=op,
+        processors=processors,
+        redactor=redactor,
+        secrets=secrets,
+        inventory_name=str(Path(inventory_path).resolve()) if inventory_path else "localhost",
+        inventory_digest=getattr(inventory, "digest", ""),
+        resolve_host=getattr(inventory, "get", None),
     )
+    # History, per-host locks and file reports: see engine/history/session.py.
+    with recorded_run(
+        run, options=recorded_options(options, limit), junit=junit, report=report
+    ) as run:
+        result = run_runbook(run)
     sys.exit(result.exit_code)
 
 

@@ -1,0 +1,198 @@
+"""The history recorder: an event processor that appends each event to the store.
+
+Events arrive already redacted by the EventBus. Each one is committed before
+`handle()` returns, so whatever the console has shown is also in the history.
+A store that fails mid-run does not stop the run (stopping half-way through a
+change is worse than a gap in the audit trail); the operator is warned once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import IO, Any
+
+from ..events import (
+    Approval,
+    Event,
+    HostFinished,
+    LogMessage,
+    RunAborted,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+)
+from ..results import StepResult
+from ..secrets import Redactor
+from .store import RUNNING, EventRow, HistoryStore, MetricRow, StepRow
+
+RESUMED_SKIP = "resumed: already done"
+
+
+def step_payload(result: StepResult) -> dict[str, Any]:
+    """The result as stored: to_dict() plus what it needs to be rebuilt."""
+    return {**result.to_dict(), "host": result.host, "sensitive": result.sensitive}
+
+
+class HistoryRecorder:
+    def __init__(
+        self,
+        store: HistoryStore,
+        *,
+        redactor: Redactor | None = None,
+        extra: dict[str, Any] | None = None,
+        warn: IO[str] | None = None,
+    ) -> None:
+        self.store = store
+        self.redactor = redactor or Redactor()
+        self.extra = extra or {}  # step_ids, options: what the events do not carry
+        self.warn = warn or sys.stderr
+        self.seq = 0
+        self.run_id: str | None = None
+        self.failed: str | None = None
+        self._started: dict[tuple[str, str], str] = {}
+        self._params: dict[str, Any] = {}
+
+    def handle(self, event: Event) -> None:
+        self.seq += 1
+        try:
+            self._handle(event)
+        except Exception as exc:  # any store failure: warn once, keep running
+            if self.failed is None:
+                self.failed = f"{type(exc).__name__}: {self.redactor.text(str(exc))}"
+                self.warn.write(
+                    f"warning: run history {self.store.location}: cannot record events "
+                    f"({self.failed}); the run goes on without an audit trail\n"
+                )
+
+    # ----------------------------------------------------------------- kinds
+
+    def _handle(self, event: Event) -> None:
+        host = getattr(event, "host", None)
+        step_id = getattr(event, "step_id", None)
+        step: StepRow | None = None
+        metrics: list[MetricRow] = []
+        if isinstance(event, RunStarted):
+            self._run_started(event)
+            payload = _plain(event)
+        elif isinstance(event, StepStarted):
+            self._started[(event.host, event.step_id)] = event.at
+            payload = {"name": event.name, "depth": event.depth}
+        elif isinstance(event, StepFinished):
+            r = event.result
+            step_id = r.step_id
+            payload = {
+                "name": r.name,
+                "state": r.state.value,
+                "depth": event.depth,
+                "duration_ms": r.duration_ms,
+                "attempts": r.attempts,
+                "error": r.error,
+                "skip_reason": r.skip_reason,
+                "ignored": r.ignored,
+                "rescued": r.rescued,
+                "approved_by": r.approved_by,
+                "metrics": {k: m.to_dict() for k, m in r.metrics.items()},
+            }
+            step = StepRow(
+                event.run_id,
+                event.host,
+                r.step_id,
+                self.seq,
+                r.name,
+                r.state.value,
+                self._started.pop((event.host, r.step_id), None),
+                event.at,
+                r.duration_ms,
+                r.error,
+                step_payload(r),
+            )
+            if r.skip_reason != RESUMED_SKIP:  # a resumed value was not measured again
+                metrics = [
+                    MetricRow(
+                        event.run_id,
+                        event.host,
+                        r.step_id,
+                        name,
+                        m.value,
+                        m.state.value,
+                        event.at,
+                        m.unit,
+                    )
+                    for name, m in r.metrics.items()
+                ]
+        elif isinstance(event, RunFinished):
+            res = event.result
+            payload = {
+                "state": res.state.value,
+                "exit_code": res.exit_code,
+                "aborted": res.aborted,
+                "duration_ms": res.duration_ms,
+                "hosts": {
+                    name: {
+                        "state": h.state.value,
+                        "unreachable": h.unreachable,
+                        "aborted": h.aborted,
+                    }
+                    for name, h in res.hosts.items()
+                },
+            }
+        elif isinstance(event, LogMessage | Approval | HostFinished | RunAborted):
+            payload = {k: v for k, v in _plain(event).items() if k not in ("host", "step_id")}
+        else:
+            payload = _plain(event)
+        self.store.record(
+            EventRow(event.run_id, self.seq, event.at, event.kind, host, step_id, payload),
+            step,
+            metrics,
+        )
+        if isinstance(event, RunFinished):
+            self.store.update_run(
+                event.run_id,
+                state=event.result.state.value,
+                exit_code=event.result.exit_code,
+                finished_at=event.at,
+                # Secrets first read during the run are known only now.
+                params=self.redactor(self._params),
+                options=self.redactor(self.extra.get("options", {})),
+            )
+
+    def _run_started(self, e: RunStarted) -> None:
+        self.run_id = e.run_id
+        self._params = e.params
+        self.store.insert_run(
+            {
+                "id": e.run_id,
+                "runbook": e.runbook,
+                "path": str(Path(e.path).resolve()) if e.path else e.path,
+                "runbook_digest": e.runbook_digest,
+                "step_ids": self.extra.get("step_ids", []),
+                "params": e.params,
+                "options": self.redactor(self.extra.get("options", {})),
+                "hosts": e.hosts,
+                "inventory": e.inventory,
+                "inventory_digest": e.inventory_digest,
+                "operator": e.operator,
+                "dry_run": e.dry_run,
+                "state": RUNNING,
+                "started_at": e.at,
+                "resumed_from": e.resumed_from,
+                "pid": os.getpid(),
+                "control_node": socket.gethostname(),
+            }
+        )
+
+
+def _plain(event: Event) -> dict[str, Any]:
+    skip = {"run_id", "at"}
+    return {f.name: _jsonable(getattr(event, f.name)) for f in fields(event) if f.name not in skip}
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    return value

@@ -1,0 +1,139 @@
+"""What a resumed run may skip: the work its original run finished.
+
+A step counts as done on a host when its last result there was ok, warn,
+critical, or skipped for a reason that still holds (its `when`, the operator's
+choice, an earlier resume). failed, unreachable, aborted (a declined approval),
+steps a dry run did not execute, and steps that never finished (the engine was
+killed during them) run again. `rescue` and `always` sections always run again:
+they react to, and clean up after, the work being redone.
+
+The step ids recorded when the original run started must equal the file's
+current ids in order; otherwise a skipped id could now name different work,
+and the resume is refused (exit 65) before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import Aborted, Location, Problem, RunbookInvalid, UsageError
+from ..model import Runbook, Step
+from ..results import State
+from ..secrets import MASK
+from .replay import DIED, display_state, step_from_dict
+from .store import RUNNING, HistoryStore
+
+DONE = frozenset({State.OK, State.WARN, State.CRITICAL, State.SKIPPED})
+NOT_DONE_SKIPS = ("dry run",)
+
+
+@dataclass
+class ResumePlan:
+    run: dict[str, Any]
+    resume_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        return sum(len(v) for v in self.resume_results.values())
+
+
+def check_step_ids(row: dict[str, Any], runbook: Runbook) -> None:
+    recorded = list(row.get("step_ids") or [])
+    current = runbook.step_ids()
+    if recorded == current:
+        return
+    gone = [s for s in recorded if s not in current]
+    new = [s for s in current if s not in recorded]
+    detail = []
+    if gone:
+        detail.append("removed or renamed: " + ", ".join(gone))
+    if new:
+        detail.append("added: " + ", ".join(new))
+    if not detail:
+        detail.append("steps were reordered")
+    raise RunbookInvalid(
+        [
+            Problem(
+                f"cannot resume run {row['id']}: the step ids changed since it ran "
+                f"({'; '.join(detail)}); start a new run instead",
+                Location(runbook.path),
+                path="steps",
+            )
+        ]
+    )
+
+
+def plan_resume(store: HistoryStore, row: dict[str, Any], runbook: Runbook) -> ResumePlan:
+    state = display_state(row)
+    if state == RUNNING:
+        raise Aborted(
+            f"run {row['id']} is still running (pid {row.get('pid')} on "
+            f"{row.get('control_node')}); wait for it or stop it before resuming"
+        )
+    if row.get("dry_run"):
+        raise UsageError(f"run {row['id']} was a dry run: there is nothing to resume")
+    check_step_ids(row, runbook)
+    last: dict[str, dict[str, dict[str, Any]]] = {}
+    for s in store.step_rows(row["id"]):
+        last.setdefault(s.host, {})[s.step_id] = {**s.result, "host": s.host}
+    plan = ResumePlan(row)
+    for host, results in last.items():
+        done = {sid: d for sid, d in results.items() if _is_done(d)}
+        kept: dict[str, dict[str, Any]] = {}
+        _collect(runbook.steps, done, kept)
+        if kept:
+            plan.resume_results[host] = kept
+    if state == DIED:
+        plan.run = {**row, "state": DIED}
+    return plan
+
+
+def _is_done(d: dict[str, Any]) -> bool:
+    state = State(d.get("state", "failed"))
+    if state not in DONE:
+        return False
+    reason = d.get("skip_reason") or ""
+    return not (state is State.SKIPPED and reason.startswith(NOT_DONE_SKIPS))
+
+
+def _collect(steps: list[Step], done: dict[str, dict[str, Any]], out: dict[str, Any]) -> None:
+    """Done steps of the main path; a done block brings its children's values along."""
+    for step in steps:
+        if step.id in done:
+            out[step.id] = step_from_dict(done[step.id]).template_value()
+            if step.type == "block":
+                for child in step.walk()[1:]:
+                    if child.id in done:
+                        out[child.id] = step_from_dict(done[child.id]).template_value()
+        elif step.type == "block":
+            _collect(step.children.get("steps", []), done, out)
+
+
+def resume_params(row: dict[str, Any], runbook: Runbook, given: dict[str, str]) -> dict[str, Any]:
+    """The original params, with -p values over them; masked values must be given again."""
+    recorded = dict(row.get("params") or {})
+    merged: dict[str, Any] = {k: v for k, v in recorded.items() if k in runbook.params}
+    merged.update(given)
+    missing = [
+        name
+        for name, value in merged.items()
+        if name not in given and masked(value) and value is not None
+    ]
+    if missing:
+        flags = " ".join(f"-p {n}=..." for n in missing)
+        raise UsageError(
+            f"param(s) {', '.join(missing)} of run {row['id']} held a secret, which history "
+            f"does not keep: give them again ({flags})"
+        )
+    return {k: v for k, v in merged.items() if v is not None or k in given}
+
+
+def masked(value: Any) -> bool:
+    if isinstance(value, str):
+        return MASK in value
+    if isinstance(value, dict):
+        return any(masked(v) for v in value.values())
+    if isinstance(value, list):
+        return any(masked(v) for v in value)
+    return False

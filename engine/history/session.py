@@ -1,0 +1,91 @@
+"""Around one execution: history recorder, per-host locks, file reports.
+
+`runbook run` and `runbook resume` both wrap `run_runbook` in `recorded_run`,
+so a run and its resume are recorded, locked and reported the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..events import now_iso
+from . import history_location, open_store
+from .lock import acquire_locks, release_locks
+from .recorder import HistoryRecorder
+from .store import CRASHED, RUNNING, HistoryStore
+
+if TYPE_CHECKING:
+    from ..context import RunOptions
+    from ..runner import Run
+
+
+def recorded_options(options: RunOptions, limit: str | None) -> dict[str, Any]:
+    """The choices a resume must repeat, as stored in the run row (redacted there)."""
+    return {
+        "tags": sorted(options.tags),
+        "skip_tags": sorted(options.skip_tags),
+        "start_at": options.start_at,
+        "extra_vars": options.extra_vars,
+        "forks": options.forks,
+        "limit": limit,
+    }
+
+
+@contextmanager
+def recorded_run(
+    run: Run,
+    *,
+    options: dict[str, Any] | None = None,
+    junit: str | None = None,
+    report: str | None = None,
+    store: HistoryStore | None = None,
+) -> Iterator[Run]:
+    """Open the history, lock the hosts, attach the processors; undo all of it after."""
+    own_store = store is None
+    if store is None:
+        location = history_location()
+        store = open_store(location) if location else None
+    try:
+        if store is not None:
+            if not run.options.dry_run:  # a dry run changes nothing: it needs no lock
+                acquire_locks(store, run.runbook.name, [h.name for h in run.hosts], run.run_id)
+            run.processors.insert(
+                0,
+                HistoryRecorder(
+                    store,
+                    redactor=run.redactor,
+                    extra={"step_ids": run.runbook.step_ids(), "options": options or {}},
+                ),
+            )
+        if junit:
+            from ..reports.junit import junit_report
+
+            run.processors.append(junit_report(junit))
+        if report:
+            from ..reports.html import html_report
+
+            run.processors.append(html_report(report))
+        try:
+            yield run
+        except BaseException:
+            if store is not None:
+                _mark_crashed(store, run.run_id)
+            raise
+    finally:
+        if store is not None:
+            try:
+                release_locks(store, run.run_id)
+            finally:
+                if own_store:
+                    store.close()
+
+
+def _mark_crashed(store: HistoryStore, run_id: str) -> None:
+    try:
+        row = store.get_run(run_id)
+        if row is not None and row["state"] == RUNNING:
+            store.update_run(run_id, state=CRASHED, finished_at=now_iso())
+    except Exception:  # the original exception matters more than this bookkeeping
+        pass

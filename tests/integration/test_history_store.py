@@ -1,0 +1,165 @@
+"""Run history in SQLite (default) and in a real PostgreSQL: rows, commands, trend."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from engine.history import open_store
+from engine.history.store import RunQuery
+from tests.helpers import cli, write
+
+RUNBOOK = """
+runbook: hist-demo
+params:
+  level: {type: int, default: 7}
+steps:
+  - name: measure
+    shell: "echo {{ params.level }}"
+    thresholds:
+      queue_depth: {value: "result.stdout | int", warn: "> 5", critical: "> 10", unit: jobs}
+  - name: say
+    log: "depth is {{ steps.measure.stdout | trim }}"
+  - name: broken
+    shell: "exit 2"
+    ignore_errors: true
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "postgres":
+        dsn = request.getfixturevalue("pg_history_dsn")
+        monkeypatch.setenv("RUNBOOK_HISTORY", dsn)
+        return dsn
+    return "sqlite"
+
+
+def _runs(fmt: str = "json", *args: str) -> list[dict]:
+    res = cli("history", "--format", fmt, *args)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def test_every_event_and_result_is_recorded(tmp_path: Path, backend: str) -> None:
+    rb = write(tmp_path, RUNBOOK)
+    res = cli("run", rb, "-p", "level=7", "--operator", "alice")
+    assert res.exit_code == 1, res.output  # worst counted state is warn
+    runs = _runs()
+    assert len(runs) == 1
+    run = runs[0]
+    assert run["runbook"] == "hist-demo"
+    assert run["state"] == "warn" and run["exit_code"] == 1
+    assert run["operator"] == "alice"
+    assert run["params"] == {"level": 7}
+    assert run["hosts"] == ["localhost"]
+    assert run["step_ids"] == ["measure", "say", "broken"]
+    assert run["path"] == str(rb.resolve())
+    assert run["finished_at"] and run["runbook_digest"]
+
+    detail = json.loads(cli("history", run["id"], "--format", "json").stdout)
+    kinds = [e["kind"] for e in detail["events"]]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert kinds.count("step_started") == 3 and kinds.count("step_finished") == 3
+    assert "log" in kinds and "host_finished" in kinds
+    assert [e["seq"] for e in detail["events"]] == sorted(e["seq"] for e in detail["events"])
+    steps = {s["id"]: s for s in detail["steps"]}
+    assert steps["measure"]["state"] == "warn"
+    assert steps["measure"]["metrics"]["queue_depth"]["value"] == 7
+    assert steps["broken"]["state"] == "failed" and steps["broken"]["ignored"] is True
+    assert steps["measure"]["started_at"] <= steps["measure"]["finished_at"]
+
+    text = cli("history", run["id"]).stdout
+    assert "hist-demo" in text and "── localhost" in text
+    assert "▶ measure" in text and "queue_depth=7" in text and "depth is 7" in text
+
+
+def test_runs_table_filters_and_metric_trend(tmp_path: Path, backend: str) -> None:
+    rb = write(tmp_path, RUNBOOK)
+    for level in (1, 7, 12, 3):
+        cli("run", rb, "-p", f"level={level}")
+    other = write(tmp_path, "runbook: other\nsteps:\n  - name: x\n    log: hi\n", "o.yaml")
+    assert cli("run", other).exit_code == 0
+
+    assert len(_runs()) == 5
+    assert {r["runbook"] for r in _runs("json", "--runbook", "other")} == {"other"}
+    assert len(_runs("json", "--limit", "2")) == 2
+    crit = _runs("json", "--state", "critical")
+    assert len(crit) == 1 and crit[0]["params"] == {"level": 12}
+
+    table = cli("history").stdout
+    assert "hist-demo" in table and "other" in table and "critical" in table
+
+    trend = json.loads(cli("history", "--metric", "queue_depth", "--format", "json").stdout)
+    assert [v["value"] for v in trend["values"]] == [1, 7, 12, 3]  # oldest first
+    assert [v["state"] for v in trend["values"]] == ["ok", "warn", "critical", "ok"]
+    text = cli("history", "--metric", "queue_depth").stdout
+    assert "▁▅█▂" in text  # 1, 7, 12, 3 scaled onto ▁..█
+    assert "jobs" in text and "max 12" in text
+
+
+def test_run_id_prefix_and_unknown_run(tmp_path: Path) -> None:
+    rb = write(tmp_path, "runbook: p\nsteps:\n  - name: x\n    log: hi\n")
+    cli("run", rb)
+    run_id = _runs()[0]["id"]
+    res = cli("history", run_id[:15])
+    assert res.exit_code == 0 and run_id in res.stdout
+    res = cli("history", "19990101-nope")
+    assert res.exit_code == 64 and "no run" in res.output
+
+
+def test_sqlite_file_is_private_and_in_runbook_home(tmp_path: Path, runbook_home: Path) -> None:
+    rb = write(tmp_path, "runbook: p\nsteps:\n  - name: x\n    log: hi\n")
+    cli("run", rb)
+    db = runbook_home / "history.db"
+    assert db.exists()
+    assert db.stat().st_mode & 0o077 == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+
+def test_history_can_be_switched_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runbook_home: Path
+) -> None:
+    monkeypatch.setenv("RUNBOOK_HISTORY", "off")
+    rb = write(tmp_path, "runbook: p\nsteps:\n  - name: x\n    log: hi\n")
+    assert cli("run", rb).exit_code == 0
+    assert not (runbook_home / "history.db").exists()
+    res = cli("history")
+    assert res.exit_code == 64 and "disabled" in res.output
+
+
+def test_unreachable_postgres_history_refuses_to_run_without_leaking_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNBOOK_HISTORY", "postgresql://ops:hunter2-pw@127.0.0.1:1/history")
+    rb = write(tmp_path, "runbook: p\nsteps:\n  - name: x\n    shell: 'touch ran'\n")
+    res = cli("run", rb)
+    assert res.exit_code == 64
+    assert "cannot connect to the run history" in res.output
+    assert "hunter2-pw" not in res.output and "ops:***@" in res.output
+    assert not (tmp_path / "ran").exists()
+
+
+def test_store_api_lists_and_dumps(tmp_path: Path, backend: str) -> None:
+    rb = write(tmp_path, RUNBOOK)
+    cli("run", rb)
+    store = open_store()
+    try:
+        [row] = store.list_runs(RunQuery(runbook="hist-demo"))
+        dump = store.dump()
+        assert {t for t, rows in dump.items() if rows} >= {
+            "runs",
+            "events",
+            "step_results",
+            "metrics",
+        }
+        assert dump["locks"] == []  # released at the end of the run
+        assert [m["name"] for m in dump["metrics"]] == ["queue_depth"]
+        assert len(store.step_rows(row["id"])) == 3
+    finally:
+        store.close()

@@ -1,0 +1,267 @@
+"""Resume after `kill -9` and after Ctrl-C, with a side-effect counter file proving
+that no step that succeeded runs twice and that the resumed run completes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.history import open_store
+from engine.history.store import RunQuery
+from tests.fixtures.history import engine_env
+from tests.helpers import cli, write
+
+KILL_RUNBOOK = """
+runbook: kill-resume
+params:
+  dir: {type: str}
+steps:
+  - name: one
+    shell: "echo one >> {{ params.dir }}/counter"
+  - name: two
+    shell: "echo two >> {{ params.dir }}/counter; echo from-two"
+  - name: three
+    shell: >-
+      echo three >> {{ params.dir }}/counter;
+      while [ ! -f {{ params.dir }}/go ]; do sleep 0.05; done
+  - name: four
+    shell: "echo four {{ steps.two.stdout | trim }} >> {{ params.dir }}/counter"
+"""
+
+
+def _spawn(rb: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", str(rb), *args],
+        cwd=rb.parent,
+        env=engine_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_line(path: Path, line: str, proc: subprocess.Popen[str], limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if path.exists() and line in path.read_text().splitlines():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"engine exited early: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"{line!r} never appeared in {path}")
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def _only_run() -> dict:
+    runs = json.loads(cli("history", "--format", "json").stdout)
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_kill_9_during_step_three_then_resume(tmp_path: Path) -> None:
+    rb = write(tmp_path, KILL_RUNBOOK)
+    counter = tmp_path / "counter"
+    proc = _spawn(rb, "-p", f"dir={tmp_path}")
+    _wait_for_line(counter, "three", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+    run = _only_run()
+    # Everything up to the kill is in the history; the engine never recorded an end.
+    assert run["state"] == "died" and run["finished_at"] is None
+    detail = json.loads(cli("history", run["id"], "--format", "json").stdout)
+    finished = [s["id"] for s in detail["steps"]]
+    assert finished == ["one", "two"]
+    started = [e["step_id"] for e in detail["events"] if e["kind"] == "step_started"]
+    assert started == ["one", "two", "three"]
+
+    (tmp_path / "go").touch()
+    res = cli("resume", run["id"])  # the dead engine's lock is taken over
+    assert res.exit_code == 0, res.output
+    assert "2 finished step result(s)" in res.stderr
+    # one and two ran once; three was interrupted by the kill, so it ran again.
+    assert _lines(counter) == ["one", "two", "three", "three", "four from-two"]
+
+    runs = json.loads(cli("history", "--format", "json").stdout)
+    new = runs[0]
+    assert new["resumed_from"] == run["id"] and new["state"] == "ok"
+    steps = {
+        s["id"]: s
+        for s in json.loads(cli("history", new["id"], "--format", "json").stdout)["steps"]
+    }
+    assert steps["one"]["skip_reason"] == "resumed: already done"
+    assert steps["two"]["data"]["stdout"].strip() == "from-two"
+    assert steps["three"].get("skip_reason") is None and steps["four"]["state"] == "ok"
+
+
+INT_RUNBOOK = """
+runbook: int-resume
+params:
+  dir: {type: str}
+steps:
+  - name: one
+    shell: "echo one >> {{ params.dir }}/counter"
+  - name: two
+    timeout: 60s
+    shell: >-
+      echo two >> {{ params.dir }}/counter;
+      while [ ! -f {{ params.dir }}/go ]; do sleep 0.05; done;
+      echo two-done >> {{ params.dir }}/counter
+  - name: three
+    shell: "echo three >> {{ params.dir }}/counter"
+"""
+
+
+def test_first_ctrl_c_lets_the_running_step_finish_then_aborts_and_resumes(
+    tmp_path: Path,
+) -> None:
+    rb = write(tmp_path, INT_RUNBOOK)
+    counter = tmp_path / "counter"
+    proc = _spawn(rb, "-p", f"dir={tmp_path}")
+    _wait_for_line(counter, "two", proc)
+    os.kill(proc.pid, signal.SIGINT)
+    time.sleep(0.3)  # not an assertion: give the engine a moment to see the signal
+    assert proc.poll() is None, "the first Ctrl-C must not kill the running step"
+    (tmp_path / "go").touch()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 4, (out, err)
+    assert "aborted" in out
+    assert _lines(counter) == ["one", "two", "two-done"]  # three was never scheduled
+
+    run = _only_run()
+    assert run["state"] == "aborted" and run["exit_code"] == 4
+    res = cli("resume", run["id"])
+    assert res.exit_code == 0, res.output
+    assert _lines(counter) == ["one", "two", "two-done", "three"]
+
+
+def test_second_ctrl_c_kills_the_running_step_and_it_reruns_on_resume(tmp_path: Path) -> None:
+    rb = write(tmp_path, INT_RUNBOOK)
+    counter = tmp_path / "counter"
+    proc = _spawn(rb, "-p", f"dir={tmp_path}")
+    _wait_for_line(counter, "two", proc)
+    os.kill(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 4, (out, err)
+    assert _lines(counter) == ["one", "two"]
+
+    run = _only_run()
+    assert run["state"] == "aborted"
+    (tmp_path / "go").touch()
+    res = cli("resume", run["id"])
+    assert res.exit_code == 0, res.output
+    assert _lines(counter) == ["one", "two", "two", "two-done", "three"]
+
+
+FAILING = """
+runbook: fix-and-resume
+params:
+  dir: {type: str}
+  token: {type: str, secret: true}
+steps:
+  - name: prepare
+    shell: "echo prepare >> {{ params.dir }}/counter"
+  - name: note
+    set: {who: "{{ 'ops' }}"}
+  - name: check
+    when: "params.dir != ''"
+    block:
+      steps:
+        - name: inner
+          shell: "echo inner >> {{ params.dir }}/counter; echo in"
+  - name: flaky
+    shell: "echo flaky >> {{ params.dir }}/counter; test -f {{ params.dir }}/fixed"
+  - name: finish
+    shell: "echo finish {{ vars.who }} {{ steps.inner.stdout | trim }} >> {{ params.dir }}/counter"
+"""
+
+
+def test_resume_after_failure_keeps_vars_and_block_results(tmp_path: Path) -> None:
+    rb = write(tmp_path, FAILING)
+    counter = tmp_path / "counter"
+    res = cli("run", rb, "-p", f"dir={tmp_path}", "-p", "token=tok-Secret-123")
+    assert res.exit_code == 3
+    run = _only_run()
+    assert run["params"]["token"] == "***"
+
+    # History never kept the secret param: the operator must give it again.
+    res = cli("resume", run["id"])
+    assert res.exit_code == 64 and "-p token=" in res.output
+
+    (tmp_path / "fixed").touch()
+    res = cli("resume", run["id"], "-p", "token=tok-Secret-123")
+    assert res.exit_code == 0, res.output
+    assert _lines(counter) == ["prepare", "inner", "flaky", "flaky", "finish ops in"]
+
+
+def test_resume_refuses_when_step_ids_moved(tmp_path: Path) -> None:
+    rb = write(tmp_path, FAILING)
+    cli("run", rb, "-p", f"dir={tmp_path}", "-p", "token=tok-Secret-123")
+    run = _only_run()
+    rb.write_text(rb.read_text().replace("name: flaky", "name: flaky renamed"))
+    res = cli("resume", run["id"], "-p", "token=tok-Secret-123")
+    assert res.exit_code == 65
+    assert "step ids changed" in res.output and "flaky" in res.output
+    assert _lines(tmp_path / "counter") == ["prepare", "inner", "flaky"]  # nothing ran
+
+
+def test_resume_accepts_an_edit_that_keeps_step_ids(tmp_path: Path) -> None:
+    rb = write(tmp_path, FAILING)
+    cli("run", rb, "-p", f"dir={tmp_path}", "-p", "token=tok-Secret-123")
+    run = _only_run()
+    rb.write_text(rb.read_text().replace("test -f {{ params.dir }}/fixed", "true"))
+    res = cli("resume", run["id"], "-p", "token=tok-Secret-123")
+    assert res.exit_code == 0, res.output
+    assert "runbook file changed" in res.stderr
+
+
+def test_a_run_still_alive_cannot_be_resumed(tmp_path: Path) -> None:
+    rb = write(tmp_path, KILL_RUNBOOK)
+    proc = _spawn(rb, "-p", f"dir={tmp_path}")
+    try:
+        _wait_for_line(tmp_path / "counter", "three", proc)
+        run = _only_run()
+        res = cli("resume", run["id"])
+        assert res.exit_code == 4
+        assert "still running" in res.output and str(proc.pid) in res.output
+    finally:
+        (tmp_path / "go").touch()
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_kill_9_and_resume_with_postgres_history(
+    tmp_path: Path, pg_history_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNBOOK_HISTORY", pg_history_dsn)
+    rb = write(tmp_path, KILL_RUNBOOK)
+    counter = tmp_path / "counter"
+    proc = _spawn(rb, "-p", f"dir={tmp_path}")
+    _wait_for_line(counter, "three", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    store = open_store()
+    try:
+        [row] = store.list_runs(RunQuery())
+        assert [s.step_id for s in store.step_rows(row["id"])] == ["one", "two"]
+        assert [lk["host"] for lk in store.dump()["locks"]] == ["localhost"]  # left by the kill
+    finally:
+        store.close()
+    (tmp_path / "go").touch()
+    res = cli("resume", row["id"])
+    assert res.exit_code == 0, res.output
+    assert _lines(counter) == ["one", "two", "three", "three", "four from-two"]
