@@ -1,0 +1,434 @@
+"""The `ssh` connection: one authenticated paramiko transport per host, reused.
+
+Opening costs a TCP connect, a key exchange and authentication; every later
+command is one new channel on the same transport (no re-auth). The socket is
+ours, with TCP_NODELAY (paramiko leaves Nagle on, which adds ~45 ms to every
+exec round trip). paramiko is imported inside functions only, and the helper
+modules that import it at their top (ssh_hostkeys) are imported the same way.
+
+Jumps (`jump: bastion` or `jump: user@addr:port`) open the jump host's own
+SSHConnection, recursively, and use a direct-tcpip channel through it as the
+target's socket. What the inventory leaves unset comes from ~/.ssh/config
+(HostName, User, Port, IdentityFile, ProxyJump), as the spec asks.
+
+Every failure to connect becomes HostUnreachable naming the host and saying
+what to do; the password is never part of any message.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ..errors import EngineError, HostUnreachable, StepError
+from ..host import Host
+from . import ssh_exec
+from .base import Command, ExecResult
+
+if TYPE_CHECKING:
+    import paramiko
+
+KEEPALIVE = 15
+SSH_CONFIG = "~/.ssh/config"
+
+
+@dataclass
+class Target:
+    """Where and as whom to connect, after ~/.ssh/config filled the gaps."""
+
+    address: str
+    port: int
+    user: str
+    key_files: list[str]
+    jump: str | None
+
+
+class SSHConnection:
+    def __init__(
+        self,
+        host: Host,
+        secrets: Callable[[str], str] | None = None,
+        resolve_host: Callable[[str], Host] | None = None,
+        *,
+        _via: tuple[str, ...] = (),
+    ) -> None:
+        self.host = host
+        self._secrets = secrets
+        self._resolve_host = resolve_host
+        self._via = _via  # hosts this one is a jump for, to refuse loops
+        self._lock = threading.Lock()
+        self._client: paramiko.SSHClient | None = None
+        self._jump: SSHConnection | None = None
+        self._running: set[ssh_exec.Running] = set()
+        self._running_lock = threading.Lock()
+
+    # ------------------------------------------------------------ connecting
+
+    def open(self) -> None:
+        self._transport()
+
+    def _transport(self) -> paramiko.Transport:
+        """The live transport, connecting (or reconnecting a dead one) first."""
+        with self._lock:
+            client = self._client
+            transport = client.get_transport() if client is not None else None
+            if transport is not None and transport.is_active():
+                return transport
+            self._drop()
+            self._client = self._connect()
+            transport = self._client.get_transport()
+            assert transport is not None
+            return transport
+
+    def _connect(self) -> paramiko.SSHClient:
+        import paramiko
+
+        from . import ssh_hostkeys
+
+        target = self.target()
+        policy_name = self.host.host_key_policy or "strict"
+        if policy_name not in ssh_hostkeys.POLICIES:
+            self._fail(f"host_key_policy {policy_name!r} is not one of strict, accept-new, ignore")
+        known = ssh_hostkeys.known_hosts_path(self.host.known_hosts)
+        policy = ssh_hostkeys.HostKeyPolicy(policy_name, target.address, target.port, known)
+        password = self._password()
+        for key_file in target.key_files:
+            if not os.path.exists(key_file):
+                self._fail(f"key_file {key_file} does not exist")
+        sock = self._socket(target)
+        client = paramiko.SSHClient()
+        timeout = self.host.connect_timeout
+        try:
+            ssh_hostkeys.load_into(client, policy_name, known)
+            client.set_missing_host_key_policy(policy)
+            client.connect(
+                target.address,
+                target.port,
+                username=target.user,
+                password=password,
+                key_filename=target.key_files or None,
+                allow_agent=True,
+                look_for_keys=not target.key_files,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                sock=sock,
+            )
+        except ssh_hostkeys.HostKeyRejected as exc:
+            self._abandon(client, sock, str(exc))
+        except paramiko.BadHostKeyException as exc:
+            message = ssh_hostkeys.changed_key_message(
+                target.address, target.port, exc.key, exc.expected_key, known
+            )
+            self._abandon(client, sock, message)
+        except paramiko.PasswordRequiredException:
+            self._abandon(client, sock, "the key file is encrypted: load it into ssh-agent")
+        except paramiko.AuthenticationException:
+            self._abandon(client, sock, self._auth_failed(target, password is not None))
+        except (paramiko.SSHException, EOFError) as exc:
+            self._abandon(client, sock, f"SSH handshake with {_where(target)} failed: {exc}")
+        except OSError as exc:
+            self._abandon(client, sock, f"connection to {_where(target)} failed: {_reason(exc)}")
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(KEEPALIVE)
+        return client
+
+    def target(self) -> Target:
+        host = self.host
+        config = _ssh_config(host.address)
+        address = host.address
+        if address == host.name and config.get("hostname"):
+            address = config["hostname"]
+        port = host.port or int(config.get("port", 22))
+        user = host.user or config.get("user") or getpass.getuser()
+        if host.key_file:
+            key_files = [os.path.expanduser(host.key_file)]
+        else:
+            # Only the config's files that exist: paramiko stops at a missing one.
+            found = config.get("identityfile", [])
+            key_files = [k for k in map(os.path.expanduser, found) if os.path.exists(k)]
+        jump = host.jump or config.get("proxyjump")
+        if jump and jump.lower() == "none":
+            jump = None
+        return Target(address, port, user, key_files, jump)
+
+    def _password(self) -> str | None:
+        template = self.host.password
+        if not template:
+            return None
+        from ..secrets import Redactor, Secrets
+        from ..templating import render_value
+
+        secrets: Any = self._secrets or Secrets(Redactor())
+        context = {"secret": secrets, "env": os.environ, "host": self.host.template_value()}
+        try:
+            password = render_value(template, context)
+        except EngineError as exc:
+            # SecretError / TemplateError name the secret, never its value.
+            self._fail(f"cannot get the password: {exc}")
+        except Exception as exc:  # jinja errors of any kind
+            self._fail(f"cannot render the password template: {type(exc).__name__}")
+        redactor = getattr(secrets, "redactor", None)
+        if redactor is not None:
+            redactor.add(str(password))
+        return str(password)
+
+    def _socket(self, target: Target) -> Any:
+        if target.jump:
+            return self._jump_channel(target)
+        timeout = self.host.connect_timeout
+        try:
+            sock = socket.create_connection((target.address, target.port), timeout=timeout)
+        except socket.gaierror as exc:
+            self._fail(f"cannot resolve {target.address!r}: {exc.strerror}")
+        except ConnectionRefusedError:
+            self._fail(f"connection refused by {_where(target)} (is sshd running on that port?)")
+        except TimeoutError:
+            self._fail(f"no answer from {_where(target)} within {timeout:g}s (connect_timeout)")
+        except OSError as exc:
+            self._fail(f"cannot connect to {_where(target)}: {_reason(exc)}")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def _jump_channel(self, target: Target) -> Any:
+        assert target.jump
+        jump_host = self._jump_host(target.jump, target)
+        if jump_host.name in self._via or jump_host.name == self.host.name:
+            self._fail(f"jump loop: {' -> '.join([*self._via, self.host.name, jump_host.name])}")
+        jump = SSHConnection(
+            jump_host, self._secrets, self._resolve_host, _via=(*self._via, self.host.name)
+        )
+        try:
+            transport = jump._transport()
+            channel = transport.open_channel(
+                "direct-tcpip",
+                (target.address, target.port),
+                ("127.0.0.1", 0),
+                timeout=self.host.connect_timeout,
+            )
+        except HostUnreachable as exc:
+            jump.close()
+            self._fail(f"via jump host: {exc}")
+        except Exception as exc:  # ChannelException, SSHException, OSError
+            jump.close()
+            reason = getattr(exc, "text", "") or str(exc) or type(exc).__name__
+            self._fail(f"jump host {jump_host.name} cannot reach {_where(target)}: {reason}")
+        self._jump = jump
+        return channel
+
+    def _jump_host(self, spec: str, target: Target) -> Host:
+        if self._resolve_host is not None and "@" not in spec and ":" not in spec:
+            try:
+                return self._resolve_host(spec)
+            except (KeyError, LookupError, EngineError):
+                pass  # not an inventory name: an address
+        user, _, rest = spec.rpartition("@")
+        address, port = rest, None
+        if rest.startswith("["):  # [v6addr]:port
+            address, _, tail = rest[1:].partition("]")
+            port = tail.lstrip(":") or None
+        elif rest.count(":") == 1:
+            address, port = rest.split(":")
+        try:
+            port_number = int(port) if port else None
+        except ValueError:
+            self._fail(f"jump {spec!r}: port {port!r} is not a number")
+        # An ad-hoc jump shares the target's user, key and host key settings.
+        return Host(
+            name=spec,
+            address=address,
+            connection="ssh",
+            user=user or target.user,
+            port=port_number,
+            key_file=self.host.key_file,
+            host_key_policy=self.host.host_key_policy,
+            known_hosts=self.host.known_hosts,
+            connect_timeout=self.host.connect_timeout,
+        )
+
+    def _auth_failed(self, target: Target, with_password: bool) -> str:
+        tried = [f"key file {k}" for k in target.key_files]
+        if os.environ.get("SSH_AUTH_SOCK"):
+            tried.append("ssh-agent keys")
+        if not target.key_files:
+            tried.append("default keys in ~/.ssh")
+        if with_password:
+            tried.append("password")
+        return (
+            f"authentication failed for user {target.user!r} at {_where(target)} "
+            f"(tried: {', '.join(tried)})"
+        )
+
+    def _fail(self, message: str) -> Any:
+        raise HostUnreachable(self.host.name, message)
+
+    def _abandon(self, client: Any, sock: Any, message: str) -> None:
+        client.close()
+        try:
+            sock.close()
+        except (OSError, EOFError):
+            pass
+        if self._jump is not None:
+            self._jump.close()
+            self._jump = None
+        raise HostUnreachable(self.host.name, message) from None
+
+    # ------------------------------------------------------------ using
+
+    def run(self, command: Command, timeout: float | None = None) -> ExecResult:
+        import paramiko
+
+        transport = self._transport()
+        try:
+            return ssh_exec.execute(
+                transport, command, timeout, self._register, self._unregister, self._kill
+            )
+        except StepError:
+            raise  # StepTimeout is also an OSError (TimeoutError): not a broken link
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if not transport.is_active():
+                raise HostUnreachable(self.host.name, f"connection lost: {exc}") from None
+            raise StepError(f"{self.host.name}: ssh exec failed: {exc}") from None
+
+    def put(self, source: IO[bytes], path: str, mode: int | None = None) -> int:
+        from .ssh_transfer import upload
+
+        with self._sftp() as sftp:
+            try:
+                return upload(sftp, source, path, mode)
+            except OSError as exc:
+                raise StepError(f"{self.host.name}: cannot write {path}: {_reason(exc)}") from None
+
+    @contextmanager
+    def get(self, path: str) -> Iterator[IO[bytes]]:
+        from .ssh_transfer import SFTPReader
+
+        with self._sftp() as sftp:
+            try:
+                handle = sftp.open(path, "rb")
+                size = handle.stat().st_size or 0
+            except OSError as exc:
+                raise StepError(f"{self.host.name}: cannot read {path}: {_reason(exc)}") from None
+            with SFTPReader(handle, size) as reader:
+                yield reader  # type: ignore[misc]
+
+    @contextmanager
+    def _sftp(self) -> Iterator[paramiko.SFTPClient]:
+        import paramiko
+
+        transport = self._transport()
+        try:
+            sftp = paramiko.SFTPClient.from_transport(transport)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise StepError(f"{self.host.name}: cannot start SFTP: {exc}") from None
+        assert sftp is not None
+        try:
+            yield sftp
+        finally:
+            sftp.close()
+
+    @contextmanager
+    def tunnel(self, remote_host: str, remote_port: int) -> Iterator[tuple[str, int]]:
+        from .ssh_transfer import Forwarder
+
+        forwarder = Forwarder(self._transport(), (remote_host, int(remote_port)))
+        forwarder.start()
+        try:
+            yield forwarder.address
+        finally:
+            forwarder.stop()
+
+    # ------------------------------------------------------------ stopping
+
+    def _register(self, running: ssh_exec.Running) -> None:
+        with self._running_lock:
+            self._running.add(running)
+
+    def _unregister(self, running: ssh_exec.Running) -> None:
+        with self._running_lock:
+            self._running.discard(running)
+
+    def _kill(self, running: ssh_exec.Running) -> None:
+        """TERM the command's process group, then KILL what is left of it."""
+        running.killed = True
+        # The pid line may still be on its way if the command just started.
+        running.started.wait(ssh_exec.KILL_GRACE)
+        if running.pgid is None:
+            running.channel.close()
+            return
+        self._quiet(ssh_exec.kill_line(running.pgid, "TERM", running.become))
+        running.channel.status_event.wait(ssh_exec.KILL_GRACE)
+        # The login shell is gone; children that ignore TERM may not be.
+        self._quiet(ssh_exec.kill_line(running.pgid, "KILL", running.become))
+
+    def _quiet(self, line: str) -> None:
+        """Run a housekeeping command, ignoring how it went."""
+        client = self._client
+        transport = client.get_transport() if client is not None else None
+        if transport is None or not transport.is_active():
+            return
+        try:
+            channel = transport.open_session(timeout=10)
+            try:
+                channel.exec_command(line)
+                channel.status_event.wait(10)
+            finally:
+                channel.close()
+        except Exception:  # best effort by design
+            pass
+
+    def interrupt(self) -> None:
+        with self._running_lock:
+            running = list(self._running)
+        threads = [
+            threading.Thread(target=self._kill, args=(r,), name="ssh-kill", daemon=True)
+            for r in running
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=ssh_exec.KILL_GRACE + 25)
+
+    def close(self) -> None:
+        self.interrupt()
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._jump is not None:
+            self._jump.close()
+            self._jump = None
+
+    def __repr__(self) -> str:
+        return f"SSHConnection({self.host.name!r})"
+
+
+def _ssh_config(address: str) -> dict[str, Any]:
+    path = Path(os.path.expanduser(SSH_CONFIG))
+    if not path.is_file():
+        return {}
+    import paramiko
+
+    try:
+        return dict(paramiko.SSHConfig.from_path(str(path)).lookup(address))
+    except Exception:  # a broken config must not stop the run
+        return {}
+
+
+def _where(target: Target) -> str:
+    return f"{target.address}:{target.port}"
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__

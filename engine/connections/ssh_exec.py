@@ -1,0 +1,223 @@
+"""Running one Command over an SSH exec channel, and killing it again.
+
+The remote command line is built so that the engine can always find what to
+kill: sshd starts every session in its own session and process group (setsid
+in session.c), led by the login shell that runs our line. That shell first
+prints its pid (= the process group id) on stdout, which we read and strip, and
+a timeout or interrupt then signals the whole group from a second channel:
+`kill -TERM -- -PGID`, then KILL after a grace period. Children that stay in
+the group (a backgrounded `sleep`) die with it.
+
+Env vars are passed with `env K=V` inside sudo (the server's AcceptEnv is not
+relied on, and sudo would drop an outer environment), and cwd with `cd`.
+The outer shell does not `exec` the command, so a command killed by a signal
+reports 128+N as its rc, as shells do, instead of paramiko's -1.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StepError, StepTimeout
+from .base import Command, ExecResult
+
+if TYPE_CHECKING:
+    import paramiko
+
+# How long a killed command gets between SIGTERM and SIGKILL.
+KILL_GRACE = 2.0
+# Stdin larger than this is written from a thread so a command that talks back
+# before reading all of it cannot deadlock us.
+_INLINE_STDIN = 256 * 1024
+_READ = 1 << 20
+# Longest select() sleep: bounds the cost of a wake-up paramiko lost.
+_POLL = 0.1
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def remote_line(command: Command) -> str:
+    """The line the login shell runs: pid marker, cd, sudo, env, the command."""
+    if command.cmd is not None:
+        words = ["/bin/sh", "-c", command.cmd]
+    else:
+        words = [str(w) for w in command.argv or []]
+        if not words:
+            raise StepError("empty argv: nothing to run")
+    if command.env:
+        bad = [k for k in command.env if not _ENV_NAME.match(str(k))]
+        if bad:
+            raise StepError(f"invalid environment variable name(s): {', '.join(map(str, bad))}")
+        words = ["env", *(f"{k}={v}" for k, v in command.env.items()), *words]
+    if command.become:
+        words = ["sudo", "-n", "-H", "-u", command.become, "--", *words]
+    line = "echo $$; "
+    if command.cwd:
+        line += f"cd {shlex.quote(command.cwd)} && "
+    return line + shlex.join(words)
+
+
+def kill_line(pgid: int, sig: str, become: str | None) -> str:
+    line = f"kill -{sig} -- -{pgid} 2>/dev/null"
+    if become:
+        # The group holds sudo (root) and the command (another user): the login
+        # user may not be allowed to signal them, root through sudo is.
+        line += f"; sudo -n kill -{sig} -- -{pgid} 2>/dev/null"
+    return line + "; true"
+
+
+@dataclass(eq=False)  # identity: kept in a set
+class Running:
+    """One command in flight, as interrupt() needs to see it."""
+
+    channel: Any
+    become: str | None
+    pgid: int | None = None
+    started: threading.Event = field(default_factory=threading.Event)
+    killed: bool = False
+
+
+def execute(
+    transport: paramiko.Transport,
+    command: Command,
+    timeout: float | None,
+    register: Callable[[Running], None],
+    unregister: Callable[[Running], None],
+    kill: Callable[[Running], None],
+) -> ExecResult:
+    """Run `command` on an open channel of `transport` and collect its output."""
+    line = remote_line(command)
+    channel = transport.open_session(timeout=30)
+    running = Running(channel, command.become)
+    register(running)
+    try:
+        if command.pty:
+            channel.get_pty()
+        channel.exec_command(line)
+        writer = _feed_stdin(channel, command.stdin)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out, err, timed_out = _collect(channel, running, deadline)
+        if timed_out:
+            kill(running)
+            # The killed command closes its streams; keep what it printed last.
+            more_out, more_err, _ = _collect(
+                channel, running, time.monotonic() + KILL_GRACE * 2, partial=(out, err)
+            )
+            raise StepTimeout(
+                f"timed out after {timeout:g}s; killed the command's remote process group",
+                data={"rc": None, "stdout": _text(more_out), "stderr": _text(more_err)},
+            )
+        if writer is not None:
+            writer.join(timeout=5)
+        rc = _exit_status(channel, deadline)
+        return ExecResult(rc, bytes(out), bytes(err))
+    finally:
+        unregister(running)
+        channel.close()
+
+
+def _feed_stdin(channel: paramiko.Channel, data: bytes | None) -> threading.Thread | None:
+    if not data:
+        channel.shutdown_write()
+        return None
+    if len(data) <= _INLINE_STDIN:
+        channel.sendall(data)
+        channel.shutdown_write()
+        return None
+
+    def feed() -> None:
+        try:
+            view = memoryview(data)
+            for start in range(0, len(view), 1 << 16):
+                channel.sendall(view[start : start + (1 << 16)])
+            channel.shutdown_write()
+        except (OSError, EOFError):
+            pass  # the command exited without reading all of it, as with a pipe
+
+    thread = threading.Thread(target=feed, name="ssh-stdin", daemon=True)
+    thread.start()
+    return thread
+
+
+def _collect(
+    channel: paramiko.Channel,
+    running: Running,
+    deadline: float | None,
+    partial: tuple[bytearray, bytearray] | None = None,
+) -> tuple[bytearray, bytearray, bool]:
+    """Read stdout and stderr together until both end or `deadline` passes.
+
+    One thread, select() on the channel's pipe (paramiko signals it for data on
+    either stream), non-blocking reads: neither stream can fill up and stall
+    the other, however large they get. paramiko's pipe for "either stream" can
+    lose a wake-up when both streams change at once (its two halves are not
+    updated under one lock), so select() never sleeps longer than _POLL and the
+    buffers are checked whether or not it woke us.
+    """
+    out, err = partial or (bytearray(), bytearray())
+    head = bytearray() if running.pgid is None else None
+    fd = channel.fileno()
+    out_done = err_done = False
+    while not (out_done and err_done):
+        wait = _POLL
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return out, err, True
+            wait = min(wait, left)
+        try:
+            select.select([fd], [], [], wait)
+        except (OSError, ValueError):
+            break  # closed under us by a kill that could not find the process group
+        # EOF is read before the buffers: data always arrives before EOF, so
+        # "EOF seen and buffer empty" means the stream really ended. (No channel
+        # timeout of 0 for non-blocking reads: the stdin thread shares it.)
+        eof = channel.eof_received or channel.closed
+        if not out_done:
+            if channel.recv_ready():
+                chunk = channel.recv(_READ)
+                if head is not None:
+                    head += chunk
+                    if b"\n" in head:
+                        marker, _, rest = bytes(head).partition(b"\n")
+                        running.pgid = _pid(marker)
+                        running.started.set()
+                        # No pid: the login shell is not a POSIX shell; keep it all.
+                        out += rest if running.pgid is not None else head
+                        head = None
+                else:
+                    out += chunk
+            elif eof:
+                out_done = True
+        if not err_done:
+            if channel.recv_stderr_ready():
+                err += channel.recv_stderr(_READ)
+            elif eof:
+                err_done = True
+    if head:
+        out += head  # no marker line: the login shell is not a POSIX shell
+    return out, err, False
+
+
+def _pid(marker: bytes) -> int | None:
+    try:
+        return int(marker.strip())
+    except ValueError:
+        return None
+
+
+def _exit_status(channel: paramiko.Channel, deadline: float | None) -> int:
+    wait = None if deadline is None else max(deadline - time.monotonic(), 0.0) + KILL_GRACE
+    if not channel.status_event.wait(wait):
+        return -1
+    return channel.recv_exit_status()
+
+
+def _text(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", "replace")
