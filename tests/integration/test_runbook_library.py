@@ -1,0 +1,363 @@
+"""The runbooks/ library, run as shipped against real local services.
+
+Each runbook targets the one-machine lab inventory (inventories/lab.yaml: every
+group is this machine over the `local` connection), pointed at a database, key
+prefix, bucket or directory of the test's own, and the test checks what the
+runbook changed, not only its exit code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.s3server import S3Server
+from tests.fixtures.services import PgDatabase
+from tests.fixtures.web import WebServers
+from tests.helpers import run_json, steps_of
+
+REPO = Path(__file__).resolve().parents[2]
+LIBRARY = REPO / "runbooks"
+LAB = REPO / "inventories" / "lab.yaml"
+
+
+def run_library(
+    name: str, *args: str, env: dict[str, str] | None = None, lab: bool = True
+) -> tuple[int, dict]:
+    """Run a library runbook; `lab=False` for the ones without `hosts:` (localhost)."""
+    inventory = ("-i", str(LAB)) if lab else ()
+    return run_json(LIBRARY / f"{name}.yaml", *inventory, *args, env=env)
+
+
+def lab_steps(doc: dict[str, Any], host: str) -> dict[str, dict[str, Any]]:
+    """Steps by id, with the type's result fields (under `data` in JSON) lifted beside
+    state/metrics, as templates see them (`steps.dead_tuples.rows`)."""
+    return {sid: {**s.get("data", {}), **s} for sid, s in steps_of(doc, host).items()}
+
+
+def metric(step: dict[str, Any], name: str) -> Any:
+    return step["metrics"][name]["value"]
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture
+def bloated_table(pg_database: PgDatabase) -> Iterator[str]:
+    """A table where 90% of the rows are dead tuples, with statistics flushed."""
+    table = f"bloat_{uuid.uuid4().hex[:8]}"
+    pg_database.query(f"CREATE TABLE {table} (id int, pad text) WITH (autovacuum_enabled = off)")
+    pg_database.query(f"INSERT INTO {table} SELECT g, repeat('x', 50) FROM generate_series(1, 5000) g")
+    pg_database.query(f"DELETE FROM {table} WHERE id % 10 <> 0")
+    # The cumulative statistics reach pg_stat_user_tables when a backend flushes
+    # them (at exit, or after PGSTAT_MIN_INTERVAL); wait until they are visible.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        dead = pg_database.scalar(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = %s", (table,)
+        )
+        if dead and dead >= 4500:
+            break
+        time.sleep(0.2)
+    try:
+        yield table
+    finally:
+        pg_database.query(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_postgres_weekly_vacuums_a_bloated_database(
+    pg_database: PgDatabase, bloated_table: str
+) -> None:
+    code, doc = run_library("postgres-weekly", "-p", f"database={pg_database.name}", "--yes")
+    steps = lab_steps(doc, "lab-db")
+    # The finding stays in the run's state (critical, exit 2) although it was fixed.
+    assert code == 2, doc
+    assert steps["dead_tuples"]["state"] == "critical"
+    assert steps["dead_tuples"]["rows"][0]["relname"] == bloated_table
+    assert metric(steps["dead_tuples"], "worst_dead_pct") >= 80
+    assert steps["vacuum"]["state"] == "ok"
+    assert steps["dead_after"]["state"] == "ok"
+    assert metric(steps["dead_after"], "worst_dead_pct_after") == 0
+    # VACUUM really ran on the table: the server says so, not only the runbook.
+    assert pg_database.scalar(
+        "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = %s", (bloated_table,)
+    ) == 0
+
+
+def test_postgres_weekly_on_a_clean_database_skips_the_vacuum(pg_database: PgDatabase) -> None:
+    name = f"rb_clean_{uuid.uuid4().hex[:8]}"
+    pg_database.query(f'CREATE DATABASE "{name}"')
+    try:
+        code, doc = run_library("postgres-weekly", "-p", f"database={name}")
+    finally:
+        pg_database.query(f'DROP DATABASE "{name}" WITH (FORCE)')
+    steps = lab_steps(doc, "lab-db")
+    assert code == 0, doc
+    assert steps["vacuum"]["state"] == "skipped"
+    assert steps["analyze"]["state"] == "ok"
+    assert 0 < metric(steps["connections"], "connections_used_ratio") < 1
+
+
+def _hold_query(dsn: str, started: threading.Event, done: dict[str, Any]) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn) as conn:
+            started.set()
+            conn.execute("SELECT pg_sleep(60)")
+    except psycopg.Error as exc:  # terminated by the runbook: what the test expects
+        done["error"] = str(exc)
+
+
+def test_emergency_runbook_terminates_only_the_app_roles_sessions(
+    pg_database: PgDatabase,
+) -> None:
+    role = f"rb_app_{uuid.uuid4().hex[:6]}"
+    pg_database.query(f"CREATE ROLE {role} LOGIN")
+    dsn = f"postgresql://{role}@127.0.0.1:5432/{pg_database.name}"
+    started, done = threading.Event(), {}
+    worker = threading.Thread(target=_hold_query, args=(dsn, started, done), daemon=True)
+    worker.start()
+    try:
+        assert started.wait(10)
+        # Our own session as postgres (a superuser) must survive whatever happens.
+        bystander = f"postgresql://postgres@127.0.0.1:5432/{pg_database.name}"
+        import psycopg
+
+        with psycopg.connect(bystander, autocommit=True) as mine:
+            deadline = time.monotonic() + 10
+            while not mine.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE usename = %s AND state = 'active'", (role,)
+            ).fetchall():
+                assert time.monotonic() < deadline, "the app session never became active"
+                time.sleep(0.05)
+            code, doc = run_library(
+                "emergency-db-connections",
+                "-p", f"database={pg_database.name}",
+                "-p", "older_than_min=0",
+                "-p", f"app_user={role}",
+                "--yes",
+            )  # fmt: skip
+            assert mine.execute("SELECT 1").fetchone() == (1,)
+        worker.join(10)
+    finally:
+        pg_database.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,)
+        )
+        worker.join(10)
+        pg_database.query(f"DROP ROLE IF EXISTS {role}")
+    steps = lab_steps(doc, "lab-db")
+    assert code == 0, doc
+    assert [r["usename"] for r in steps["candidates"]["rows"]] == [role]
+    assert steps["terminate"]["rows"][0]["terminated"] is True
+    assert steps["declare"]["acknowledged_by"]
+    assert "terminating connection" in done.get("error", "")
+
+
+# ---------------------------------------------------------------- Redis
+
+
+def test_redis_cache_health_deletes_only_the_stale_pattern(redis_url: str, redis_prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for i in range(5):
+            client.set(f"{redis_prefix}stale:{i}", "old")
+        client.set(f"{redis_prefix}fresh", "keep")
+        code, doc = run_library(
+            "redis-cache-health", "-p", f"stale_pattern={redis_prefix}stale:*", "--yes"
+        )
+        remaining = sorted(k.decode() for k in client.scan_iter(match=f"{redis_prefix}*"))
+    finally:
+        client.close()
+    steps = lab_steps(doc, "lab-cache")
+    assert code in (0, 1), doc  # the shared Redis's hit rate may deserve a warning
+    assert steps["delete_stale"]["state"] == "ok"
+    assert steps["delete_stale"]["value"] == 5
+    assert remaining == [f"{redis_prefix}fresh"]
+    assert 0 < metric(steps["memory"], "redis_memory_used_ratio") < 1
+
+
+def test_redis_cache_health_without_a_pattern_deletes_nothing(
+    redis_url: str, redis_prefix: str
+) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.set(f"{redis_prefix}k", "v")
+        code, doc = run_library("redis-cache-health")
+        assert client.get(f"{redis_prefix}k") == b"v"
+    finally:
+        client.close()
+    steps = lab_steps(doc, "lab-cache")
+    assert code in (0, 1), doc
+    assert steps["stale"]["state"] == steps["delete_stale"]["state"] == "skipped"
+    assert isinstance(steps["dbsize"]["value"], int) and steps["dbsize"]["value"] >= 1
+
+
+# ---------------------------------------------------------------- backups to S3
+
+
+def test_postgres_backup_to_s3_uploads_prunes_and_restores(
+    pg_database: PgDatabase, pg_table: str, s3_server: S3Server, s3_bucket: str
+) -> None:
+    pg_database.query(f"INSERT INTO {pg_table} (v) SELECT 'row ' || g FROM generate_series(1, 50) g")
+    client = s3_server.client()
+    for i in range(9):  # earlier backups; with keep_days=0s only keep_last protects any
+        key = f"postgres/{pg_database.name}_2026010{i}T000000.sql.gz"
+        client.put_object(Bucket=s3_bucket, Key=key, Body=b"old")
+    client.put_object(Bucket=s3_bucket, Key="other/unrelated.txt", Body=b"not a backup")
+    env = {
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": s3_server.region,
+    }
+    code, doc = run_library(
+        "postgres-backup-s3",
+        "-p", f"database={pg_database.name}",
+        "-p", f"bucket={s3_bucket}",
+        "-p", f"endpoint={s3_server.endpoint}",
+        "-p", "keep_days=0s",
+        "-p", "keep_last=3",
+        "-p", f"verify_table={pg_table}",
+        env=env,
+    )  # fmt: skip
+    steps = lab_steps(doc, "lab-db")
+    assert code == 0, doc
+    assert steps["count_rows"]["rows"][0]["n"] == 50
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket).get("Contents", []))
+    # keep_last=3 of this database's backups (the new one is the newest), nothing else touched.
+    assert "other/unrelated.txt" in keys
+    backups = [k for k in keys if k.startswith(f"postgres/{pg_database.name}_")]
+    assert len(backups) == 3
+    fresh = [k for k in backups if not k.startswith(f"postgres/{pg_database.name}_2026010")]
+    assert len(fresh) == 1
+    assert steps["listed"]["size"] > 100
+    body = client.get_object(Bucket=s3_bucket, Key=fresh[0])["Body"].read()
+    assert pg_table.encode() in gzip.decompress(body)
+    # The scratch database and the local dump were cleaned up by `always`.
+    scratch = pg_database.scalar(
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'restore_check_%%'"
+    )
+    assert scratch == 0
+    assert steps["remove_dump"]["state"] == "ok"
+
+
+def test_backup_restore_check_fails_on_a_missing_table(
+    pg_database: PgDatabase, s3_server: S3Server, s3_bucket: str
+) -> None:
+    env = {
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": s3_server.region,
+    }
+    code, doc = run_library(
+        "postgres-backup-s3",
+        "-p", f"database={pg_database.name}",
+        "-p", f"bucket={s3_bucket}",
+        "-p", f"endpoint={s3_server.endpoint}",
+        "-p", "verify_table=no_such_table",
+        env=env,
+    )  # fmt: skip
+    steps = lab_steps(doc, "lab-db")
+    assert code == 3, doc
+    assert steps["count_rows"]["state"] == "failed"
+    assert "missing or empty" in steps["count_rows"]["error"]
+    assert steps["drop_scratch"]["state"] == "ok"  # always ran after the failure
+
+
+# ---------------------------------------------------------------- files and HTTP
+
+
+def test_log_rotation_compresses_and_expires(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log").write_text("live\n")
+    (logs / "app.log.1").write_text("yesterday\n" * 100)
+    old = logs / "app.log.9.gz"
+    old.write_bytes(gzip.compress(b"ancient"))
+    recent = logs / "app.log.2.gz"
+    recent.write_bytes(gzip.compress(b"recent"))
+    forty_days_ago = time.time() - 40 * 86400
+    os.utime(old, (forty_days_ago, forty_days_ago))
+    code, doc = run_library(
+        "log-rotation", "-p", f"log_dir={logs}", "-p", "keep_days=30", lab=False
+    )
+    assert code == 0, doc
+    assert sorted(p.name for p in logs.iterdir()) == ["app.log", "app.log.1.gz", "app.log.2.gz"]
+    assert gzip.decompress((logs / "app.log.1.gz").read_bytes()) == b"yesterday\n" * 100
+    steps = lab_steps(doc, "localhost")
+    assert steps["clean"]["stdout_lines"] == [str(old)]
+
+
+def test_daily_health_check_against_a_live_endpoint(
+    tmp_path: Path, web_servers: WebServers
+) -> None:
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    archive = backups / "app-20261123.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(__file__, arcname="payload.py")
+    log = tmp_path / "app.log"
+    log.write_text("INFO start\nERROR boom\nINFO ok\nERROR again\n")
+    code, doc = run_library(
+        "daily-health-check",
+        "-p", f"health_url={web_servers.http_url}/json",
+        "-p", f"app_log={log}",
+        "-p", f"backup_dir={backups}",
+        lab=False,
+    )  # fmt: skip
+    steps = lab_steps(doc, "localhost")
+    assert steps["health"]["status"] == 200
+    assert metric(steps["log_errors"], "log_errors") == 2
+    assert steps["log_errors"]["state"] == "warn"
+    assert steps["backup"]["json"]["file"] == str(archive)
+    assert steps["backup"]["json"]["ok"] is True
+    assert metric(steps["backup"], "backup_age_h") < 1
+    # Disk, memory and load depend on the machine: they are judged, whatever they are.
+    assert code in (1, 2), doc
+
+
+def test_daily_health_check_flags_a_corrupt_backup(tmp_path: Path, web_servers: WebServers) -> None:
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    (backups / "db.sql.gz").write_bytes(b"not gzip at all")
+    code, doc = run_library(
+        "daily-health-check",
+        "-p", f"health_url={web_servers.http_url}/json",
+        "-p", f"app_log={tmp_path / 'missing.log'}",
+        "-p", f"backup_dir={backups}",
+        lab=False,
+    )  # fmt: skip
+    steps = lab_steps(doc, "localhost")
+    assert code == 3, doc
+    assert steps["backup"]["state"] == "failed"
+    assert steps["backup"]["json"]["ok"] is False
+
+
+def test_tls_certificate_expiry_reads_the_served_certificate(web_servers: WebServers) -> None:
+    code, doc = run_library(
+        "tls-certificate-expiry",
+        "-p", f"url={web_servers.https_url}/json",
+        "-p", "verify=false",
+        lab=False,
+    )  # fmt: skip
+    steps = lab_steps(doc, "localhost")
+    cert = steps["cert"]
+    assert cert["tls"]["not_after"].startswith(web_servers.not_after.date().isoformat())
+    days = (web_servers.not_after.timestamp() - time.time()) / 86400
+    assert abs(metric(cert, "tls_days_left") - days) < 0.1
+    expected = "ok" if days >= 30 else ("warn" if days >= 7 else "critical")
+    assert cert["state"] == expected
+    assert code == {"ok": 0, "warn": 1, "critical": 2}[expected]
