@@ -46,6 +46,7 @@ class _Attempt:
     until_met: bool = True
     dry_run_skip: bool = False
     rendered: dict[str, Any] | None = None
+    skip_reason: str = "dry run: not executed"
 
 
 class HostExecutor:
@@ -324,7 +325,7 @@ class HostExecutor:
         if outcome.dry_run_skip:
             self.dry_skipped.add(step.id)
             res.state = State.SKIPPED
-            res.skip_reason = "dry run: not executed"
+            res.skip_reason = outcome.skip_reason
         return res
 
     def _sleep(self, seconds: float) -> None:
@@ -401,6 +402,19 @@ class HostExecutor:
         except (HostUnreachable, Aborted):
             raise
         except StepError as exc:
+            if self.run.options.dry_run and exc.data.get("would_write"):
+                # The type tried it read-only and the service refused the write: a
+                # dry run reports that as a change it did not make, not a failure.
+                shown = spec.model_dump(exclude_none=True, exclude_defaults=True, by_alias=True)
+                return _Attempt(
+                    dict(exc.data),
+                    None,
+                    State.SKIPPED,
+                    {},
+                    dry_run_skip=True,
+                    rendered=shown,
+                    skip_reason=f"dry run: {exc}",
+                )
             data, error = dict(exc.data), str(exc)
         except TemplateError as exc:
             data, error = {}, str(exc)
