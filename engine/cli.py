@@ -88,10 +88,7 @@ def _select_hosts(
     from .inventory import load_inventory
 
     inventory = load_inventory(inventory_path)
-    hosts = inventory.select(runbook.header.hosts)
-    if limit:
-        allowed = {h.name for h in inventory.select(limit)}
-        hosts = [h for h in hosts if h.name in allowed]
+    hosts = inventory.select_hosts(runbook.header.hosts, limit)
     if not hosts:
         raise UsageError(f"no hosts matched: hosts={runbook.header.hosts!r} limit={limit!r}")
     return inventory, hosts
@@ -337,20 +334,10 @@ def cron_command(directory: str | None) -> None:
         click.echo(line)
 
 
-def _register_optional() -> None:
-    """Commands that live in their own modules (inventory, history, resume)."""
-    import importlib
+# Commands that live in their own modules; imported here, cheaply (they import
+# their heavy parts inside the command functions).
+from .commands.history import history_command, resume_command  # noqa: E402
+from .commands.inventory import inventory_command  # noqa: E402
 
-    for module, attr in (
-        ("engine.commands.inventory", "inventory_command"),
-        ("engine.commands.history", "history_command"),
-        ("engine.commands.history", "resume_command"),
-    ):
-        try:
-            command = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            continue
-        main.add_command(command)
-
-
-_register_optional()
+for _command in (inventory_command, history_command, resume_command):
+    main.add_command(_command)

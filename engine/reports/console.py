@@ -166,15 +166,21 @@ class ConsoleReport:
 
 
 def summary_line(result: RunResult) -> str:
+    # A failure that was rescued or ignored is shown on its own line but does not
+    # count as "failed" here: the summary must agree with the run's state.
     counts: dict[str, int] = {}
     for host in result.hosts.values():
         for step in host.steps:
-            counts[step.state.value] = counts.get(step.state.value, 0) + 1
+            key = step.state.value
+            if step.state.is_failure and step.rescued:
+                key = "rescued"
+            elif step.state.is_failure and step.ignored:
+                key = "ignored"
+            counts[key] = counts.get(key, 0) + 1
     unreachable = sum(1 for h in result.hosts.values() if h.unreachable)
     state = result.state
-    parts = [
-        f"{k} {counts[k]}" for k in ("ok", "warn", "critical", "failed", "skipped") if counts.get(k)
-    ]
+    order = ("ok", "warn", "critical", "failed", "rescued", "ignored", "skipped", "aborted")
+    parts = [f"{k} {counts[k]}" for k in order if counts.get(k)]
     if unreachable:
         parts.append(f"unreachable hosts {unreachable}")
     return (

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers import run_json, steps_of, write
+from tests.helpers import cli, run_json, steps_of, write
 
 
 def test_retry_until_succeeds_after_attempts(tmp_path: Path) -> None:
@@ -445,3 +445,26 @@ def test_render_error_names_step_and_field(tmp_path: Path) -> None:
     assert code == 3
     err = steps_of(doc)["bad_field"]["error"]
     assert "shell.cmd" in err and "nothing_here" in err
+
+
+def test_summary_counts_rescued_and_ignored_failures_apart(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+runbook: handled
+steps:
+  - name: guarded
+    block:
+      steps:
+        - {name: breaks, shell: "exit 3"}
+      rescue:
+        - {name: fix, log: fixed}
+  - {name: tolerated, shell: "exit 1", ignore_errors: true}
+""",
+    )
+    result = cli("run", str(path))
+    assert result.exit_code == 0, result.output
+    summary = result.output.strip().splitlines()[-1]
+    assert "finished: ok (exit 0)" in summary
+    assert "rescued 1" in summary and "ignored 1" in summary
+    assert "failed" not in summary
