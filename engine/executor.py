@@ -26,7 +26,7 @@ from .context import ConnectionHolder, Interrupted, RunContext
 from .errors import Aborted, HostUnreachable, StepError, TemplateError, UsageError
 from .events import Approval, HostFinished, LogMessage, StepFinished, StepStarted
 from .host import Host
-from .model import Runbook, Step
+from .model import Retry, Runbook, Step
 from .params import resolve_params
 from .results import FORBIDDEN_FIELDS, RESERVED_FIELDS, HostResult, Metric, State, StepResult, worst
 from .steps.base import StepContext, StepType, get_step_type
@@ -278,8 +278,15 @@ class HostExecutor:
 
     def _run_typed(self, step: Step) -> StepResult:
         stype = get_step_type(step.type)
-        retry = step.common.retry
         started = time.monotonic()
+        try:
+            retry = self._retry(step)
+        except StepError as exc:
+            return StepResult(
+                step_id=self._sid(step), name=step.name, host=self.host.name,
+                state=State.FAILED, error=str(exc), dry_run=self.run.options.dry_run,
+                ignored=step.common.ignore_errors,
+            )  # fmt: skip
         attempts = 0
 
         def attempt() -> _Attempt:
@@ -328,6 +335,21 @@ class HostExecutor:
             res.skip_reason = outcome.skip_reason
         return res
 
+    def _retry(self, step: Step) -> Retry | None:
+        """The step's retry policy; a templated one is rendered for this host."""
+        if step.retry_template is None:
+            return step.common.retry
+        try:
+            values = {k: render_value(v, self.context) for k, v in step.retry_template.items()}
+            return Retry.model_validate(values)
+        except TemplateError as exc:
+            raise StepError(f"retry: {exc}") from None
+        except ValidationError as exc:
+            errs = "; ".join(
+                f"retry.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            raise StepError(f"invalid value after rendering: {errs}") from None
+
     def _sleep(self, seconds: float) -> None:
         if self.run.sleep(seconds):
             raise Interrupted(self.run.stop_reason or "interrupted")
@@ -368,6 +390,10 @@ class HostExecutor:
                 note = {"not_rendered": f"depends on a step the dry run did not execute ({exc})"}
                 return _Attempt({}, None, State.SKIPPED, {}, dry_run_skip=True, rendered=note)
             return _Attempt({}, str(exc), State.FAILED, {})
+        if step.type == "assert" and common.message and not getattr(spec, "message", None):
+            # `assert: [...]` with `message:` beside it: the step's own message.
+            text = outcome.message(common.message, self.context)
+            spec = spec.model_copy(update={"message": text})
         if self.run.options.dry_run and not (common.safe or stype.dry_run_safe(spec)):
             shown = spec.model_dump(exclude_none=True, exclude_defaults=True, by_alias=True)
             if stype.describe(spec):

@@ -17,7 +17,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import Location, Problem, RunbookInvalid, TemplateError
-from .model import COMMON_FIELDS, THRESHOLD_OP, Runbook, RunbookHeader, Step, StepCommon, snake_case
+from .model import (
+    COMMON_FIELDS,
+    THRESHOLD_OP,
+    Retry,
+    Runbook,
+    RunbookHeader,
+    Step,
+    StepCommon,
+    snake_case,
+)
 from .steps.base import StepType, get_step_type, step_types
 from .templating import NAMESPACES, compile_expression, compile_template, is_template, references
 from .yamlsource import PathKey, YamlDoc, format_path, load_yaml_file
@@ -139,6 +148,26 @@ class _FileLoader:
                 self._pydantic_problem(err, full, model)
             return None, templated
 
+    def _validate_common(self, raw: dict[str, Any], path: PathKey) -> StepCommon | None:
+        """The common fields are validated strictly: the executor reads them as
+        typed values (retry counts, timeouts) before anything is rendered, so a
+        template there is an error now rather than a field silently dropped."""
+        try:
+            return StepCommon.model_validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc, value_is_template = _resolve_loc(raw, err["loc"], err["type"])
+                full = (*path, *loc)
+                if value_is_template and err["type"] not in ("missing", "extra_forbidden"):
+                    self._problem(
+                        full,
+                        f"`{format_path(loc)}` cannot be a template: it is needed before the"
+                        " step is rendered; give a literal value",
+                    )
+                else:
+                    self._pydantic_problem(err, full, StepCommon)
+            return None
+
     def _pydantic_problem(self, err: Any, path: PathKey, model: type[BaseModel]) -> None:
         kind = err["type"]
         if kind == "extra_forbidden":
@@ -196,7 +225,19 @@ class _FileLoader:
             return None
         type_name = type_keys[0]
         common_raw = {k: v for k, v in raw.items() if k in COMMON_FIELDS and k != type_name}
-        common, _ = self._validate_lenient(StepCommon, common_raw, path)
+        retry_template = None
+        retry_raw = common_raw.get("retry")
+        if isinstance(retry_raw, dict) and any(is_template(v) for v in retry_raw.values()):
+            # Rendered per host when the step runs; checked here as far as literal.
+            retry_template = retry_raw
+            common_raw = {**common_raw, "retry": {}}
+            literal = {k: v for k, v in retry_raw.items() if not is_template(v)}
+            self._validate_lenient(Retry, literal, (*path, "retry"))
+            for key, value in retry_raw.items():
+                if is_template(value):
+                    self._check_text(value, (*path, "retry", key), expression=False,
+                                     allowed=NAMESPACES - {"result"})
+        common = self._validate_common(common_raw, path)
         if common is None:
             common = StepCommon.model_construct(name=str(raw.get("name", "?")))
         if common.until is not None and common.retry is None and type_name != "wait":
@@ -233,6 +274,7 @@ class _FileLoader:
             path=path,
             file=str(self.path),
             line=line,
+            retry_template=retry_template,
             spec=None if templated else spec,
         )
         if type_name == "block" and isinstance(body, dict):
@@ -287,7 +329,10 @@ class _FileLoader:
         for field in _TEMPLATE_FIELDS:
             value = getattr(common, field, None)
             if isinstance(value, str):
-                self._check_text(value, (*step.path, field), expression=False, allowed=base)
+                # The message of a failed `assert` on a result may quote that result.
+                sees = field == "message" and bool(common.assert_) and step.type != "assert"
+                allowed_here = with_result if sees else base
+                self._check_text(value, (*step.path, field), expression=False, allowed=allowed_here)
         for field, sees_result in _EXPR_FIELDS.items():
             value = getattr(common, field, None)
             if isinstance(value, str):
@@ -350,7 +395,9 @@ class _FileLoader:
                 continue
             if name == "result":
                 self._problem(
-                    path, "`result` is only available in until, failed_when, assert and thresholds"
+                    path,
+                    "`result` is only available in until, failed_when, assert (and its"
+                    " message) and thresholds",
                 )
             elif name in NAMESPACES:
                 self._problem(path, f"`{name}` is not available here")

@@ -175,6 +175,9 @@ class Step:
     spec: Any = None  # the validated body, when it contains no template
     children: dict[str, list[Step]] = field(default_factory=dict)  # block: steps/rescue/always
     included: Runbook | None = None  # include: the loaded runbook
+    # `retry:` with templated values (`attempts: "{{ params.n }}"`), rendered per
+    # host when the step runs; `common.retry` then holds the defaults.
+    retry_template: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:

@@ -47,8 +47,19 @@ def failure(
         except TemplateError as exc:
             return f"assert: {exc}"
         if not ok:
-            return common.message or f"assertion failed: {expr}"
+            return message(common.message, rctx) or f"assertion failed: {expr}"
     return None
+
+
+def message(template: str | None, context: dict[str, Any]) -> str | None:
+    """An assert's `message:`, rendered; shown raw if it cannot render, so the
+    operator still sees why the step failed."""
+    if not template:
+        return None
+    try:
+        return str(render_value(template, context))
+    except TemplateError:
+        return template
 
 
 def thresholds(step: Step, rctx: dict[str, Any]) -> dict[str, Metric]:

@@ -31,6 +31,8 @@ CASES: list[tuple[str, str, int, str, str]] = [
     ("duplicate id", "  - name: Side effect\n    shell: ls\n", 7, "steps[1].name", "duplicate step id `side_effect`"),
     ("bad duration", "  - name: x\n    shell: ls\n    timeout: soon\n", 9, "steps[1].timeout", "not a duration"),
     ("retry attempts 0", "  - name: x\n    shell: ls\n    retry: {attempts: 0}\n", 9, "steps[1].retry.attempts", "greater than or equal to 1"),
+    ("templated timeout", "  - name: x\n    shell: ls\n    timeout: \"{{ params.db }}\"\n", 9, "steps[1].timeout", "cannot be a template"),
+    ("bad name in templated retry", "  - name: x\n    shell: ls\n    retry: {attempts: \"{{ parms.n }}\"}\n", 9, "steps[1].retry.attempts", "unknown name `parms`"),
     ("until without retry", "  - name: x\n    shell: ls\n    until: result.rc == 0\n", 9, "steps[1].until", "`until` needs `retry`"),
     ("unknown step ref", "  - name: x\n    shell: \"echo {{ steps.nope.rc }}\"\n", 8, "steps[1].shell.cmd", "unknown step id `nope`"),
     ("misspelt step ref", "  - name: x\n    when: steps.side_efect.rc == 0\n    shell: ls\n", 8, "steps[1].when", "did you mean `side_effect`?"),

@@ -468,3 +468,28 @@ steps:
     assert "finished: ok (exit 0)" in summary
     assert "rescued 1" in summary and "ignored 1" in summary
     assert "failed" not in summary
+
+
+def test_retry_values_may_come_from_params(tmp_path: Path) -> None:
+    counter = tmp_path / "tries"
+    path = write(
+        tmp_path,
+        f"""
+runbook: templated-retry
+params:
+  tries: {{type: int, default: 4}}
+steps:
+  - name: flaky
+    id: flaky
+    shell: "echo x >> {counter}; exit 1"
+    retry: {{attempts: "{{{{ params.tries }}}}", delay: 0}}
+""",
+    )
+    code, doc = run_json(path, "-p", "tries=3")
+    assert code == 3
+    assert steps_of(doc)["flaky"]["attempts"] == 3
+    assert len(counter.read_text().splitlines()) == 3
+    code, doc = run_json(path, "-p", "tries=0")
+    assert code == 3
+    assert "retry.attempts" in steps_of(doc)["flaky"]["error"]
+    assert len(counter.read_text().splitlines()) == 3  # nothing ran with a bad policy
