@@ -8,6 +8,7 @@ name nobody registered, is an error rather than a silent override.
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
@@ -28,6 +29,9 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._lazy: dict[str, Callable[[], T]] = {}
         self._entry_points_loaded = entry_point_group is None
+        # Hosts run in threads and may ask for the same lazy entry at once: one
+        # imports it, the others wait and then find it in _items.
+        self._lock = threading.RLock()
 
     def register(self, name: str, item: T) -> T:
         if name in self._items or name in self._lazy:
@@ -44,9 +48,12 @@ class Registry(Generic[T]):
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:
             return
-        self._entry_points_loaded = True
-        for ep in entry_points(group=self.group or ""):
-            self.register_lazy(ep.name, ep.load)
+        with self._lock:
+            if self._entry_points_loaded:
+                return
+            for ep in entry_points(group=self.group or ""):
+                self.register_lazy(ep.name, ep.load)
+            self._entry_points_loaded = True
 
     def names(self) -> list[str]:
         self._load_entry_points()
@@ -60,11 +67,14 @@ class Registry(Generic[T]):
         self._load_entry_points()
         if name in self._items:
             return self._items[name]
-        if name in self._lazy:
-            item = self._lazy[name]()  # may raise ImportError: keep the entry then
-            del self._lazy[name]
-            self._items[name] = item
-            return item
+        with self._lock:
+            if name in self._items:  # loaded by another thread while we waited
+                return self._items[name]
+            if name in self._lazy:
+                item = self._lazy[name]()  # may raise ImportError: keep the entry then
+                del self._lazy[name]
+                self._items[name] = item
+                return item
         close = difflib.get_close_matches(name, self.names(), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise RegistryError(f"unknown {self.kind} {name!r}{hint}")

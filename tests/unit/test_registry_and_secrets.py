@@ -54,3 +54,31 @@ def test_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     os.chmod(f, 0o644)
     with pytest.raises(SecretError, match="chmod 600"):
         Secrets(Redactor(), f)
+
+
+def test_lazy_entry_loaded_once_when_threads_race() -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.registry import Registry
+
+    calls: list[int] = []
+    start = threading.Barrier(8)
+
+    def slow_loader() -> object:
+        calls.append(1)
+        time.sleep(0.05)  # wide window: every other thread asks meanwhile
+        return object()
+
+    reg: Registry[object] = Registry("thing")
+    reg.register_lazy("local", slow_loader)
+
+    def get(_: int) -> object:
+        start.wait()
+        return reg.get("local")
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(get, range(8)))
+    assert len(calls) == 1
+    assert all(item is got[0] for item in got)
