@@ -1,0 +1,354 @@
+"""Runbooks over SSH through the CLI: an inventory of five real sshd hosts
+(tests/fixtures/sshd.py, 127.0.0.11-15), fan-out, unreachable hosts, max_fail,
+serial batches, strategies, run_once, --limit, become, tunnels and s3 from_host.
+
+Order is proven with an append-only file the hosts write to (sshd runs on this
+machine, so the file is shared), never with timings.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fixtures.s3server import S3Server
+from tests.fixtures.services import PgDatabase
+from tests.fixtures.sshd import SSHServer
+from tests.helpers import run_json, steps_of, write
+
+NAMES = [f"node{i}" for i in range(1, 6)]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def inventory(sshd: SSHServer, tmp_path: Path, *, dead: tuple[str, ...] = ()) -> Path:
+    """A native inventory of the five sshd addresses; `dead` hosts get a closed port."""
+    hosts: dict[str, Any] = {}
+    for name, address in zip(NAMES, sshd.addresses, strict=True):
+        hosts[name] = {"address": address, "vars": {"rank": int(name[-1])}}
+        if name in dead:
+            hosts[name]["port"] = _closed_port()
+    doc = {
+        "defaults": {
+            "connection": "ssh",
+            "user": "root",
+            "port": sshd.port,
+            "key_file": str(sshd.client_key),
+            "known_hosts": str(sshd.known_hosts),
+            "host_key_policy": "strict",
+            "connect_timeout": 3,
+        },
+        "groups": {
+            "fleet": {"hosts": hosts},
+            "odd": {"hosts": {n: {} for n in NAMES if int(n[-1]) % 2}},
+        },
+    }
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def log_lines(path: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split()) for line in path.read_text().splitlines()]  # type: ignore[misc]
+
+
+def run(rb: Path, inv: Path, *args: str) -> tuple[int, dict]:
+    return run_json(rb, "-i", str(inv), *args)
+
+
+def test_five_hosts_each_run_on_their_own_address(sshd: SSHServer, tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+runbook: fleet-check
+hosts: fleet
+steps:
+  - name: Where am I
+    id: where
+    shell: 'echo "$SSH_CONNECTION" | cut -d" " -f3'
+  - name: Same address as the inventory
+    assert: ["steps.where.stdout | trim == host.address"]
+  - name: Rank as a metric
+    id: rank
+    shell: "echo {{ host.vars.rank }}"
+    thresholds:
+      rank: {value: result.stdout | int, warn: "> 3", critical: "> 4"}
+""",
+    )
+    code, doc = run(rb, inventory(sshd, tmp_path))
+    assert code == 2, doc  # node5's rank is critical: the run is the worst of its hosts
+    assert sorted(doc["hosts"]) == NAMES
+    for name, address in zip(NAMES, sshd.addresses, strict=True):
+        steps = steps_of(doc, name)
+        assert steps["where"]["data"]["stdout"].strip() == address
+        assert steps["same_address_as_the_inventory"]["state"] == "ok"
+    assert steps_of(doc, "node4")["rank"]["state"] == "warn"
+    assert steps_of(doc, "node5")["rank"]["state"] == "critical"
+
+
+def test_an_unreachable_host_among_reachable_ones(sshd: SSHServer, tmp_path: Path) -> None:
+    out = tmp_path / "ran"
+    rb = write(
+        tmp_path,
+        f"""
+runbook: partial
+hosts: fleet
+steps:
+  - name: Touch
+    shell: "echo {{{{ host.name }}}} >> {out}"
+  - name: Second
+    shell: "true"
+""",
+    )
+    code, doc = run(rb, inventory(sshd, tmp_path, dead=("node3",)))
+    assert code == 3, doc
+    assert doc["hosts"]["node3"]["state"] == "unreachable"
+    reason = doc["hosts"]["node3"]["unreachable"]
+    assert "node3" in reason and "connection refused" in reason
+    assert sorted(out.read_text().split()) == ["node1", "node2", "node4", "node5"]
+    for name in ("node1", "node2", "node4", "node5"):
+        assert doc["hosts"][name]["state"] == "ok"
+
+
+MAX_FAIL = """
+runbook: max-fail
+hosts: fleet
+serial: 1
+max_fail: {max_fail}
+steps:
+  - name: Fail on even ranks
+    shell: "test $(( {{{{ host.vars.rank }}}} % 2 )) -eq 1"
+  - name: Record
+    shell: "echo {{{{ host.name }}}} >> {out}"
+"""
+
+
+@pytest.mark.parametrize(("max_fail", "ran"), [(0, ["node1"]), (1, ["node1", "node3"]), ("'25%'", ["node1", "node3"])])
+def test_max_fail_stops_scheduling_and_exits_4(
+    sshd: SSHServer, tmp_path: Path, max_fail: object, ran: list[str]
+) -> None:
+    out = tmp_path / "ran"
+    out.touch()
+    rb = write(tmp_path, MAX_FAIL.format(max_fail=max_fail, out=out))
+    code, doc = run(rb, inventory(sshd, tmp_path))
+    assert code == 4, doc
+    assert out.read_text().split() == ran
+    # Hosts after the stop never started.
+    started = [h for h in NAMES if h in doc["hosts"] and doc["hosts"][h]["steps"]]
+    assert started == NAMES[: len(ran) * 2]
+
+
+def test_serial_batches_finish_before_the_next_starts(sshd: SSHServer, tmp_path: Path) -> None:
+    out = tmp_path / "order"
+    rb = write(
+        tmp_path,
+        f"""
+runbook: rolling
+hosts: fleet
+serial: 2
+steps:
+  - name: Begin
+    shell: "echo begin {{{{ host.name }}}} >> {out}"
+  - name: End
+    shell: "echo end {{{{ host.name }}}} >> {out}"
+""",
+    )
+    code, doc = run(rb, inventory(sshd, tmp_path))
+    assert code == 0, doc
+    events = log_lines(out)
+    batches = [["node1", "node2"], ["node3", "node4"], ["node5"]]
+    position = {e: i for i, e in enumerate(events)}
+    for earlier, later in pairwise(batches):
+        last_end = max(position[("end", h)] for h in earlier)
+        first_begin = min(position[("begin", h)] for h in later)
+        assert last_end < first_begin, events
+    assert len(events) == 10
+
+
+def test_serial_percentage(sshd: SSHServer, tmp_path: Path) -> None:
+    out = tmp_path / "order"
+    rb = write(
+        tmp_path,
+        f"""
+runbook: rolling-pct
+hosts: fleet
+serial: "40%"
+steps:
+  - name: Begin
+    shell: "echo begin {{{{ host.name }}}} >> {out}"
+  - name: End
+    shell: "echo end {{{{ host.name }}}} >> {out}"
+""",
+    )
+    code, _ = run(rb, inventory(sshd, tmp_path))
+    assert code == 0
+    events = log_lines(out)
+    # 40% of 5 = 2 hosts per batch: node3 begins only after node1 and node2 ended.
+    assert events.index(("begin", "node3")) > max(
+        events.index(("end", "node1")), events.index(("end", "node2"))
+    )
+
+
+STRATEGY = """
+runbook: strategy
+hosts: fleet
+strategy: {strategy}
+steps:
+  - name: One
+    shell: "sleep 0.{{{{ 6 - host.vars.rank }}}}; echo one {{{{ host.name }}}} >> {out}"
+  - name: Two
+    shell: "echo two {{{{ host.name }}}} >> {out}"
+"""
+
+
+def test_linear_strategy_finishes_each_step_everywhere_first(sshd: SSHServer, tmp_path: Path) -> None:
+    out = tmp_path / "order"
+    code, _ = run(write(tmp_path, STRATEGY.format(strategy="linear", out=out)), inventory(sshd, tmp_path))
+    assert code == 0
+    kinds = [kind for kind, _ in log_lines(out)]
+    assert kinds == ["one"] * 5 + ["two"] * 5
+
+
+def test_free_strategy_lets_fast_hosts_run_ahead(sshd: SSHServer, tmp_path: Path) -> None:
+    out = tmp_path / "order"
+    code, _ = run(write(tmp_path, STRATEGY.format(strategy="free", out=out)), inventory(sshd, tmp_path))
+    assert code == 0
+    events = log_lines(out)
+    # node5 sleeps 0.1 s and node1 0.5 s: node5's second step comes before node1's first.
+    assert events.index(("two", "node5")) < events.index(("one", "node1"))
+
+
+def test_run_once_runs_on_one_host_and_shares_its_result(sshd: SSHServer, tmp_path: Path) -> None:
+    out = tmp_path / "once"
+    rb = write(
+        tmp_path,
+        f"""
+runbook: once
+hosts: fleet
+steps:
+  - name: Take a ticket
+    id: ticket
+    run_once: true
+    shell: "echo {{{{ host.name }}}} >> {out}; echo ticket-$(cat /proc/sys/kernel/random/uuid)"
+  - name: Everyone sees it
+    shell: "echo {{{{ steps.ticket.stdout | trim }}}}"
+""",
+    )
+    code, doc = run(rb, inventory(sshd, tmp_path))
+    assert code == 0, doc
+    assert out.read_text().split() == ["node1"]
+    tickets = {steps_of(doc, h)["everyone_sees_it"]["data"]["stdout"].strip() for h in NAMES}
+    assert len(tickets) == 1 and tickets.pop().startswith("ticket-")
+
+
+def test_limit_and_forks(sshd: SSHServer, tmp_path: Path) -> None:
+    out = tmp_path / "ran"
+    rb = write(
+        tmp_path,
+        f"""
+runbook: limited
+hosts: fleet
+steps:
+  - name: Begin
+    shell: "echo begin {{{{ host.name }}}} >> {out}; sleep 0.05"
+  - name: End
+    shell: "echo end {{{{ host.name }}}} >> {out}"
+""",
+    )
+    code, doc = run(rb, inventory(sshd, tmp_path), "--limit", "odd:!node5", "--forks", "1")
+    assert code == 0, doc
+    assert sorted(doc["hosts"]) == ["node1", "node3"]
+    # One fork, linear: each step runs host after host, never two at once.
+    assert log_lines(out) == [("begin", "node1"), ("begin", "node3"), ("end", "node1"), ("end", "node3")]
+
+
+def test_become_runs_the_step_as_another_user(sshd: SSHServer, tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        f"""
+runbook: become
+hosts: node1
+steps:
+  - name: Who
+    id: who
+    shell: {{cmd: "id -un", become: {sshd.become_user}}}
+""",
+    )
+    code, doc = run(rb, inventory(sshd, tmp_path))
+    assert code == 0, doc
+    assert steps_of(doc, "node1")["who"]["data"]["stdout"].strip() == sshd.become_user
+
+
+def test_sql_and_redis_steps_through_ssh_tunnels(
+    sshd: SSHServer, tmp_path: Path, pg_database: PgDatabase, redis_prefix: str
+) -> None:
+    rb = write(
+        tmp_path,
+        f"""
+runbook: tunnels
+hosts: node2
+steps:
+  - name: Database through the host
+    id: db
+    sql:
+      dsn: "postgresql://postgres@127.0.0.1:5432/{pg_database.name}"
+      query: select inet_client_addr()::text as client, current_database() as db
+      tunnel: true
+  - name: Cache through the host
+    id: cache
+    redis:
+      url: redis://127.0.0.1:6379/0
+      commands: [[SET, "{redis_prefix}t", via-ssh], [GET, "{redis_prefix}t"]]
+      tunnel: true
+""",
+    )
+    code, doc = run(rb, inventory(sshd, tmp_path))
+    assert code == 0, doc
+    steps = steps_of(doc, "node2")
+    assert steps["db"]["data"]["rows"][0]["db"] == pg_database.name
+    # The connection reached PostgreSQL from the SSH host's side (sshd connects from
+    # 127.0.0.1), not from the engine's own socket.
+    assert steps["db"]["data"]["rows"][0]["client"].startswith("127.0.0.1")
+    assert steps["cache"]["data"]["replies"] == ["OK", "via-ssh"]
+
+
+def test_s3_upload_from_an_ssh_host_and_back(
+    sshd: SSHServer, tmp_path: Path, s3_server: S3Server, s3_bucket: str
+) -> None:
+    payload = tmp_path / "dump.bin"
+    payload.write_bytes(uuid.uuid4().bytes * 40_000)
+    restored = tmp_path / "restored.bin"
+    rb = write(
+        tmp_path,
+        f"""
+runbook: s3-ssh
+hosts: node4
+steps:
+  - name: Upload from the host
+    id: up
+    s3: {{action: put, bucket: {s3_bucket}, key: dumps/dump.bin, from_host: "{payload}",
+         endpoint: "{s3_server.endpoint}", access_key: "{{{{ secret('S3_KEY') }}}}",
+         secret_key: "{{{{ secret('S3_SECRET') }}}}"}}
+  - name: Download to the host
+    id: down
+    s3: {{action: get, bucket: {s3_bucket}, key: dumps/dump.bin, to_host: "{restored}",
+         endpoint: "{s3_server.endpoint}", access_key: "{{{{ secret('S3_KEY') }}}}",
+         secret_key: "{{{{ secret('S3_SECRET') }}}}"}}
+""",
+    )
+    env = {"S3_KEY": s3_server.access_key, "S3_SECRET": s3_server.secret_key}
+    code, doc = run_json(rb, "-i", str(inventory(sshd, tmp_path)), env=env)
+    assert code == 0, doc
+    assert restored.read_bytes() == payload.read_bytes()
+    assert steps_of(doc, "node4")["up"]["data"]["size"] == payload.stat().st_size
+    assert s3_server.secret_key not in str(doc)
