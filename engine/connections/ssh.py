@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import EngineError, HostUnreachable, StepError
 from ..host import Host
-from . import ssh_exec
+from . import ssh_exec, ssh_session
 from .base import Command, ExecResult
 
 if TYPE_CHECKING:
@@ -68,6 +68,10 @@ class SSHConnection:
         self._jump: SSHConnection | None = None
         self._running: set[ssh_exec.Running] = set()
         self._running_lock = threading.Lock()
+        # The persistent shell for steps (ssh_session); exec per step without it.
+        self.use_session = os.environ.get("RUNBOOK_SSH_SESSION", "1") != "0"
+        self._session: ssh_session.ShellSession | None = None
+        self._session_lock = threading.Lock()
 
     # ------------------------------------------------------------ connecting
 
@@ -287,6 +291,19 @@ class SSHConnection:
         import paramiko
 
         transport = self._transport()
+        # One step at a time per session; a concurrent caller (rare: the same
+        # host from two threads) takes the exec path instead of waiting.
+        if (
+            self.use_session
+            and ssh_session.eligible(command)
+            and self._session_lock.acquire(blocking=False)
+        ):
+            try:
+                result = self._run_in_session(transport, command, timeout)
+            finally:
+                self._session_lock.release()
+            if result is not None:
+                return result
         try:
             return ssh_exec.execute(
                 transport, command, timeout, self._register, self._unregister, self._kill
@@ -297,6 +314,40 @@ class SSHConnection:
             if not transport.is_active():
                 raise HostUnreachable(self.host.name, f"connection lost: {exc}") from None
             raise StepError(f"{self.host.name}: ssh exec failed: {exc}") from None
+
+    def _run_in_session(
+        self, transport: paramiko.Transport, command: Command, timeout: float | None
+    ) -> ExecResult | None:
+        """Run in the persistent shell; None when this host cannot have one."""
+        session = self._session
+        stale = session is not None and (
+            not session.alive or session.channel.get_transport() is not transport
+        )
+        if session is not None and stale:
+            session.close()  # died between steps, or the transport was replaced
+            session = self._session = None
+        if session is None:
+            try:
+                session = self._session = ssh_session.ShellSession(
+                    transport, self._quiet, self._probe
+                )
+            except ssh_session.SessionUnavailable:
+                self.use_session = False  # no setsid or no POSIX shell: exec from now on
+                return None
+            except (OSError, EOFError) as exc:
+                message = f"cannot open a shell session: {exc}"
+                raise HostUnreachable(self.host.name, message) from None
+        try:
+            return session.run(command, timeout)
+        except ssh_session.SessionLost as exc:
+            session.close()
+            self._session = None
+            if not transport.is_active():
+                raise HostUnreachable(self.host.name, f"connection lost: {exc}") from None
+            raise StepError(
+                f"{self.host.name}: {exc}; the step may have partly run (not retried)",
+                data={"rc": None},
+            ) from None
 
     def put(self, source: IO[bytes], path: str, mode: int | None = None) -> int:
         from .ssh_transfer import upload
@@ -369,6 +420,24 @@ class SSHConnection:
         # The login shell is gone; children that ignore TERM may not be.
         self._quiet(ssh_exec.kill_line(running.pgid, "KILL", running.become))
 
+    def _probe(self, line: str) -> int | None:
+        """Run a short check on a channel of its own; its exit status, or None."""
+        client = self._client
+        transport = client.get_transport() if client is not None else None
+        if transport is None or not transport.is_active():
+            return None
+        try:
+            channel = transport.open_session(timeout=10)
+            try:
+                channel.exec_command(line)
+                if not channel.status_event.wait(10):
+                    return None
+                return channel.recv_exit_status()
+            finally:
+                channel.close()
+        except Exception:  # a check that cannot run says nothing
+            return None
+
     def _quiet(self, line: str) -> None:
         """Run a housekeeping command, ignoring how it went."""
         client = self._client
@@ -386,6 +455,9 @@ class SSHConnection:
             pass
 
     def interrupt(self) -> None:
+        session = self._session
+        if session is not None:
+            session.interrupt()
         with self._running_lock:
             running = list(self._running)
         threads = [
@@ -403,6 +475,9 @@ class SSHConnection:
             self._drop()
 
     def _drop(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
         if self._client is not None:
             self._client.close()
             self._client = None

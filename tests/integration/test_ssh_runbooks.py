@@ -205,7 +205,7 @@ hosts: fleet
 strategy: {strategy}
 steps:
   - name: One
-    shell: "sleep 0.{{{{ 6 - host.vars.rank }}}}; echo one {{{{ host.name }}}} >> {out}"
+    shell: "sleep 0.0{{{{ 6 - host.vars.rank }}}}; echo one {{{{ host.name }}}} >> {out}"
   - name: Two
     shell: "echo two {{{{ host.name }}}} >> {out}"
 """
@@ -219,13 +219,31 @@ def test_linear_strategy_finishes_each_step_everywhere_first(sshd: SSHServer, tm
     assert kinds == ["one"] * 5 + ["two"] * 5
 
 
-def test_free_strategy_lets_fast_hosts_run_ahead(sshd: SSHServer, tmp_path: Path) -> None:
-    out = tmp_path / "order"
-    code, _ = run(write(tmp_path, STRATEGY.format(strategy="free", out=out)), inventory(sshd, tmp_path))
-    assert code == 0
+FREE = """
+runbook: free
+hosts: fleet
+strategy: free
+steps:
+  - name: One
+    timeout: 30s
+    # node1 cannot finish its first step before node5 finished its second:
+    # only the free strategy lets node5 run ahead (linear would time out here).
+    shell: >-
+      if [ {{{{ host.name }}}} = node1 ]; then
+      while [ ! -f {done} ]; do sleep 0.05; done; fi;
+      echo one {{{{ host.name }}}} >> {out}
+  - name: Two
+    shell: "echo two {{{{ host.name }}}} >> {out}; if [ {{{{ host.name }}}} = node5 ]; then touch {done}; fi"
+"""
+
+
+def test_free_strategy_lets_hosts_run_ahead(sshd: SSHServer, tmp_path: Path) -> None:
+    out, done = tmp_path / "order", tmp_path / "node5-done"
+    code, doc = run(write(tmp_path, FREE.format(out=out, done=done)), inventory(sshd, tmp_path))
+    assert code == 0, doc
     events = log_lines(out)
-    # node5 sleeps 0.1 s and node1 0.5 s: node5's second step comes before node1's first.
     assert events.index(("two", "node5")) < events.index(("one", "node1"))
+    assert len(events) == 10
 
 
 def test_run_once_runs_on_one_host_and_shares_its_result(sshd: SSHServer, tmp_path: Path) -> None:

@@ -1,0 +1,272 @@
+"""A persistent shell per SSH host: one exec channel running `/bin/sh`, fed one
+framed step at a time, so a step costs a fork on the host instead of a new SSH
+session (and a new login shell, which re-reads the user's rc files each time).
+
+Each step is isolated as if it had its own session:
+
+    ( cd DIR && exec env K=V setsid sh -c 'CMD' ) </dev/null & wait $! 2>/dev/null
+    printf '\\n%s %s\\n' TOKEN $?          # on stdout
+    printf '\\n%s\\n' TOKEN >&2            # on stderr
+
+- its own subshell: `cd` and `env` never reach the next step, and it reads
+  /dev/null, never the session's stdin (which carries our protocol);
+- its own process group and session (`setsid`: no extra fork, since a background
+  job of a shell without job control is not a group leader), so a timeout or
+  Ctrl-C kills the step's whole tree: its pgid is found as the session shell's
+  only child (`pgrep -P`) and signalled from a second channel;
+- its exact exit code (`wait` gives 128+N for a signal, as a shell would), and
+  stdout and stderr on the channel's two streams, ended by a random token per
+  step that no output can forge. We add exactly one newline before each token
+  and strip exactly that one, so binary and unterminated output come back
+  byte for byte.
+
+A session that died between steps is replaced before the next step. One that
+dies during a step fails that step (it may have half-run: it is not retried)
+and is replaced for the next. Steps that need what this channel cannot give
+(stdin, a pty) use ssh_exec instead, as does everything when the host lacks
+`setsid` or a POSIX login shell: SSHConnection decides, see `eligible`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import select
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import StepError, StepTimeout
+from .base import Command, ExecResult
+from .ssh_exec import _ENV_NAME, _POLL, KILL_GRACE
+
+if TYPE_CHECKING:
+    import paramiko
+
+_READ = 1 << 20
+_START_TIMEOUT = 30.0
+# A step quiet for this long makes us check that the session shell still lives.
+_PROBE_EVERY = 2.0
+
+
+class SessionUnavailable(Exception):
+    """The host cannot run a session (no setsid, no POSIX shell): use exec."""
+
+
+class SessionLost(Exception):
+    """The session's shell or channel ended."""
+
+
+def eligible(command: Command) -> bool:
+    """Whether the session can run `command` with the same meaning as exec."""
+    return not command.pty and not command.stdin
+
+
+def step_line(command: Command, token: str) -> str:
+    """The framed line the session shell runs for one step."""
+    if command.cmd is not None:
+        words = ["sh", "-c", command.cmd]
+    else:
+        words = [str(w) for w in command.argv or []]
+        if not words:
+            raise StepError("empty argv: nothing to run")
+    if command.env:
+        bad = [k for k in command.env if not _ENV_NAME.match(str(k))]
+        if bad:
+            raise StepError(f"invalid environment variable name(s): {', '.join(map(str, bad))}")
+        words = ["env", *(f"{k}={v}" for k, v in command.env.items()), *words]
+    if command.become:
+        words = ["sudo", "-n", "-H", "-u", command.become, "--", *words]
+    inner = "exec setsid " + shlex.join(words)
+    if command.cwd:
+        inner = f"cd {shlex.quote(command.cwd)} && {inner}"
+    return (
+        # wait's stderr: the shell's own "Terminated" notice is not the step's output.
+        f"( {inner} ) </dev/null & wait $! 2>/dev/null; __rb_rc=$?; "
+        f"printf '\\n%s %s\\n' {token} \"$__rb_rc\"; printf '\\n%s\\n' {token} >&2\n"
+    )
+
+
+def kill_line(shell_pid: int, sig: str, become: str | None) -> str:
+    """Signal the process group of the session shell's running step."""
+    kill = f"kill -{sig} -- -$p 2>/dev/null"
+    if become:
+        kill += f"; sudo -n kill -{sig} -- -$p 2>/dev/null"
+    children = f"$(pgrep -P {shell_pid} 2>/dev/null || ps -o pid= --ppid {shell_pid})"
+    return f"for p in {children}; do {kill}; done; true"
+
+
+class ShellSession:
+    """One `/bin/sh` on the host, running one step at a time."""
+
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        quiet: Callable[[str], None],
+        probe: Callable[[str], int | None],
+    ) -> None:
+        self._quiet = quiet  # runs a housekeeping command on a channel of its own
+        self._probe = probe  # the same, returning its exit status (None: unknown)
+        self.channel = transport.open_session(timeout=30)
+        self.shell_pid = 0
+        self.running: Command | None = None
+        self.killed = False
+        self._start()
+
+    def _start(self) -> None:
+        token = secrets.token_hex(8)
+        # The login shell checks for setsid, says its pid, and becomes /bin/sh.
+        self.channel.exec_command(
+            "command -v setsid >/dev/null 2>&1 || { echo no-setsid; exit 97; }; "
+            f"echo {token} $$; exec /bin/sh"
+        )
+        deadline = time.monotonic() + _START_TIMEOUT
+        head = bytearray()
+        fd = self.channel.fileno()
+        while b"\n" not in head:
+            if time.monotonic() > deadline:
+                self.close()
+                raise SessionUnavailable("the session shell did not start")
+            select.select([fd], [], [], _POLL)
+            if self.channel.recv_ready():
+                head += self.channel.recv(4096)
+            elif self.channel.eof_received or self.channel.closed:
+                self.close()
+                raise SessionUnavailable(bytes(head).decode(errors="replace").strip() or "eof")
+        line = bytes(head).split(b"\n", 1)[0].split()
+        if len(line) != 2 or line[0] != token.encode() or not line[1].isdigit():
+            self.close()
+            raise SessionUnavailable("the login shell is not a POSIX shell")
+        self.shell_pid = int(line[1])
+
+    @property
+    def alive(self) -> bool:
+        ch = self.channel
+        return not (ch.closed or ch.eof_received or ch.exit_status_ready())
+
+    def run(self, command: Command, timeout: float | None) -> ExecResult:
+        token = secrets.token_hex(16)
+        line = step_line(command, token)
+        self.running, self.killed = command, False
+        try:
+            try:
+                self.channel.sendall(line.encode())
+            except OSError as exc:
+                raise SessionLost(f"cannot send the step: {exc}") from None
+            deadline = None if timeout is None else time.monotonic() + timeout
+            out, err, rc = self._collect(token.encode(), deadline)
+            if rc is None:  # timed out
+                self.kill("TERM", command.become)
+                more = self._collect(token.encode(), time.monotonic() + KILL_GRACE, (out, err))
+                if more[2] is None:
+                    self.kill("KILL", command.become)
+                    more = self._collect(
+                        token.encode(), time.monotonic() + KILL_GRACE, (out, err)
+                    )
+                if more[2] is None:
+                    self.close()  # stuck: the next step gets a new session
+                raise StepTimeout(
+                    f"timed out after {timeout:g}s; killed the command's process group",
+                    data={"rc": None, "stdout": _text(more[0]), "stderr": _text(more[1])},
+                )
+            return ExecResult(rc, bytes(out), bytes(err))
+        finally:
+            self.running = None
+
+    def kill(self, sig: str, become: str | None) -> None:
+        self.killed = True
+        self._quiet(kill_line(self.shell_pid, sig, become))
+
+    def interrupt(self) -> None:
+        command = self.running
+        if command is None:
+            return
+        self.kill("TERM", command.become)
+        time.sleep(0.05)
+        if self.running is not None:
+            threading.Timer(KILL_GRACE, self._kill_if_running, (command,)).start()
+
+    def _kill_if_running(self, command: Command) -> None:
+        if self.running is command:
+            self.kill("KILL", command.become)
+
+    def _collect(
+        self,
+        token: bytes,
+        deadline: float | None,
+        partial: tuple[bytearray, bytearray] | None = None,
+    ) -> tuple[bytearray, bytearray, int | None]:
+        """Read both streams until both end markers arrived; rc None on deadline.
+
+        Like ssh_exec._collect: one thread, select() bounded by _POLL (paramiko's
+        either-stream pipe can miss a wake-up), non-blocking reads of both.
+        """
+        out, err = partial or (bytearray(), bytearray())
+        out_end = b"\n" + token + b" "
+        err_end = b"\n" + token + b"\n"
+        rc: int | None = None
+        err_done = False
+        fd = self.channel.fileno()
+        next_probe = time.monotonic() + _PROBE_EVERY
+        while rc is None or not err_done:
+            wait = _POLL
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return out, err, None
+                wait = min(wait, left)
+            select.select([fd], [], [], wait)
+            eof = self.channel.eof_received or self.channel.closed
+            got = False
+            if rc is None and self.channel.recv_ready():
+                start = max(0, len(out) - len(out_end) - 12)
+                out += self.channel.recv(_READ)
+                got = True
+                rc = _take_rc(out, out_end, start)
+            if not err_done and self.channel.recv_stderr_ready():
+                start = max(0, len(err) - len(err_end))
+                err += self.channel.recv_stderr(_READ)
+                got = True
+                at = err.find(err_end, start)
+                if at >= 0:
+                    del err[at:]
+                    err_done = True
+            if not got and time.monotonic() >= next_probe:
+                # A shell that died leaves no EOF while the step's processes still
+                # hold the streams open: ask the host whether it lives, now and then.
+                next_probe = time.monotonic() + _PROBE_EVERY
+                if self.channel.exit_status_ready() or self._probe(
+                    f"kill -0 {self.shell_pid} 2>/dev/null"
+                ) == 1:
+                    raise SessionLost(
+                        "the session shell ended during the step (its processes may still run)"
+                    )
+            if eof and not got:
+                pending_out = rc is None and self.channel.recv_ready()
+                if not pending_out and not self.channel.recv_stderr_ready():
+                    raise SessionLost("the session shell ended during the step")
+        return out, err, rc
+
+    def close(self) -> None:
+        try:
+            self.channel.close()
+        except Exception:  # closing a dead channel
+            pass
+
+
+def _take_rc(out: bytearray, end: bytes, start: int) -> int | None:
+    """If `out` holds the end marker and its rc line, cut them off and return rc."""
+    at = out.find(end, start)
+    if at < 0:
+        return None
+    nl = out.find(b"\n", at + len(end))
+    if nl < 0:
+        return None  # the rc digits are still on their way
+    rc = int(out[at + len(end) : nl])
+    del out[at:]
+    return rc
+
+
+def _text(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", "replace")

@@ -1,0 +1,175 @@
+"""The persistent shell session (engine/connections/ssh_session.py) against the
+real sshd: steps stay isolated, outputs exact, timeouts kill, and a broken
+session is replaced. tests/integration/test_ssh_exec.py runs through the
+session too (for every command without stdin or a pty)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from engine.connections.base import Command
+from engine.connections.ssh import SSHConnection
+from engine.errors import StepError, StepTimeout
+from tests.fixtures.sshd import SSHServer
+
+
+@pytest.fixture
+def conn(sshd: SSHServer) -> Iterator[SSHConnection]:
+    connection = SSHConnection(sshd.host())
+    assert connection.use_session
+    yield connection
+    connection.close()
+
+
+def run(conn: SSHConnection, cmd: str, **kw) -> tuple[int, bytes, bytes]:  # type: ignore[no-untyped-def]
+    timeout = kw.pop("timeout", 30)
+    result = conn.run(Command(cmd=cmd, **kw), timeout=timeout)
+    return result.rc, result.stdout, result.stderr
+
+
+def session_pid(conn: SSHConnection) -> int:
+    assert conn._session is not None
+    return conn._session.shell_pid
+
+
+def marker() -> str:
+    return f"{random.randint(5000, 9000)}.{random.randint(10**8, 10**9)}"
+
+
+def pids_of(sleep_arg: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-f", f"sleep {sleep_arg}"], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def gone(sleep_arg: str, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while pids_of(sleep_arg) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not pids_of(sleep_arg)
+
+
+def test_steps_share_one_shell(conn: SSHConnection) -> None:
+    parents = {run(conn, "echo $PPID")[1] for _ in range(5)}
+    assert len(parents) == 1  # every step is a child of the same session shell
+    assert int(parents.pop()) == session_pid(conn)
+
+
+def test_exit_codes_and_streams_are_exact(conn: SSHConnection) -> None:
+    assert run(conn, "printf out; printf err >&2; exit 7") == (7, b"out", b"err")
+    assert run(conn, "true") == (0, b"", b"")
+    assert run(conn, "printf 'a\\n\\n'; printf '\\n' >&2") == (0, b"a\n\n", b"\n")
+    assert run(conn, "kill -9 $$")[0] == 128 + 9
+
+
+def test_binary_output_is_byte_exact(conn: SSHConnection, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(300_000) + b"\n" + b"\x00" * 10  # ends without a newline
+    blob = tmp_path / "blob"
+    blob.write_bytes(data)
+    rc, out, err = run(conn, f"cat {blob}; cat {blob} >&2")
+    assert rc == 0 and out == data and err == data
+
+
+def test_huge_output_on_both_streams(conn: SSHConnection) -> None:
+    size = 8_000_000
+    rc, out, err = run(conn, f"head -c {size} /dev/zero; head -c {size} /dev/zero >&2")
+    assert rc == 0 and len(out) == size and len(err) == size
+
+
+def test_env_and_cwd_do_not_leak_between_steps(conn: SSHConnection, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rc, out, _ = run(conn, 'echo "$RB_X"; pwd', env={"RB_X": "one"}, cwd=str(tmp_path))
+    assert out.decode().split() == ["one", str(tmp_path)]
+    # What the command itself changes stays in its own subshell too.
+    run(conn, "export RB_Y=leak; cd /tmp; umask 077")
+    rc, out, _ = run(conn, 'echo "${RB_X:-unset} ${RB_Y:-unset}"; pwd; umask')
+    words = out.decode().split()
+    assert words[:2] == ["unset", "unset"]
+    assert words[2] != "/tmp" and words[3] != "0077"
+
+
+def test_a_command_reading_stdin_gets_eof_not_the_session(conn: SSHConnection) -> None:
+    assert run(conn, "cat; echo after") == (0, b"after\n", b"")
+    assert run(conn, "echo still fine") == (0, b"still fine\n", b"")
+
+
+def test_stdin_steps_go_through_exec(conn: SSHConnection) -> None:
+    rc, out, _ = run(conn, "tr a-z A-Z; echo $PPID >&2", stdin=b"hello")
+    assert (rc, out) == (0, b"HELLO")
+
+
+def test_timeout_kills_the_step_and_the_session_goes_on(conn: SSHConnection) -> None:
+    first = run(conn, "true") and session_pid(conn)
+    arg = marker()
+    with pytest.raises(StepTimeout) as info:
+        run(conn, f"echo started; sleep {arg} & sleep {arg}; echo never", timeout=1)
+    assert info.value.data["stdout"] == "started\n"
+    assert gone(arg), "the step's processes survived its timeout"
+    assert run(conn, "echo next") == (0, b"next\n", b"")
+    assert session_pid(conn) == first
+
+
+def test_timeout_of_a_step_ignoring_term(conn: SSHConnection) -> None:
+    arg = marker()
+    with pytest.raises(StepTimeout):
+        run(conn, f"trap '' TERM; sleep {arg}", timeout=0.5)
+    assert gone(arg)
+    assert run(conn, "echo ok")[1] == b"ok\n"
+
+
+def test_become_in_the_session(sshd: SSHServer, conn: SSHConnection) -> None:
+    rc, out, _ = run(conn, "id -un; echo $PPID", become=sshd.become_user)
+    name, _ppid = out.decode().split()
+    assert rc == 0 and name == sshd.become_user
+
+
+def test_session_killed_between_steps_is_replaced(conn: SSHConnection) -> None:
+    run(conn, "true")
+    old = session_pid(conn)
+    os.kill(old, signal.SIGKILL)  # sshd runs on this machine
+    time.sleep(0.2)
+    assert run(conn, "echo fine") == (0, b"fine\n", b"")
+    assert session_pid(conn) != old
+
+
+def test_session_killed_during_a_step_fails_only_that_step(conn: SSHConnection) -> None:
+    run(conn, "true")
+    old = session_pid(conn)
+    arg = marker()
+    threading.Timer(0.5, os.kill, (old, signal.SIGKILL)).start()
+    with pytest.raises(StepError) as info:
+        run(conn, f"sleep {arg}", timeout=20)
+    assert "session shell ended" in str(info.value) and "not retried" in str(info.value)
+    subprocess.run(["pkill", "-f", f"sleep {arg}"])
+    assert run(conn, "echo next") == (0, b"next\n", b"")
+    assert session_pid(conn) != old
+
+
+def test_interrupt_kills_the_running_step(conn: SSHConnection) -> None:
+    arg = marker()
+    threading.Timer(0.5, conn.interrupt).start()
+    rc, _, _ = run(conn, f"sleep {arg}", timeout=20)
+    assert rc == 128 + signal.SIGTERM
+    assert gone(arg)
+
+
+def test_exec_per_step_when_switched_off(sshd: SSHServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNBOOK_SSH_SESSION", "0")
+    connection = SSHConnection(sshd.host())
+    try:
+        parent = connection.run(Command(cmd="ps -o comm= -p $PPID")).stdout.decode().strip()
+    finally:
+        connection.close()
+    assert parent.startswith("sshd")  # a login shell of its own, straight under sshd
+    assert connection._session is None
+
+
+def test_with_the_session_a_step_runs_under_the_session_shell(conn: SSHConnection) -> None:
+    parent = run(conn, "ps -o comm= -p $PPID")[1].decode().strip()
+    assert parent == "sh"
