@@ -137,7 +137,15 @@ class SSHConnection:
         except paramiko.AuthenticationException:
             self._abandon(client, sock, self._auth_failed(target, password is not None))
         except (paramiko.SSHException, EOFError) as exc:
-            self._abandon(client, sock, f"SSH handshake with {_where(target)} failed: {exc}")
+            # paramiko raises a symptom ("No existing session") when it stops waiting
+            # for the handshake, or when its transport thread failed: say the cause.
+            transport = client.get_transport()
+            cause = transport.get_exception() if transport is not None else None
+            if cause is None and transport is not None and transport.is_active():
+                cause = f"no SSH handshake within {timeout:g}s (connect_timeout)"
+            self._abandon(
+                client, sock, f"SSH handshake with {_where(target)} failed: {cause or exc}"
+            )
         except OSError as exc:
             self._abandon(client, sock, f"connection to {_where(target)} failed: {_reason(exc)}")
         transport = client.get_transport()
@@ -332,7 +340,7 @@ class SSHConnection:
                     transport, self._quiet, self._probe
                 )
             except ssh_session.SessionUnavailable:
-                self.use_session = False  # no setsid or no POSIX shell: exec from now on
+                self.use_session = False  # not a POSIX login shell: exec from now on
                 return None
             except (OSError, EOFError) as exc:
                 message = f"cannot open a shell session: {exc}"

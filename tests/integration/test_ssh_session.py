@@ -85,10 +85,11 @@ def test_huge_output_on_both_streams(conn: SSHConnection) -> None:
 
 def test_env_and_cwd_do_not_leak_between_steps(conn: SSHConnection, tmp_path) -> None:  # type: ignore[no-untyped-def]
     rc, out, _ = run(conn, 'echo "$RB_X"; pwd', env={"RB_X": "one"}, cwd=str(tmp_path))
+    assert rc == 0
     assert out.decode().split() == ["one", str(tmp_path)]
     # What the command itself changes stays in its own subshell too.
     run(conn, "export RB_Y=leak; cd /tmp; umask 077")
-    rc, out, _ = run(conn, 'echo "${RB_X:-unset} ${RB_Y:-unset}"; pwd; umask')
+    _, out, _ = run(conn, 'echo "${RB_X:-unset} ${RB_Y:-unset}"; pwd; umask')
     words = out.decode().split()
     assert words[:2] == ["unset", "unset"]
     assert words[2] != "/tmp" and words[3] != "0077"
