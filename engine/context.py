@@ -14,7 +14,7 @@ from typing import Any
 
 from .approvals import Operator
 from .connections.base import Connection
-from .errors import Aborted
+from .errors import Aborted, HostUnreachable
 from .events import EventBus
 from .host import Host
 from .results import StepResult
@@ -44,24 +44,45 @@ class RunOnce:
         self._lock = threading.Lock()
         self._results: dict[str, tuple[threading.Event, list[StepResult]]] = {}
 
-    def get_or_run(self, key: str, fn: Callable[[], StepResult]) -> tuple[StepResult, bool]:
-        with self._lock:
-            entry = self._results.get(key)
-            owner = entry is None
+    def get_or_run(
+        self,
+        key: str,
+        fn: Callable[[], StepResult],
+        may_hand_over: Callable[[], bool] = lambda: False,
+    ) -> tuple[StepResult, bool]:
+        """The step's result and whether this host ran it.
+
+        An owner whose host turns out unreachable before anything ran there
+        (`may_hand_over()`: it never connected) hands the step to the next host
+        that reaches it, as Ansible runs run_once on the first available host;
+        otherwise every waiting host would be aborted by one dead host.
+        """
+        while True:
+            with self._lock:
+                entry = self._results.get(key)
+                owner = entry is None
+                if owner:
+                    entry = self._results[key] = (threading.Event(), [])
+            assert entry is not None
+            done, box = entry
             if owner:
-                entry = self._results[key] = (threading.Event(), [])
-        assert entry is not None
-        done, box = entry
-        if owner:
-            try:
-                box.append(fn())
-            finally:
-                done.set()
-            return box[0], True
-        done.wait()
-        if not box:
-            raise Aborted(f"run_once step {key} did not complete on its first host")
-        return box[0], False
+                try:
+                    box.append(fn())
+                except HostUnreachable:
+                    if may_hand_over():
+                        with self._lock:  # before done.set(): waiters find it gone
+                            del self._results[key]
+                    raise
+                finally:
+                    done.set()
+                return box[0], True
+            done.wait()
+            if box:
+                return box[0], False
+            with self._lock:
+                handed_over = self._results.get(key) is not entry
+            if not handed_over:
+                raise Aborted(f"run_once step {key} did not complete on its first host")
 
 
 @dataclass
@@ -108,6 +129,11 @@ class ConnectionHolder:
                 conn.open()
                 self._conn = conn
             return self._conn
+
+    @property
+    def opened(self) -> bool:
+        """Whether the connection was ever established (run_once hand-over asks)."""
+        return self._conn is not None
 
     def interrupt(self) -> None:
         if self._conn is not None:

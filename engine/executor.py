@@ -188,7 +188,9 @@ class HostExecutor:
             return self._record(self._skipped(step, "skipped by the operator (--step)"), depth)
         if step.common.run_once:
             res, owner = self.run.run_once.get_or_run(
-                self._sid(step), lambda: self._gated(step, depth, tags)
+                self._sid(step),
+                lambda: self._gated(step, depth, tags),
+                may_hand_over=lambda: not self.connection.opened,
             )
             if not owner:
                 res = _copy_for(res, self.host.name)

@@ -127,7 +127,20 @@ def append_host_key(known_hosts: Path, name: str, key: paramiko.PKey) -> None:
                 existing = paramiko.HostKeys(str(known_hosts)).lookup(name)
                 if existing is not None and existing.get(key.get_name()) == key:
                     return
+                # A file whose last line has no newline (hand-edited, `echo -n`) would
+                # glue our entry onto that line's comment, where nothing reads it.
+                if _ends_without_newline(known_hosts):
+                    line = "\n" + line
                 out.write(line)
                 out.flush()
             finally:
                 fcntl.flock(out, fcntl.LOCK_UN)
+
+
+def _ends_without_newline(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"

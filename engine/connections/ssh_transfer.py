@@ -9,10 +9,10 @@ network), and a tunnel pumps each accepted connection through its own channel.
 from __future__ import annotations
 
 import io
-import select
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
 from .base import iter_chunks
@@ -152,27 +152,43 @@ class Forwarder:
                 continue
             with self._lock:
                 self._open += [client, channel]
-            self._spawn(self._pump, "ssh-tunnel-pump", client, channel)
+            # One thread per direction: a sendall() waiting for the peer's window
+            # in one direction must not stop the other from draining (one loop
+            # doing both deadlocks once both windows fill), and an EOF is passed
+            # on as a half-close while the other direction still flows.
+            link = _Link(client, channel)
+            self._spawn(
+                self._copy,
+                "ssh-tunnel-up",
+                link,
+                client.recv,
+                channel.sendall,
+                channel.shutdown_write,
+            )
+            self._spawn(
+                self._copy,
+                "ssh-tunnel-down",
+                link,
+                channel.recv,
+                client.sendall,
+                partial(client.shutdown, socket.SHUT_WR),
+            )
 
-    def _pump(self, client: socket.socket, channel: paramiko.Channel) -> None:
+    def _copy(
+        self,
+        link: _Link,
+        recv: Callable[[int], bytes],
+        send: Callable[[bytes], Any],
+        eof: Callable[[], Any],
+    ) -> None:
         try:
-            while not self._stop.is_set():
-                ready, _, _ = select.select([client, channel], [], [], 1.0)
-                if client in ready:
-                    data = client.recv(CHUNK)
-                    if not data:
-                        break
-                    channel.sendall(data)
-                if channel in ready:
-                    data = channel.recv(CHUNK)
-                    if not data:
-                        break
-                    client.sendall(data)
+            while data := recv(CHUNK):
+                send(data)
+            eof()
         except (OSError, EOFError, ValueError):  # ValueError: closed by stop()
-            pass
+            link.close()  # the other direction must not wait for a dead peer
         finally:
-            channel.close()
-            client.close()
+            link.finished()
 
     def stop(self) -> None:
         self._stop.set()
@@ -186,9 +202,41 @@ class Forwarder:
             endpoints, self._open = self._open, []
             threads, self._threads = self._threads, []
         for endpoint in endpoints:
-            try:
-                endpoint.close()
-            except (OSError, EOFError):
-                pass
+            _close(endpoint)
         for thread in threads:
             thread.join(timeout=2)
+
+
+class _Link:
+    """One tunnelled connection: closed once both directions ended, or either failed."""
+
+    def __init__(self, client: socket.socket, channel: paramiko.Channel) -> None:
+        self._client = client
+        self._channel = channel
+        self._lock = threading.Lock()
+        self._running = 2
+
+    def finished(self) -> None:
+        with self._lock:
+            self._running -= 1
+            last = self._running == 0
+        if last:
+            self.close()
+
+    def close(self) -> None:
+        _close(self._channel)
+        _close(self._client)
+
+
+def _close(endpoint: Any) -> None:
+    """Close a socket or channel, waking a thread blocked on it."""
+    try:
+        if isinstance(endpoint, socket.socket):
+            # close() alone does not wake a recv() blocked in another thread.
+            endpoint.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # not connected any more
+    try:
+        endpoint.close()
+    except (OSError, EOFError):
+        pass

@@ -1,6 +1,7 @@
 """Connecting over SSH, against the real sshd of tests/fixtures/sshd.py: host-key
 policies, jumps, passwords, SFTP streams, tunnels to the local PostgreSQL and
-Redis, and unreachable hosts."""
+Redis (and to small TCP servers of the test's own, for what a tunnel must carry
+exactly), and unreachable hosts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import hashlib
 import io
 import os
 import socket
+import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +97,36 @@ def test_accept_new_records_an_unknown_key_and_then_trusts_only_it(
 def test_ignore_connects_whatever_the_key(sshd: SSHServer, tmp_path: Path) -> None:
     known = _other_key_known_hosts(sshd, tmp_path)
     connect(sshd.host(known_hosts=str(known), host_key_policy="ignore")).close()
+    assert known.read_text().count("\n") == 1  # ignore never writes either
+
+
+def test_accept_new_appends_after_a_last_line_without_newline(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
+    # A hand-edited file may end without a newline; the new entry must not be
+    # glued onto that line (where nothing would read it: every run would add it again).
+    other = keygen(tmp_path / "other", "other-host")
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[10.9.9.9]:2222 {other}")
+    connect(sshd.host(known_hosts=str(known), host_key_policy="accept-new")).close()
+    lines = known.read_text().splitlines()
+    assert lines[0] == f"[10.9.9.9]:2222 {other}"
+    assert lines[1].startswith(f"[{sshd.address}]:{sshd.port} ssh-ed25519 ")
+    connect(sshd.host(known_hosts=str(known), host_key_policy="strict")).close()
+
+
+def test_hashed_known_hosts_entries_are_checked(sshd: SSHServer, tmp_path: Path) -> None:
+    # OpenSSH's HashKnownHosts writes |1|salt|hash names; strict must read them.
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts.read_text())
+    subprocess.run(["ssh-keygen", "-H", "-f", str(known)], check=True, capture_output=True)
+    assert sshd.address not in known.read_text()
+    connect(sshd.host(known_hosts=str(known))).close()
+    (tmp_path / "changed").mkdir()
+    impostor = _other_key_known_hosts(sshd, tmp_path / "changed")
+    subprocess.run(["ssh-keygen", "-H", "-f", str(impostor)], check=True, capture_output=True)
+    with pytest.raises(HostUnreachable, match="CHANGED"):
+        connect(sshd.host(known_hosts=str(impostor)))
 
 
 # ---------------------------------------------------------------- jump hosts
@@ -102,7 +135,9 @@ def test_ignore_connects_whatever_the_key(sshd: SSHServer, tmp_path: Path) -> No
 def _direct_tcpip_count(server: SSHServer, target: str) -> int:
     """Forwarding requests the jump's sshd logged (DEBUG1) towards `target`."""
     lines = server.log_text().splitlines()
-    return sum(1 for ln in lines if "server_request_direct_tcpip" in ln and f"target {target} " in ln)
+    return sum(
+        1 for ln in lines if "server_request_direct_tcpip" in ln and f"target {target} " in ln
+    )
 
 
 def test_jump_by_inventory_name(sshd: SSHServer, sshd_jump: SSHServer) -> None:
@@ -132,6 +167,24 @@ def test_unreachable_jump_names_the_jump(sshd_jump: SSHServer) -> None:
     with pytest.raises(HostUnreachable) as info:
         connect(target)
     assert "inner" in str(info.value) and "via jump host" in str(info.value)
+
+
+def test_a_jump_that_may_not_forward_fails_at_the_jump(
+    sshd: SSHServer, sshd_jump: SSHServer
+) -> None:
+    # The jump's sshd forbids forwarding to the password user: only a connection
+    # really made through the jump can fail this way, and the error says where.
+    bastion = sshd.host(
+        name="bastion", user=sshd.password_user, key_file=None, password=sshd.password
+    )
+    target = sshd_jump.host(name="inner", jump="bastion")
+    with pytest.raises(HostUnreachable) as info:
+        connect(target, resolve_host=lambda name: {"bastion": bastion}[name])
+    message = str(info.value)
+    assert "inner" in message and "bastion" in message
+    assert f"{sshd_jump.address}:{sshd_jump.port}" in message
+    assert "prohibited" in message.lower()
+    assert sshd.password not in message
 
 
 # ---------------------------------------------------------------- passwords
@@ -221,6 +274,82 @@ def test_tunnel_to_the_hosts_postgres(conn: SSHConnection) -> None:
             assert pg.execute("select 41 + 1").fetchone() == (42,)
 
 
+def _serve_once(handler) -> int:  # type: ignore[no-untyped-def]
+    """A one-connection TCP server on 127.0.0.1 (the SSH host's loopback too)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+
+    def serve() -> None:
+        with listener:
+            peer, _ = listener.accept()
+            with peer:
+                try:
+                    handler(peer)
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def _echo(peer: socket.socket) -> None:
+    while data := peer.recv(1 << 16):
+        peer.sendall(data)
+    peer.shutdown(socket.SHUT_WR)
+
+
+def test_tunnel_passes_a_half_close_on(conn: SSHConnection) -> None:
+    # The client sends everything, then shuts its write side (as `nc -N` or an
+    # HTTP/1.0 client does): the answer still in flight must come back whole.
+    data = os.urandom(4 << 20)
+    with (
+        conn.tunnel("127.0.0.1", _serve_once(_echo)) as address,
+        socket.create_connection(address, timeout=20) as client,
+    ):
+        client.sendall(data)
+        client.shutdown(socket.SHUT_WR)
+        back = bytearray()
+        while chunk := client.recv(1 << 20):
+            back += chunk
+    assert len(back) == len(data) and hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
+
+
+def test_tunnel_carries_both_directions_at_once(conn: SSHConnection) -> None:
+    # The server writes 16 MiB before it reads anything while the client uploads
+    # 16 MiB: a forwarder that blocks on one direction starves the other (deadlock).
+    size = 16 << 20
+    down, up = os.urandom(size), os.urandom(size)
+
+    def talker(peer: socket.socket) -> None:
+        peer.sendall(down)
+        h, n = hashlib.sha256(), 0
+        while n < size and (chunk := peer.recv(1 << 16)):
+            h.update(chunk)
+            n += len(chunk)
+        peer.sendall(h.digest())
+
+    with (
+        conn.tunnel("127.0.0.1", _serve_once(talker)) as address,
+        socket.create_connection(address, timeout=20) as client,
+    ):
+        threading.Thread(target=client.sendall, args=(up,), daemon=True).start()
+        got = bytearray()
+        while len(got) < size + 32 and (chunk := client.recv(1 << 20)):
+            got += chunk
+    assert hashlib.sha256(got[:size]).digest() == hashlib.sha256(down).digest()
+    assert bytes(got[size:]) == hashlib.sha256(up).digest()
+
+
+def test_tunnel_to_a_closed_port_closes_that_client_only(conn: SSHConnection) -> None:
+    with (
+        conn.tunnel("127.0.0.1", _closed_port()) as address,
+        socket.create_connection(address, timeout=10) as client,
+    ):
+        assert client.recv(10) == b""  # the far end refused: EOF, not a hang
+    # The transport is unharmed.
+    assert conn.run(Command(cmd="echo still")).stdout == b"still\n"
+
+
 # ---------------------------------------------------------------- unreachable
 
 
@@ -236,6 +365,35 @@ def test_refused_port_is_unreachable_naming_the_host(sshd: SSHServer) -> None:
         connect(host)
     assert "ghost" in str(info.value)
     assert "connection refused" in str(info.value)
+
+
+def test_a_port_that_never_speaks_ssh_is_unreachable_after_connect_timeout(
+    sshd: SSHServer,
+) -> None:
+    # TCP accepts (a firewall, a wrong service) but no banner comes: the message
+    # says so, not paramiko's "No existing session". Which of paramiko's two 1 s
+    # timers fires first varies, hence either wording.
+    with socket.create_server(("127.0.0.1", 0)) as mute:
+        port = mute.getsockname()[1]
+        host = sshd.host(name="mute", address="127.0.0.1", port=port, connect_timeout=1)
+        with pytest.raises(HostUnreachable) as info:
+            connect(host)
+    message = str(info.value)
+    assert "mute" in message and f"127.0.0.1:{port}" in message
+    assert any(
+        cause in message
+        for cause in ("no SSH handshake within 1s (connect_timeout)", "SSH protocol banner")
+    ), message
+
+
+def test_a_port_speaking_another_protocol_is_unreachable(sshd: SSHServer) -> None:
+    def http(peer: socket.socket) -> None:
+        peer.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    host = sshd.host(name="web", address="127.0.0.1", port=_serve_once(http), connect_timeout=2)
+    with pytest.raises(HostUnreachable) as info:
+        connect(host)
+    assert "web" in str(info.value) and "SSH protocol banner" in str(info.value)
 
 
 def test_missing_key_file_is_unreachable_with_the_path(sshd: SSHServer, tmp_path: Path) -> None:

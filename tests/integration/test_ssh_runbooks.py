@@ -1,6 +1,7 @@
 """Runbooks over SSH through the CLI: an inventory of five real sshd hosts
 (tests/fixtures/sshd.py, 127.0.0.11-15), fan-out, unreachable hosts, max_fail,
 serial batches, strategies, run_once, --limit, become, tunnels and s3 from_host.
+The inventory's SSH fields end to end are in test_ssh_inventory.py.
 
 Order is proven with an append-only file the hosts write to (sshd runs on this
 machine, so the file is shared), never with timings.
@@ -8,6 +9,7 @@ machine, so the file is shared), never with timings.
 
 from __future__ import annotations
 
+import re
 import socket
 import uuid
 from itertools import pairwise
@@ -31,7 +33,9 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def inventory(sshd: SSHServer, tmp_path: Path, *, dead: tuple[str, ...] = ()) -> Path:
+def inventory(
+    sshd: SSHServer, tmp_path: Path, *, dead: tuple[str, ...] = (), **defaults: Any
+) -> Path:
     """A native inventory of the five sshd addresses; `dead` hosts get a closed port."""
     hosts: dict[str, Any] = {}
     for name, address in zip(NAMES, sshd.addresses, strict=True):
@@ -47,6 +51,7 @@ def inventory(sshd: SSHServer, tmp_path: Path, *, dead: tuple[str, ...] = ()) ->
             "known_hosts": str(sshd.known_hosts),
             "host_key_policy": "strict",
             "connect_timeout": 3,
+            **defaults,
         },
         "groups": {
             "fleet": {"hosts": hosts},
@@ -56,6 +61,15 @@ def inventory(sshd: SSHServer, tmp_path: Path, *, dead: tuple[str, ...] = ()) ->
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def logins(sshd: SSHServer) -> dict[str, int]:
+    """TCP connections sshd accepted so far, per listening address (its VERBOSE log)."""
+    text = sshd.log_text()
+    return {
+        a: len(re.findall(rf"Connection from \S+ port \d+ on {re.escape(a)} port ", text))
+        for a in sshd.addresses
+    }
 
 
 def log_lines(path: Path) -> list[tuple[str, str]]:
@@ -85,8 +99,12 @@ steps:
       rank: {value: result.stdout | int, warn: "> 3", critical: "> 4"}
 """,
     )
+    before = logins(sshd)
     code, doc = run(rb, inventory(sshd, tmp_path))
     assert code == 2, doc  # node5's rank is critical: the run is the worst of its hosts
+    # Three steps, one SSH connection per host: the transport is reused.
+    after = logins(sshd)
+    assert {a: after[a] - before[a] for a in after} == dict.fromkeys(sshd.addresses, 1)
     assert sorted(doc["hosts"]) == NAMES
     for name, address in zip(NAMES, sshd.addresses, strict=True):
         steps = steps_of(doc, name)
@@ -133,7 +151,9 @@ steps:
 """
 
 
-@pytest.mark.parametrize(("max_fail", "ran"), [(0, ["node1"]), (1, ["node1", "node3"]), ("'25%'", ["node1", "node3"])])
+@pytest.mark.parametrize(
+    ("max_fail", "ran"), [(0, ["node1"]), (1, ["node1", "node3"]), ("'25%'", ["node1", "node3"])]
+)
 def test_max_fail_stops_scheduling_and_exits_4(
     sshd: SSHServer, tmp_path: Path, max_fail: object, ran: list[str]
 ) -> None:
@@ -211,9 +231,13 @@ steps:
 """
 
 
-def test_linear_strategy_finishes_each_step_everywhere_first(sshd: SSHServer, tmp_path: Path) -> None:
+def test_linear_strategy_finishes_each_step_everywhere_first(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
     out = tmp_path / "order"
-    code, _ = run(write(tmp_path, STRATEGY.format(strategy="linear", out=out)), inventory(sshd, tmp_path))
+    code, _ = run(
+        write(tmp_path, STRATEGY.format(strategy="linear", out=out)), inventory(sshd, tmp_path)
+    )
     assert code == 0
     kinds = [kind for kind, _ in log_lines(out)]
     assert kinds == ["one"] * 5 + ["two"] * 5
@@ -287,7 +311,12 @@ steps:
     assert code == 0, doc
     assert sorted(doc["hosts"]) == ["node1", "node3"]
     # One fork, linear: each step runs host after host, never two at once.
-    assert log_lines(out) == [("begin", "node1"), ("begin", "node3"), ("end", "node1"), ("end", "node3")]
+    assert log_lines(out) == [
+        ("begin", "node1"),
+        ("begin", "node3"),
+        ("end", "node1"),
+        ("end", "node3"),
+    ]
 
 
 def test_become_runs_the_step_as_another_user(sshd: SSHServer, tmp_path: Path) -> None:
@@ -370,3 +399,58 @@ steps:
     assert restored.read_bytes() == payload.read_bytes()
     assert steps_of(doc, "node4")["up"]["data"]["size"] == payload.stat().st_size
     assert s3_server.secret_key not in str(doc)
+
+
+def test_run_once_moves_on_when_its_first_host_is_unreachable(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
+    # One fork: node1 (dead) reaches the step first. The next reachable host takes
+    # it over instead of every other host being aborted.
+    out = tmp_path / "once"
+    rb = write(
+        tmp_path,
+        f"""
+runbook: once-dead-first
+hosts: fleet
+steps:
+  - name: Take a ticket
+    id: ticket
+    run_once: true
+    shell: "echo {{{{ host.name }}}} >> {out}; echo ticket-{{{{ host.name }}}}"
+  - name: Everyone sees it
+    id: seen
+    shell: "echo {{{{ steps.ticket.stdout | trim }}}}"
+""",
+    )
+    code, doc = run(rb, inventory(sshd, tmp_path, dead=("node1",)), "--forks", "1")
+    assert code == 3, doc
+    assert doc["hosts"]["node1"]["state"] == "unreachable"
+    assert out.read_text().split() == ["node2"]
+    for name in NAMES[1:]:
+        assert doc["hosts"][name]["state"] == "ok", doc["hosts"][name]
+        assert steps_of(doc, name)["seen"]["data"]["stdout"].strip() == "ticket-node2"
+
+
+def test_max_fail_counts_an_unreachable_host(sshd: SSHServer, tmp_path: Path) -> None:
+    out = tmp_path / "second"
+    out.touch()
+    rb = write(
+        tmp_path,
+        f"""
+runbook: max-fail-dead
+hosts: fleet
+max_fail: 0
+steps:
+  - name: First
+    shell: "true"
+  - name: Second
+    shell: "echo {{{{ host.name }}}} >> {out}"
+""",
+    )
+    code, doc = run(rb, inventory(sshd, tmp_path, dead=("node2",)))
+    assert code == 4, doc
+    assert out.read_text() == ""  # linear: the stop came before anyone's second step
+    assert doc["hosts"]["node2"]["state"] == "unreachable"
+    for name in ("node1", "node3", "node4", "node5"):
+        assert [s["id"] for s in doc["hosts"][name]["steps"]] == ["first"]
+        assert "max_fail" in doc["hosts"][name]["aborted"]
