@@ -327,6 +327,23 @@ class SSHConnection:
         self, transport: paramiko.Transport, command: Command, timeout: float | None
     ) -> ExecResult | None:
         """Run in the persistent shell; None when this host cannot have one."""
+        for attempt in (1, 2):
+            try:
+                return self._session_run(transport, command, timeout)
+            except ssh_session.SessionLost as exc:
+                if exc.sent:
+                    raise StepError(
+                        f"{self.host.name}: {exc}; the step may have partly run (not retried)",
+                        data={"rc": None},
+                    ) from None
+                if attempt == 2:
+                    raise StepError(f"{self.host.name}: {exc}", data={"rc": None}) from None
+                # Nothing was sent: the shell had died unnoticed; a new one runs the step.
+        return None  # unreachable: the loop returns or raises
+
+    def _session_run(
+        self, transport: paramiko.Transport, command: Command, timeout: float | None
+    ) -> ExecResult | None:
         session = self._session
         stale = session is not None and (
             not session.alive or session.channel.get_transport() is not transport
@@ -352,10 +369,7 @@ class SSHConnection:
             self._session = None
             if not transport.is_active():
                 raise HostUnreachable(self.host.name, f"connection lost: {exc}") from None
-            raise StepError(
-                f"{self.host.name}: {exc}; the step may have partly run (not retried)",
-                data={"rc": None},
-            ) from None
+            raise
 
     def put(self, source: IO[bytes], path: str, mode: int | None = None) -> int:
         from .ssh_transfer import upload

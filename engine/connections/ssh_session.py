@@ -62,6 +62,10 @@ class SessionUnavailable(Exception):
 class SessionLost(Exception):
     """The session's shell or channel ended."""
 
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent  # False: the step never left us, so it certainly did not run
+
 
 def eligible(command: Command) -> bool:
     """Whether the session can run `command` with the same meaning as exec."""
@@ -180,7 +184,7 @@ class ShellSession:
             try:
                 self.channel.sendall(line.encode())
             except OSError as exc:
-                raise SessionLost(f"cannot send the step: {exc}") from None
+                raise SessionLost(f"cannot send the step: {exc}", sent=False) from None
             deadline = None if timeout is None else time.monotonic() + timeout
             out, err, rc = self._collect(token.encode(), deadline)
             if rc is None:  # timed out
