@@ -106,18 +106,22 @@ class SSHConnection:
         for key_file in target.key_files:
             if not os.path.exists(key_file):
                 self._fail(f"key_file {key_file} does not exist")
+        pkey = _cached_key(target.key_files[0]) if len(target.key_files) == 1 else None
         sock = self._socket(target)
         client = paramiko.SSHClient()
         timeout = self.host.connect_timeout
         try:
-            ssh_hostkeys.load_into(client, policy_name, known)
+            ssh_hostkeys.load_into(
+                client, policy_name, known, ssh_hostkeys.entry_name(target.address, target.port)
+            )
             client.set_missing_host_key_policy(policy)
             client.connect(
                 target.address,
                 target.port,
                 username=target.user,
                 password=password,
-                key_filename=target.key_files or None,
+                pkey=pkey,
+                key_filename=None if pkey else (target.key_files or None),
                 allow_agent=True,
                 look_for_keys=not target.key_files,
                 timeout=timeout,
@@ -509,6 +513,33 @@ class SSHConnection:
 
     def __repr__(self) -> str:
         return f"SSHConnection({self.host.name!r})"
+
+
+_keys: dict[tuple[str, int, int], Any] = {}
+_keys_lock = threading.Lock()
+
+
+def _cached_key(path: str) -> Any:
+    """The private key at `path`, parsed once per file version for every host
+    that uses it; None when it cannot be loaded without help (encrypted, odd
+    format), so paramiko's own key_filename path reports the problem."""
+    import paramiko
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    stamp = (path, st.st_mtime_ns, st.st_size)
+    with _keys_lock:
+        if stamp in _keys:
+            return _keys[stamp]
+    try:
+        key = paramiko.PKey.from_path(path)
+    except Exception:  # PasswordRequiredException, SSHException, ValueError...
+        return None
+    with _keys_lock:
+        _keys[stamp] = key
+    return key
 
 
 def _ssh_config(address: str) -> dict[str, Any]:

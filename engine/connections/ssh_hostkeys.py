@@ -99,14 +99,43 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         self.added = True
 
 
-def load_into(client: paramiko.SSHClient, policy: str, known_hosts: Path) -> None:
-    """Give `client` the known keys to check against (none for `ignore`)."""
+def load_into(
+    client: paramiko.SSHClient, policy: str, known_hosts: Path, name: str | None = None
+) -> None:
+    """Give `client` the known keys to check against (none for `ignore`).
+
+    With `name` (the entry_name of the target), only that host's keys are added,
+    from a parse of the file shared by every connection until the file changes:
+    fanning out to N hosts then parses known_hosts once, not N times.
+    """
     if policy == "ignore" or not known_hosts.exists():
         return
     try:
-        client.load_host_keys(str(known_hosts))
+        if name is None:
+            client.load_host_keys(str(known_hosts))
+            return
+        target = client.get_host_keys()
+        for keytype, key in (_parsed(known_hosts).lookup(name) or {}).items():
+            target.add(name, keytype, key)
     except OSError as exc:
         raise HostKeyRejected(f"cannot read {known_hosts}: {exc.strerror}") from None
+
+
+_parsed_cache: dict[str, tuple[tuple[int, int], paramiko.HostKeys]] = {}
+_parsed_lock = threading.Lock()
+
+
+def _parsed(path: Path) -> paramiko.HostKeys:
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    with _parsed_lock:
+        hit = _parsed_cache.get(str(path))
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+    keys = paramiko.HostKeys(str(path))  # parsed outside the lock; read-only once shared
+    with _parsed_lock:
+        _parsed_cache[str(path)] = (stamp, keys)
+    return keys
 
 
 def append_host_key(known_hosts: Path, name: str, key: paramiko.PKey) -> None:
