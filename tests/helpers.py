@@ -30,3 +30,25 @@ def run_json(path: Path, *args: str, env: dict[str, str] | None = None) -> tuple
 
 def steps_of(doc: dict[str, Any], host: str = "localhost") -> dict[str, dict[str, Any]]:
     return {s["id"]: s for s in doc["hosts"][host]["steps"]}
+
+
+def step_context(
+    step_id: str = "t", timeout: float | None = None, dry_run: bool = False, **kw: Any
+) -> Any:
+    """A StepContext on localhost (local connection), for calling a step type directly."""
+    from engine.connections.local import LocalConnection
+    from engine.host import localhost
+    from engine.secrets import Redactor
+    from engine.steps.base import StepContext
+
+    host = localhost()
+    redactor = kw.pop("redactor", None)  # an empty Redactor is falsy: test for None
+    return StepContext(
+        host=host,
+        step_id=step_id,
+        timeout=timeout,
+        dry_run=dry_run,
+        redactor=Redactor() if redactor is None else redactor,
+        get_connection=kw.pop("get_connection", lambda: LocalConnection(host)),
+        **kw,
+    )

@@ -18,18 +18,6 @@ from ..errors import EngineError, InvalidError
 from ..host import Host
 
 _SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|private_key|api_key", re.I)
-_FIELDS = (
-    "address",
-    "connection",
-    "user",
-    "port",
-    "key_file",
-    "password",
-    "jump",
-    "host_key_policy",
-    "known_hosts",
-    "connect_timeout",
-)
 # What engine.sshconfig may fill in for ssh hosts.
 _FROM_SSH_CONFIG = ("address", "user", "port", "key_file", "jump")
 
@@ -79,7 +67,9 @@ def inventory_command(
 def host_fields(host: Host) -> dict[str, Any]:
     """A host's connection fields as shown to people: password masked, unset left out."""
     out: dict[str, Any] = {}
-    for name in _FIELDS:
+    from ..inventory_model import HOST_FIELDS  # not at import: keeps --help fast
+
+    for name in HOST_FIELDS:
         value = getattr(host, name)
         if value is None:
             continue

@@ -8,25 +8,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from engine.connections.local import LocalConnection
 from engine.errors import ServiceError, StepError, StepTimeout
-from engine.host import localhost
 from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.http import HttpSpec, redact_url, status_ok
 from tests.fixtures.web import CERT_DAYS, WebServers
+from tests.helpers import step_context
 
 
 def make_ctx(timeout: float | None = None, redactor: Redactor | None = None) -> StepContext:
-    host = localhost()
-    return StepContext(
-        host=host,
-        step_id="t",
-        timeout=timeout,
-        dry_run=False,
-        redactor=redactor if redactor is not None else Redactor(),
-        get_connection=lambda: LocalConnection(host),
-    )
+    return step_context("t", timeout, redactor=redactor)
 
 
 def run(body: dict[str, Any], timeout: float | None = None, redactor: Redactor | None = None):

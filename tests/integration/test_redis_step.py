@@ -16,21 +16,13 @@ from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.redis import RedisStep, command_name, is_read_only, parse_info, split_command
 from tests.fixtures.services import RedisUser
+from tests.helpers import step_context
 
 STEP = get_step_type("redis")
 
 
 def make_ctx(timeout: float | None = 10, dry_run: bool = False, **kw: Any) -> StepContext:
-    host = localhost()
-    return StepContext(
-        host=host,
-        step_id="cache",
-        timeout=timeout,
-        dry_run=dry_run,
-        redactor=kw.pop("redactor", Redactor()),
-        get_connection=kw.pop("get_connection", lambda: LocalConnection(host)),
-        **kw,
-    )
+    return step_context("cache", timeout, dry_run, **kw)
 
 
 def spec(body: dict[str, Any]) -> Any:

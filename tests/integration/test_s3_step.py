@@ -24,18 +24,11 @@ from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.s3 import S3Spec, parse_size, select_prune
 from tests.fixtures.s3server import S3Server
+from tests.helpers import step_context
 
 
 def make_ctx(dry_run: bool = False, redactor: Redactor | None = None) -> StepContext:
-    host = localhost()
-    return StepContext(
-        host=host,
-        step_id="t",
-        timeout=60,
-        dry_run=dry_run,
-        redactor=redactor if redactor is not None else Redactor(),
-        get_connection=lambda: LocalConnection(host),
-    )
+    return step_context("t", 60, dry_run, redactor=redactor)
 
 
 def s3(server: S3Server, bucket: str, ctx: StepContext | None = None, **body: Any) -> dict:

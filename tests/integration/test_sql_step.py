@@ -14,21 +14,13 @@ from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.sql import SqlStep, json_value
 from tests.fixtures.services import PgDatabase
+from tests.helpers import step_context
 
 STEP = get_step_type("sql")
 
 
 def make_ctx(timeout: float | None = 10, dry_run: bool = False, **kw: Any) -> StepContext:
-    host = localhost()
-    return StepContext(
-        host=host,
-        step_id="check",
-        timeout=timeout,
-        dry_run=dry_run,
-        redactor=kw.pop("redactor", Redactor()),
-        get_connection=kw.pop("get_connection", lambda: LocalConnection(host)),
-        **kw,
-    )
+    return step_context("check", timeout, dry_run, **kw)
 
 
 def run(body: dict[str, Any], **ctx: Any) -> dict[str, Any]:
