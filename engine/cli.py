@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from .commands.options import output_options
 from .errors import EngineError, InvalidError, UsageError
 
 EXIT_USAGE = 64
@@ -120,14 +121,7 @@ def _split_tags(values: tuple[str, ...]) -> frozenset[str]:
 @click.option("--start-at", metavar="STEP_ID", help="Skip the steps before this one.")
 @click.option("--list-hosts", is_flag=True, help="Print the hosts that would run, and exit.")
 @click.option("--list-steps", is_flag=True, help="Print the steps that would run, and exit.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@click.option("--junit", metavar="PATH", help="Also write the run as JUnit XML.")
-@click.option("--report", metavar="PATH.html", help="Also write a self-contained HTML report.")
-@click.option("--operator", help="Who is running this (default: $RUNBOOK_OPERATOR or login name).")
-@click.option(
-    "--secrets", "secrets_file", type=click.Path(dir_okay=False), help="YAML file of secrets."
-)
-@click.option("-v", "--verbose", count=True)
+@output_options("running this")
 def run_command(
     runbook: str,
     inventory_path: str | None,

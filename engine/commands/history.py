@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from .options import output_options
 
 
 def _store() -> Any:
@@ -138,14 +139,7 @@ def _rerender(store: Any, row: dict[str, Any], report: str | None, junit: str | 
     help="Override vars (on top of the run's own -e values).",
 )
 @click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Default: the run's own.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@click.option("--junit", metavar="PATH", help="Also write the run as JUnit XML.")
-@click.option("--report", metavar="PATH.html", help="Also write a self-contained HTML report.")
-@click.option("--operator", help="Who is resuming (default: $RUNBOOK_OPERATOR or login name).")
-@click.option(
-    "--secrets", "secrets_file", type=click.Path(dir_okay=False), help="YAML file of secrets."
-)
-@click.option("-v", "--verbose", count=True)
+@output_options("resuming")
 def resume_command(
     run_id: str,
     yes: bool,

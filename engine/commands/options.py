@@ -1,0 +1,39 @@
+"""Options that `runbook run` and `runbook resume` share: how a run reports and
+who runs it. One definition, so the two commands cannot drift apart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def output_options(who: str) -> Callable[[F], F]:
+    """--format, --junit, --report, --operator, --secrets, -v."""
+
+    def apply(fn: F) -> F:
+        decorators = [
+            click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text"),
+            click.option("--junit", metavar="PATH", help="Also write the run as JUnit XML."),
+            click.option(
+                "--report", metavar="PATH.html", help="Also write a self-contained HTML report."
+            ),
+            click.option(
+                "--operator", help=f"Who is {who} (default: $RUNBOOK_OPERATOR or login name)."
+            ),
+            click.option(
+                "--secrets",
+                "secrets_file",
+                type=click.Path(dir_okay=False),
+                help="YAML file of secrets.",
+            ),
+            click.option("-v", "--verbose", count=True),
+        ]
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
