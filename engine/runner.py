@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -194,7 +194,7 @@ class Runner:
         # Wait in slices so the main thread stays responsive to Ctrl-C.
         pending = set(futures)
         while pending:
-            _done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _done, pending = wait(pending, timeout=0.2, return_when=ALL_COMPLETED)
         for f in futures:
             f.result()  # re-raise a bug in the engine itself
 

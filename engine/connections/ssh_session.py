@@ -53,6 +53,8 @@ _READ = 1 << 20
 _START_TIMEOUT = 30.0
 # A step quiet for this long makes us check that the session shell still lives.
 _PROBE_EVERY = 2.0
+# Longest blocking read of one stream before the other is drained.
+_SLICE = 0.05
 
 
 class SessionUnavailable(Exception):
@@ -230,53 +232,57 @@ class ShellSession:
     ) -> tuple[bytearray, bytearray, int | None]:
         """Read both streams until both end markers arrived; rc None on deadline.
 
-        Like ssh_exec._collect: one thread, select() bounded by _POLL (paramiko's
-        either-stream pipe can miss a wake-up), non-blocking reads of both.
+        A blocking read of the stream still awaited (stdout until its marker, then
+        stderr), in slices of _SLICE, draining the other stream between slices:
+        the window both streams share can never fill with unread data, and a
+        step's output wakes us directly, without paramiko's fd pipe (a write and
+        a read syscall per packet, and a wake-up it can lose).
         """
         out, err = partial or (bytearray(), bytearray())
         out_end = b"\n" + token + b" "
         err_end = b"\n" + token + b"\n"
         rc: int | None = None
         err_done = False
-        fd = self.channel.fileno()
+        channel = self.channel
         next_probe = time.monotonic() + _PROBE_EVERY
         while rc is None or not err_done:
-            wait = _POLL
+            wait = _SLICE
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return out, err, None
                 wait = min(wait, left)
-            select.select([fd], [], [], wait)
-            eof = self.channel.eof_received or self.channel.closed
             got = False
-            if rc is None and self.channel.recv_ready():
-                start = max(0, len(out) - len(out_end) - 12)
-                out += self.channel.recv(_READ)
+            if rc is None and not err_done and channel.recv_stderr_ready():
+                err_done = _append(err, channel.recv_stderr(_READ), err_end)
                 got = True
-                rc = _take_rc(out, out_end, start)
-            if not err_done and self.channel.recv_stderr_ready():
-                start = max(0, len(err) - len(err_end))
-                err += self.channel.recv_stderr(_READ)
-                got = True
-                at = err.find(err_end, start)
-                if at >= 0:
-                    del err[at:]
-                    err_done = True
+            channel.settimeout(wait)
+            try:
+                if rc is None:
+                    data = channel.recv(_READ)
+                    if data:
+                        start = max(0, len(out) - len(out_end) - 12)
+                        out += data
+                        rc = _take_rc(out, out_end, start)
+                else:
+                    data = channel.recv_stderr(_READ)
+                    if data:
+                        err_done = _append(err, data, err_end)
+            except TimeoutError:
+                data = None
+            if data == b"":
+                raise SessionLost("the session shell ended during the step")
+            got = got or bool(data)
             if not got and time.monotonic() >= next_probe:
                 # A shell that died leaves no EOF while the step's processes still
                 # hold the streams open: ask the host whether it lives, now and then.
                 next_probe = time.monotonic() + _PROBE_EVERY
-                if self.channel.exit_status_ready() or self._probe(
+                if channel.exit_status_ready() or self._probe(
                     f"kill -0 {self.shell_pid} 2>/dev/null"
                 ) == 1:
                     raise SessionLost(
                         "the session shell ended during the step (its processes may still run)"
                     )
-            if eof and not got:
-                pending_out = rc is None and self.channel.recv_ready()
-                if not pending_out and not self.channel.recv_stderr_ready():
-                    raise SessionLost("the session shell ended during the step")
         return out, err, rc
 
     def close(self) -> None:
@@ -284,6 +290,17 @@ class ShellSession:
             self.channel.close()
         except Exception:  # closing a dead channel
             pass
+
+
+def _append(err: bytearray, data: bytes, end: bytes) -> bool:
+    """Add `data` to `err`; if the end marker is now there, cut it off: True."""
+    start = max(0, len(err) - len(end))
+    err += data
+    at = err.find(end, start)
+    if at < 0:
+        return False
+    del err[at:]
+    return True
 
 
 def _take_rc(out: bytearray, end: bytes, start: int) -> int | None:
