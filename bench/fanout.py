@@ -14,7 +14,7 @@ What runs (all against the same hosts, user and command):
 - session-floor: paramiko, one persistent `sh` per host fed the commands,
   N threads: the least any tool over SSH can do.
 
-The fleet: N addresses 127.0.0.(100+i), at most 16 ListenAddress per sshd, a
+The fleet: N loopback addresses from 127.1.0.1, at most 16 ListenAddress per sshd, a
 dedicated user `rbbench` whose shell rc files are empty. Ansible and pyinfra
 live in bench/.venv (made here on first use), not in the project's deps.
 
@@ -89,7 +89,8 @@ def start_fleet(n: int, work: Path) -> Fleet:
     host_key = work / "host_key"
     host_public = keygen(host_key, "bench-host")
     os.makedirs("/run/sshd", exist_ok=True)
-    addresses = [f"127.0.0.{100 + i}" for i in range(n)]
+    # 127.0.0.0/8 is all loopback: 250 hosts per third octet, from 127.1.0.1 on.
+    addresses = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(n)]
     ports: dict[str, int] = {}
     procs = []
     for start in range(0, n, PER_SSHD):

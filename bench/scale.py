@@ -7,6 +7,8 @@
 - hosts: an inventory of HOSTS hosts on the `local` connection, 3 shell steps
   each, default forks (10): wall time, peak RSS and the most threads the engine
   process had at once (sampled from /proc every 10 ms).
+- ssh-hosts (with --ssh-hosts N): the same over SSH, against a fleet of N
+  loopback sshd addresses started by bench/fanout.py's helpers.
 - `runbook --help` start-up time, for the lazy-import budget.
 """
 
@@ -58,8 +60,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--ssh-hosts", type=int, default=0, help="also N hosts over SSH")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rbscale-"))
+    os.chmod(work, 0o755)  # the fleet's sshd reads its config and keys under it
     env = {**os.environ, "RUNBOOK_HOME": str(work / "home")}
 
     wall, _, _, rc = timed([RUNBOOK, "--help"], env)
@@ -81,6 +85,27 @@ def main() -> None:
     wall, rss, threads, rc = timed([RUNBOOK, "run", str(fan), "-i", str(inventory)], env)
     print(
         f"{args.hosts} hosts x 3 shell steps (local, forks 10): {wall:.2f} s, "
+        f"peak RSS {rss:.0f} MiB, peak threads {threads}, exit {rc}"
+    )
+    if args.ssh_hosts:
+        ssh_fan_out(args.ssh_hosts, work, env)
+
+
+def ssh_fan_out(n: int, work: Path, env: dict[str, str]) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fanout  # the fleet and workload helpers of the SSH benchmark
+
+    (work / "fleet").mkdir(mode=0o755)
+    fleet = fanout.start_fleet(n, work / "fleet")
+    try:
+        argv = fanout.write_engine(fleet, 2, work / "fleet")[:-2]  # default --forks
+        wall, rss, threads, rc = timed(argv, env)
+    finally:
+        fleet.stop()
+    print(
+        f"{n} hosts x 2 shell steps (ssh, forks 10): {wall:.2f} s, "
         f"peak RSS {rss:.0f} MiB, peak threads {threads}, exit {rc}"
     )
 

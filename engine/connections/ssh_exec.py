@@ -37,7 +37,7 @@ KILL_GRACE = 2.0
 # before reading all of it cannot deadlock us.
 _INLINE_STDIN = 256 * 1024
 _READ = 1 << 20
-# Longest select() sleep: bounds the cost of a wake-up paramiko lost.
+# Longest poll() sleep: bounds the cost of a wake-up paramiko lost.
 _POLL = 0.1
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -153,16 +153,17 @@ def _collect(
 ) -> tuple[bytearray, bytearray, bool]:
     """Read stdout and stderr together until both end or `deadline` passes.
 
-    One thread, select() on the channel's pipe (paramiko signals it for data on
+    One thread, poll() on the channel's pipe (paramiko signals it for data on
     either stream), non-blocking reads: neither stream can fill up and stall
     the other, however large they get. paramiko's pipe for "either stream" can
     lose a wake-up when both streams change at once (its two halves are not
-    updated under one lock), so select() never sleeps longer than _POLL and the
+    updated under one lock), so poll() never sleeps longer than _POLL and the
     buffers are checked whether or not it woke us.
     """
     out, err = partial or (bytearray(), bytearray())
     head = bytearray() if running.pgid is None else None
-    fd = channel.fileno()
+    poller = select.poll()
+    poller.register(channel.fileno(), select.POLLIN)
     out_done = err_done = False
     while not (out_done and err_done):
         wait = _POLL
@@ -172,7 +173,7 @@ def _collect(
                 return out, err, True
             wait = min(wait, left)
         try:
-            select.select([fd], [], [], wait)
+            poller.poll(wait * 1000)  # poll, not select: fds above 1023 with many hosts
         except (OSError, ValueError):
             break  # closed under us by a kill that could not find the process group
         # EOF is read before the buffers: data always arrives before EOF, so

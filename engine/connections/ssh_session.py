@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import select
 import shlex
 import threading
 import time
@@ -44,7 +43,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import StepError, StepTimeout
 from .base import Command, ExecResult
-from .ssh_exec import _ENV_NAME, _POLL, KILL_GRACE
+from .ssh_exec import _ENV_NAME, KILL_GRACE
 
 if TYPE_CHECKING:
     import paramiko
@@ -156,17 +155,22 @@ class ShellSession:
         self.channel.exec_command(f"echo {token} $$; exec /bin/sh 3>&2 2>/dev/null")
         deadline = time.monotonic() + _START_TIMEOUT
         head = bytearray()
-        fd = self.channel.fileno()
+        # Blocking reads with a timeout, never fileno(): that would cost two more
+        # fds per host, and select() fails outright on fds above 1023.
         while b"\n" not in head:
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 self.close()
                 raise SessionUnavailable("the session shell did not start")
-            select.select([fd], [], [], _POLL)
-            if self.channel.recv_ready():
-                head += self.channel.recv(4096)
-            elif self.channel.eof_received or self.channel.closed:
+            self.channel.settimeout(left)
+            try:
+                data = self.channel.recv(4096)
+            except TimeoutError:
+                continue
+            if not data:
                 self.close()
                 raise SessionUnavailable(bytes(head).decode(errors="replace").strip() or "eof")
+            head += data
         line = bytes(head).split(b"\n", 1)[0].split()
         if len(line) != 2 or line[0] != token.encode() or not line[1].isdigit():
             self.close()

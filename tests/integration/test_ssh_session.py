@@ -174,3 +174,24 @@ def test_exec_per_step_when_switched_off(sshd: SSHServer, monkeypatch: pytest.Mo
 def test_with_the_session_a_step_runs_under_the_session_shell(conn: SSHConnection) -> None:
     parent = run(conn, "ps -o comm= -p $PPID")[1].decode().strip()
     assert parent == "sh"
+
+
+def test_file_descriptors_above_1023(sshd: SSHServer) -> None:
+    """A fan-out to ~1,000 hosts holds more than 1,024 fds: select() refuses such
+    fds outright ("filedescriptor out of range"), so neither path may use it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1300:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(1300, hard), hard))
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    connection = SSHConnection(sshd.host())
+    try:
+        session = connection.run(Command(cmd="echo via-session"), timeout=30)
+        exec_path = connection.run(Command(cmd="cat", stdin=b"via-exec"), timeout=30)
+    finally:
+        connection.close()
+        for fd in held:
+            os.close(fd)
+    assert (session.rc, session.stdout) == (0, b"via-session\n")
+    assert (exec_path.rc, exec_path.stdout) == (0, b"via-exec")
