@@ -73,7 +73,10 @@ def runbook_schema() -> dict[str, Any]:
         schema["properties"][section] = {"type": "array", "items": {"$ref": "#/$defs/Step"}}
     schema["properties"]["steps"]["minItems"] = 1
     defs.pop("RunbookHeader", None)
-    schema["$defs"] = {k: _allow_templates(v) for k, v in defs.items()}
+    # Step bodies and retry values may be templates (rendered per host); the other
+    # common fields of a step (inlined in "Step") are read before rendering, so
+    # there a template is an error, as the loader says too.
+    schema["$defs"] = {k: v if k == "Step" else _allow_templates(v) for k, v in defs.items()}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Runbook"
     return schema

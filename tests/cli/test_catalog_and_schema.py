@@ -41,11 +41,20 @@ def test_schema_accepts_templates_for_typed_fields(schema: dict) -> None:
     ok = {
         "runbook": "x",
         "steps": [
-            {"name": "a", "shell": {"cmd": "ls", "env": "{{ vars.env }}"}, "ignore_errors": "{{ true }}"},
+            {"name": "a", "shell": {"cmd": "ls", "env": "{{ vars.env }}"}},
             {"name": "b", "block": {"steps": [{"name": "c", "log": "hi"}]}},
+            {"name": "d", "log": "x", "retry": {"attempts": "{{ params.n }}"}},
         ],
     }
     jsonschema.validate(ok, schema)
+
+
+def test_schema_refuses_templates_where_the_loader_does(schema: dict) -> None:
+    # Read before the step is rendered: a literal is needed (see loader._validate_common).
+    for field, value in (("ignore_errors", "{{ true }}"), ("timeout", "{{ params.t }}")):
+        bad = {"runbook": "x", "steps": [{"name": "a", "log": "x", field: value}]}
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
 
 
 def test_list_orders_emergency_first(tmp_path: Path) -> None:
