@@ -1,7 +1,9 @@
 """The history recorder: an event processor that appends each event to the store.
 
 Events arrive already redacted by the EventBus. Each one is committed before
-`handle()` returns, so whatever the console has shown is also in the history.
+`handle()` returns (events that queued up together: in one transaction, before
+`handle_batch()` returns), so whatever the console has shown is also in the
+history.
 A store that fails mid-run does not stop the run (stopping half-way through a
 change is worse than a gap in the audit trail); the operator is warned once.
 """
@@ -60,24 +62,54 @@ class HistoryRecorder:
     def handle(self, event: Event) -> None:
         self.seq += 1
         try:
-            self._handle(event)
+            if isinstance(event, RunStarted):
+                self._run_started(event)
+            self.store.record(*self._rows(event))
+            if isinstance(event, RunFinished):
+                self._run_finished(event)
         except Exception as exc:  # any store failure: warn once, keep running
-            if self.failed is None:
-                self.failed = f"{type(exc).__name__}: {self.redactor.text(str(exc))}"
-                self.warn.write(
-                    f"warning: run history {self.store.location}: cannot record events "
-                    f"({self.failed}); the run goes on without an audit trail\n"
-                )
+            self._failed(exc)
+
+    def handle_batch(self, events: list[Event]) -> None:
+        """Events that queued up together: one transaction for all their rows."""
+        rows: list[tuple[EventRow, StepRow | None, list[MetricRow]]] = []
+        for event in events:
+            if isinstance(event, RunStarted | RunFinished):  # statements of their own
+                self._commit(rows)
+                rows = []
+                self.handle(event)
+                continue
+            self.seq += 1
+            try:
+                rows.append(self._rows(event))
+            except Exception as exc:
+                self._failed(exc)
+        self._commit(rows)
+
+    def _commit(self, rows: list[tuple[EventRow, StepRow | None, list[MetricRow]]]) -> None:
+        if not rows:
+            return
+        try:
+            self.store.record_many(rows)
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        if self.failed is None:
+            self.failed = f"{type(exc).__name__}: {self.redactor.text(str(exc))}"
+            self.warn.write(
+                f"warning: run history {self.store.location}: cannot record events "
+                f"({self.failed}); the run goes on without an audit trail\n"
+            )
 
     # ----------------------------------------------------------------- kinds
 
-    def _handle(self, event: Event) -> None:
+    def _rows(self, event: Event) -> tuple[EventRow, StepRow | None, list[MetricRow]]:
         host = getattr(event, "host", None)
         step_id = getattr(event, "step_id", None)
         step: StepRow | None = None
         metrics: list[MetricRow] = []
         if isinstance(event, RunStarted):
-            self._run_started(event)
             payload = _plain(event)
         elif isinstance(event, StepStarted):
             self._started[(event.host, event.step_id)] = event.at
@@ -145,21 +177,19 @@ class HistoryRecorder:
             payload = {k: v for k, v in _plain(event).items() if k not in ("host", "step_id")}
         else:
             payload = _plain(event)
-        self.store.record(
-            EventRow(event.run_id, self.seq, event.at, event.kind, host, step_id, payload),
-            step,
-            metrics,
+        row = EventRow(event.run_id, self.seq, event.at, event.kind, host, step_id, payload)
+        return row, step, metrics
+
+    def _run_finished(self, event: RunFinished) -> None:
+        self.store.update_run(
+            event.run_id,
+            state=event.result.state.value,
+            exit_code=event.result.exit_code,
+            finished_at=event.at,
+            # Secrets first read during the run are known only now.
+            params=self.redactor(self._params),
+            options=self.redactor(self.extra.get("options", {})),
         )
-        if isinstance(event, RunFinished):
-            self.store.update_run(
-                event.run_id,
-                state=event.result.state.value,
-                exit_code=event.result.exit_code,
-                finished_at=event.at,
-                # Secrets first read during the run are known only now.
-                params=self.redactor(self._params),
-                options=self.redactor(self.extra.get("options", {})),
-            )
 
     def _run_started(self, e: RunStarted) -> None:
         self.run_id = e.run_id

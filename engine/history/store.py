@@ -2,8 +2,9 @@
 
 Both back-ends share every statement here; a dialect only says how to connect,
 how to spell placeholders and DDL types, and how to run a transaction. Each
-`record()` is one short transaction that is committed before it returns, so an
-event the engine has handed to the store survives a `kill -9` of the engine.
+`record()` / `record_many()` is one short transaction that is committed before
+it returns, so an event the engine has handed to the store survives a `kill -9`
+of the engine.
 
 Rows hold only what the event bus let through, i.e. already-redacted data.
 """
@@ -119,6 +120,7 @@ class HistoryStore(Protocol):
     def record(
         self, event: EventRow, step: StepRow | None = None, metrics: list[MetricRow] | None = None
     ) -> None: ...
+    def record_many(self, rows: list[tuple[EventRow, StepRow | None, list[MetricRow]]]) -> None: ...
     def get_run(self, run_id: str) -> dict[str, Any] | None: ...
     def find_run_id(self, prefix: str) -> list[str]: ...
     def list_runs(self, query: RunQuery) -> list[dict[str, Any]]: ...
@@ -236,33 +238,41 @@ class SqlStore:
             with self._lock:
                 self._insert_event(event)
             return
+        self.record_many([(event, step, metrics or [])])
+
+    def record_many(self, rows: list[tuple[EventRow, StepRow | None, list[MetricRow]]]) -> None:
+        """Several events' rows, committed together in one transaction."""
         with self._lock, self._tx():
-            self._insert_event(event)
-            if step is not None:
-                self._run(
-                    "INSERT INTO step_results (run_id, host, step_id, seq, name, state, "
-                    "started_at, finished_at, duration_ms, error, result) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        step.run_id,
-                        step.host,
-                        step.step_id,
-                        step.seq,
-                        step.name,
-                        step.state,
-                        step.started_at,
-                        step.finished_at,
-                        step.duration_ms,
-                        step.error,
-                        dumps(step.result),
-                    ),
-                )
-            for m in metrics or ():
-                self._run(
-                    "INSERT INTO metrics (run_id, host, step_id, name, value, state, unit, at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (m.run_id, m.host, m.step_id, m.name, m.value, m.state, m.unit, m.at),
-                )
+            for event, step, metrics in rows:
+                self._insert_rows(event, step, metrics)
+
+    def _insert_rows(self, event: EventRow, step: StepRow | None, metrics: list[MetricRow]) -> None:
+        self._insert_event(event)
+        if step is not None:
+            self._run(
+                "INSERT INTO step_results (run_id, host, step_id, seq, name, state, "
+                "started_at, finished_at, duration_ms, error, result) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    step.run_id,
+                    step.host,
+                    step.step_id,
+                    step.seq,
+                    step.name,
+                    step.state,
+                    step.started_at,
+                    step.finished_at,
+                    step.duration_ms,
+                    step.error,
+                    dumps(step.result),
+                ),
+            )
+        for m in metrics:
+            self._run(
+                "INSERT INTO metrics (run_id, host, step_id, name, value, state, unit, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (m.run_id, m.host, m.step_id, m.name, m.value, m.state, m.unit, m.at),
+            )
 
     def _insert_event(self, event: EventRow) -> None:
         self._run(

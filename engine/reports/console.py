@@ -64,6 +64,7 @@ class ConsoleReport:
         self.multi_host = False
         self.width = 8
         self.console: Any = None  # a rich Console, only when styles are drawn
+        self._pending: list[str] | None = None  # lines of a batch, written together
         if _styled(self.stream, color):
             from rich.console import Console
 
@@ -80,9 +81,29 @@ class ConsoleReport:
         if method is not None:
             method(event)
 
+    def handle_batch(self, events: list[Event]) -> None:
+        """Events of several hosts at once: their lines in one write."""
+        if self.console is not None:
+            for event in events:
+                self.handle(event)
+            return
+        self._pending = []
+        try:
+            for event in events:
+                self.handle(event)
+        finally:
+            lines, self._pending = self._pending, None
+            if lines:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+
     def _print(self, line: Line) -> None:
         if self.console is None:
-            self.stream.write("".join(text for text, _ in line) + "\n")
+            text = "".join(text for text, _ in line) + "\n"
+            if self._pending is not None:
+                self._pending.append(text)
+                return
+            self.stream.write(text)
             self.stream.flush()
             return
         from rich.text import Text

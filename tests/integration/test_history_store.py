@@ -163,3 +163,30 @@ def test_store_api_lists_and_dumps(tmp_path: Path, backend: str) -> None:
         assert len(store.step_rows(row["id"])) == 3
     finally:
         store.close()
+
+
+def test_many_hosts_at_once_record_every_event_in_order(tmp_path: Path, backend: str) -> None:
+    """Hosts finishing together share history transactions; nothing is lost or reordered."""
+    hosts = {f"h{i}": {"address": "127.0.0.1"} for i in range(12)}
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(json.dumps({"defaults": {"connection": "local"}, "hosts": hosts}))
+    steps = "".join(f"  - name: step {k}\n    shell: echo {k}\n" for k in range(4))
+    rb = write(tmp_path, f"runbook: together\nsteps:\n{steps}")
+    res = cli("run", rb, "-i", str(inv), "--forks", "12")
+    assert res.exit_code == 0, res.output
+    store = open_store()
+    run_id = store.list_runs(RunQuery())[0]["id"]
+    events = store.events(run_id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert events[0].kind == "run_started" and events[-1].kind == "run_finished"
+    for host in hosts:
+        mine = [(e.kind, e.payload["name"]) for e in events if e.host == host and e.step_id]
+        assert mine == [
+            (kind, f"step {k}") for k in range(4) for kind in ("step_started", "step_finished")
+        ]
+    rows = store.step_rows(run_id)
+    assert sorted((r.host, r.name) for r in rows) == sorted(
+        (h, f"step {k}") for h in hosts for k in range(4)
+    )
+    assert all(r.state == "ok" and r.started_at for r in rows)
+    store.close()
