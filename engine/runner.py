@@ -164,21 +164,25 @@ class Runner:
             self.result.hosts[host.name] = executor.result
             walkers[host.name] = executor.walk()
         forks = max(1, min(self.run.options.forks, len(batch)))
-        with ThreadPoolExecutor(max_workers=forks, thread_name_prefix="host") as pool:
-            if self.run.runbook.header.strategy == "free":
+        if self.run.runbook.header.strategy == "free":
+            with ThreadPoolExecutor(max_workers=forks, thread_name_prefix="host") as pool:
                 self._free(pool, walkers, max_fail)
-            else:
-                self._linear(pool, walkers, max_fail)
+        else:
+            self._linear(walkers, forks, max_fail)
 
-    def _linear(
-        self, pool: ThreadPoolExecutor, walkers: dict[str, Iterator[Any]], max_fail: int | None
-    ) -> None:
-        active = list(walkers)
-        while active:
-            futures = {pool.submit(_advance, walkers[name]): name for name in active}
-            self._wait_all(list(futures))
-            active = [name for f, name in futures.items() if f.result()]
-            self._check_max_fail(max_fail)
+    def _linear(self, walkers: dict[str, Iterator[Any]], forks: int, max_fail: int | None) -> None:
+        lockstep = Lockstep(walkers, after_round=lambda: self._check_max_fail(max_fail))
+        threads = [
+            threading.Thread(target=lockstep.work, name=f"host-{i}", daemon=True)
+            for i in range(forks)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)  # in slices, so the main thread stays responsive to Ctrl-C
+        if lockstep.error is not None:
+            raise lockstep.error  # a bug in the engine itself
 
     def _free(
         self, pool: ThreadPoolExecutor, walkers: dict[str, Iterator[Any]], max_fail: int | None
@@ -233,6 +237,56 @@ class Runner:
     def _restore_sigint(self, previous: Any) -> None:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+class Lockstep:
+    """The linear strategy: every host finishes step N before any starts N+1.
+
+    `forks` threads share each round's hosts, taking the next one as they become
+    free; the thread that finishes a round's last host checks max_fail and opens
+    the next round. No future or task per host and step: a round costs two lock
+    acquisitions per host and one wake-up of the waiting threads.
+    """
+
+    def __init__(self, walkers: dict[str, Iterator[Any]], after_round: Any) -> None:
+        self.walkers = walkers
+        self.after_round = after_round
+        self.round = list(walkers)  # hosts of the current round, in inventory order
+        self.taken = 0  # how many of them a thread has taken
+        self.left = len(self.round)  # how many have not finished the round
+        self.more: set[str] = set()  # hosts with steps after this round
+        self.error: BaseException | None = None
+        self._cv = threading.Condition()
+
+    def work(self) -> None:
+        while True:
+            with self._cv:
+                while self.round and self.taken == len(self.round):
+                    self._cv.wait()
+                if not self.round:
+                    return
+                name = self.round[self.taken]
+                self.taken += 1
+            try:
+                more = _advance(self.walkers[name])
+            except BaseException as exc:  # an engine bug: stop, and re-raise in the runner
+                more = False
+                self.error = self.error or exc
+            with self._cv:
+                if more:
+                    self.more.add(name)
+                self.left -= 1
+                if self.left == 0:
+                    self._next_round()
+
+    def _next_round(self) -> None:
+        try:
+            self.after_round()
+        except BaseException as exc:
+            self.error = self.error or exc
+        nxt = [] if self.error else [n for n in self.round if n in self.more]
+        self.round, self.taken, self.left, self.more = nxt, 0, len(nxt), set()
+        self._cv.notify_all()
 
 
 def _advance(walker: Iterator[Any]) -> bool:
