@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
 from . import outcome
 from .context import ConnectionHolder, Interrupted, RunContext
@@ -299,6 +298,9 @@ class HostExecutor:
         if retry is None:
             outcome = attempt()
         else:
+            # tenacity only for steps that retry: ~15 ms of imports the others never pay.
+            from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
+
             retrying = Retrying(
                 stop=stop_after_attempt(retry.attempts),
                 wait=wait_exponential(

@@ -21,14 +21,14 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
-
-import jinja2
-import jinja2.meta
-from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from .errors import TemplateError
+
+if TYPE_CHECKING:
+    from jinja2 import nodes
+
+    from .jinja_env import Environment
 
 # The names a template may use (spec §2), and no others.
 NAMESPACES = frozenset({"params", "vars", "host", "steps", "result", "run", "env", "secret"})
@@ -99,30 +99,12 @@ FILTERS: dict[str, Callable[..., Any]] = {
 # ----------------------------------------------------------------- environment
 
 
-class _Environment(SandboxedEnvironment):
-    """Attribute access prefers a mapping's keys over its methods.
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The one environment, made on the first template (see jinja_env)."""
+    from .jinja_env import make_env
 
-    Plain Jinja2 resolves `row.values` to `dict.values`; a SQL column or an INFO
-    field named like a dict method would then be unreachable with dot syntax.
-    """
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Mapping) and attribute in obj:
-            return obj[attribute]
-        return super().getattr(obj, attribute)
-
-
-def _make_env() -> _Environment:
-    env = _Environment(
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
-    env.filters.update(FILTERS)
-    return env
-
-
-ENV = _make_env()
+    return make_env(FILTERS)
 
 
 # ------------------------------------------------------------------- compiling
@@ -137,6 +119,8 @@ class Compiled:
     ast: nodes.Template = field(repr=False)
 
     def render(self, context: Mapping[str, Any]) -> Any:
+        import jinja2  # imported already: this compiled it
+
         try:
             return self.fn(context)
         except jinja2.UndefinedError as exc:
@@ -163,9 +147,12 @@ def compile_expression(source: str) -> Compiled:
         raise TemplateError(
             f"{text!r} is an expression: write it without {{{{ }}}}, as in Ansible's `when`"
         )
+    import jinja2
+
+    env = environment()
     try:
-        ast = ENV.parse("{{ (" + text + ") }}")
-        expr = ENV.compile_expression(text, undefined_to_none=False)
+        ast = env.parse("{{ (" + text + ") }}")
+        expr = env.compile_expression(text, undefined_to_none=False)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"cannot parse expression {text!r}: {exc.message}") from None
 
@@ -182,6 +169,8 @@ def compile_expression(source: str) -> Compiled:
 @lru_cache(maxsize=4096)
 def compile_template(source: str) -> Compiled:
     """Compile a string field. A lone `{{ expr }}` keeps its native type."""
+    from jinja2 import nodes
+
     if not is_template(source):
         ast = nodes.Template([nodes.Output([nodes.TemplateData(source)])])
         return Compiled(source, lambda _ctx: source, ast)
@@ -191,9 +180,12 @@ def compile_template(source: str) -> Compiled:
             return compile_expression(match["expr"])
         except TemplateError:
             pass  # let the full template parser report it with its own words
+    import jinja2
+
+    env = environment()
     try:
-        ast = ENV.parse(source)
-        template = ENV.from_string(source)
+        ast = env.parse(source)
+        template = env.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"cannot parse template: {exc.message} (line {exc.lineno})") from None
     return Compiled(source, template.render, ast)
@@ -233,6 +225,9 @@ class References:
 
 
 def references(compiled: Compiled) -> References:
+    import jinja2.meta
+    from jinja2 import nodes
+
     refs = References()
     ast = compiled.ast
     refs.names = set(jinja2.meta.find_undeclared_variables(ast))
@@ -257,4 +252,4 @@ def references(compiled: Compiled) -> References:
 
 def undeclared(names: Iterable[str], allowed: Iterable[str] = NAMESPACES) -> list[str]:
     allowed_set = set(allowed)
-    return sorted(n for n in names if n not in allowed_set and n not in ENV.globals)
+    return sorted(n for n in names if n not in allowed_set and n not in environment().globals)
