@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .commands.options import output_options
+from .commands.options import max_connections_option, output_options
 from .errors import EngineError, InvalidError, UsageError
 
 EXIT_USAGE = 64
@@ -113,6 +113,7 @@ def _split_tags(values: tuple[str, ...]) -> frozenset[str]:
     "--dry-run", "--check", "dry_run", is_flag=True, help="Run only steps that change nothing."
 )
 @click.option("-f", "--forks", default=10, show_default=True, type=click.IntRange(1, 1000))
+@max_connections_option
 @click.option("--yes", is_flag=True, help="Approve every confirm: and manual step.")
 @click.option("--approve", multiple=True, metavar="STEP_ID", help="Approve this step (repeatable).")
 @click.option("--step", "step_mode", is_flag=True, help="Ask before every step.")
@@ -130,6 +131,7 @@ def run_command(
     extra: tuple[str, ...],
     dry_run: bool,
     forks: int,
+    max_connections: int,
     yes: bool,
     approve: tuple[str, ...],
     step_mode: bool,
@@ -192,6 +194,7 @@ def run_command(
     options = RunOptions(
         dry_run=dry_run,
         forks=forks,
+        max_connections=max_connections,
         tags=_split_tags(tags),
         skip_tags=_split_tags(skip_tags),
         start_at=start_at,

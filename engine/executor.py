@@ -65,7 +65,7 @@ class HostExecutor:
         self.host = host
         self.runbook = runbook
         self.params = params
-        self.connection = connection or ConnectionHolder(host, run.connect)
+        self.connection = connection or ConnectionHolder(host, run.connect, run.connection_limit)
         self.id_prefix = id_prefix
         self.depth = depth
         self.result = result or HostResult(host.name)

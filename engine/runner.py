@@ -21,7 +21,7 @@ from typing import Any
 
 from .approvals import Operator
 from .connections.base import Connection, connection_types
-from .context import RunContext, RunOptions
+from .context import ConnectionHolder, ConnectionLimit, RunContext, RunOptions
 from .events import EventBus, Processor, RunAborted, RunFinished, RunStarted, now_iso
 from .executor import HostExecutor
 from .host import Host
@@ -92,6 +92,7 @@ class Runner:
                 "dry_run": run.options.dry_run,
             },
             connect=self._connect,
+            connection_limit=ConnectionLimit(max(run.options.max_connections, run.options.forks)),
         )
         self.result = RunResult(
             run_id=run.run_id,
@@ -162,7 +163,7 @@ class Runner:
             with self._lock:
                 self._connections.append(executor.connection)
             self.result.hosts[host.name] = executor.result
-            walkers[host.name] = executor.walk()
+            walkers[host.name] = _holding(executor.walk(), executor.connection)
         forks = max(1, min(self.run.options.forks, len(batch)))
         if self.run.runbook.header.strategy == "free":
             with ThreadPoolExecutor(max_workers=forks, thread_name_prefix="host") as pool:
@@ -287,6 +288,21 @@ class Lockstep:
         nxt = [] if self.error else [n for n in self.round if n in self.more]
         self.round, self.taken, self.left, self.more = nxt, 0, len(nxt), set()
         self._cv.notify_all()
+
+
+def _holding(walker: Iterator[Any], holder: ConnectionHolder) -> Iterator[Any]:
+    """The host's walk, its connection marked in use during each step and closed
+    once the walk is over (a finished host frees its thread and socket at once)."""
+    try:
+        while True:
+            with holder.in_use():
+                try:
+                    item = next(walker)
+                except StopIteration:
+                    return
+            yield item
+    finally:
+        holder.close()
 
 
 def _advance(walker: Iterator[Any]) -> bool:

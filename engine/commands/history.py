@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from .options import output_options
+from .options import max_connections_option, output_options
 
 
 def _store() -> Any:
@@ -139,6 +139,7 @@ def _rerender(store: Any, row: dict[str, Any], report: str | None, junit: str | 
     help="Override vars (on top of the run's own -e values).",
 )
 @click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Default: the run's own.")
+@max_connections_option
 @output_options("resuming")
 def resume_command(
     run_id: str,
@@ -147,6 +148,7 @@ def resume_command(
     params: tuple[str, ...],
     extra: tuple[str, ...],
     forks: int | None,
+    max_connections: int,
     fmt: str,
     junit: str | None,
     report: str | None,
@@ -169,6 +171,7 @@ def resume_command(
             params=params,
             extra=extra,
             forks=forks,
+            max_connections=max_connections,
             fmt=fmt,
             operator=operator,
             secrets_file=secrets_file,

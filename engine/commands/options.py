@@ -37,3 +37,13 @@ def output_options(who: str) -> Callable[[F], F]:
         return fn
 
     return apply
+
+
+max_connections_option = click.option(
+    "--max-connections",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    envvar="RUNBOOK_MAX_CONNECTIONS",
+    help="Host connections open at once (at least --forks); more hosts reconnect in turn.",
+)

@@ -9,6 +9,7 @@ machine, so the file is shared), never with timings.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import uuid
@@ -454,3 +455,33 @@ steps:
     for name in ("node1", "node3", "node4", "node5"):
         assert [s["id"] for s in doc["hosts"][name]["steps"]] == ["first"]
         assert "max_fail" in doc["hosts"][name]["aborted"]
+
+
+def test_max_connections_bounds_the_open_connections(sshd: SSHServer, tmp_path: Path) -> None:
+    out = tmp_path / "open"
+    # sshd's established sockets on its port, read on the host itself (it is this machine)
+    count = (
+        f"awk -v p=\"$(printf ':%04X$' {sshd.port})\" '$2 ~ p && $4 == \"01\"' "
+        f"/proc/net/tcp | wc -l >> {out}"
+    )
+    steps = "".join(f"  - name: Count {k}\n    shell: {json.dumps(count)}\n" for k in range(3))
+    rb = write(tmp_path, f"runbook: bounded\nhosts: fleet\nsteps:\n{steps}")
+    before = sum(logins(sshd).values())
+    code, doc = run(rb, inventory(sshd, tmp_path), "--forks", "1", "--max-connections", "2")
+    assert code == 0, doc
+    counts = [int(n) for n in out.read_text().split()]
+    assert len(counts) == 15
+    assert min(counts) >= 1 and max(counts) <= 2
+    # Five hosts through two connections: hosts reconnected in turn, each step still ran.
+    assert sum(logins(sshd).values()) - before > 5
+    assert all(s["state"] == "ok" for h in NAMES for s in steps_of(doc, h).values())
+
+
+def test_hosts_within_the_limit_connect_once(sshd: SSHServer, tmp_path: Path) -> None:
+    steps = "".join(f"  - name: Step {k}\n    shell: echo {k}\n" for k in range(3))
+    rb = write(tmp_path, f"runbook: once-each\nhosts: fleet\nsteps:\n{steps}")
+    before = logins(sshd)
+    code, doc = run(rb, inventory(sshd, tmp_path), "--forks", "2")
+    assert code == 0, doc
+    after = logins(sshd)
+    assert {a: after[a] - before[a] for a in after} == {a: 1 for a in sshd.addresses}

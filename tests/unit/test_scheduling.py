@@ -123,3 +123,40 @@ def test_a_processor_error_reaches_the_emitter() -> None:
     bus = EventBus([Broken()], Redactor())
     with pytest.raises(OSError, match="disk full"):
         bus.emit(LogMessage("r", host="h", step_id="s", level="info", message="x"))
+
+
+class FakeConnection:
+    def __init__(self, log: list[str], name: str) -> None:
+        self.log, self.name = log, name
+
+    def open(self) -> None:
+        self.log.append(f"open {self.name}")
+
+    def close(self) -> None:
+        self.log.append(f"close {self.name}")
+
+
+def test_the_limit_closes_the_most_recently_used_idle_connection() -> None:
+    from engine.context import ConnectionHolder, ConnectionLimit
+    from engine.host import Host
+
+    log: list[str] = []
+    limit = ConnectionLimit(2)
+    holders = {
+        n: ConnectionHolder(Host(name=n), lambda h: FakeConnection(log, h.name), limit)  # type: ignore[arg-type, return-value]
+        for n in "abc"
+    }
+    for n in "ab":  # a round over a and b: both stay open
+        with holders[n].in_use():
+            holders[n].get()
+    assert log == ["open a", "open b"]
+    with holders["c"].in_use():
+        holders["c"].get()  # one too many: b, used last and idle, goes (a is needed first)
+    assert log[-2:] == ["open c", "close b"]
+    with holders["a"].in_use():
+        holders["a"].get()  # still open: no reconnect
+        with holders["b"].in_use():
+            holders["b"].get()  # b reconnects; a is busy, so c goes
+    assert log[-2:] == ["open b", "close c"]
+    assert holders["c"].opened  # it was connected once: run_once's hand-over asks that
+
