@@ -401,3 +401,11 @@ def test_missing_key_file_is_unreachable_with_the_path(sshd: SSHServer, tmp_path
     with pytest.raises(HostUnreachable) as info:
         connect(sshd.host(key_file=str(missing)))
     assert str(missing) in str(info.value)
+
+
+def test_an_aead_cipher_is_negotiated_first(conn: SSHConnection) -> None:
+    # paramiko's default (AES-CTR + HMAC) checks every packet's MAC in Python.
+    transport = conn._transport()
+    assert transport.remote_cipher == "aes128-gcm@openssh.com"
+    assert transport.local_cipher == "aes128-gcm@openssh.com"
+    assert conn.run(Command(cmd="echo sealed")).stdout == b"sealed\n"
