@@ -139,7 +139,8 @@ def redact_run(result: RunResult, redactor: Redactor) -> RunResult:
 
 def redact_event(event: Event, redactor: Redactor) -> Event:
     if isinstance(event, StepFinished):
-        return replace(event, result=redact_result(event.result, redactor))
+        result = redact_result(event.result, redactor)
+        return event if result is event.result else replace(event, result=result)
     if isinstance(event, RunFinished):
         return replace(event, result=redact_run(event.result, redactor))
     if not redactor:
@@ -156,11 +157,16 @@ def redact_event(event: Event, redactor: Redactor) -> Event:
 
 
 class _Ticket:
-    __slots__ = ("done", "error")
+    """One emitted event's place in the queue; `wake` is held until it is handled
+    (or until its thread is handed the batch to handle)."""
+
+    __slots__ = ("done", "error", "wake")
 
     def __init__(self) -> None:
         self.done = False
         self.error: BaseException | None = None
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
 
 class EventBus:
@@ -171,39 +177,45 @@ class EventBus:
     batch is being handled queue up, and the next emitter hands them all to the
     processors at once: with 50 hosts finishing a step together that is one
     history transaction and one console write instead of fifty (group commit).
-    No thread of its own: whoever emits does the work, so an event is never
-    waiting on a thread that is not there.
+    No thread of its own: the emitter at the head of the queue does the work, and
+    each waiting emitter is woken once, when its event is handled or when the
+    batch is handed to it (no wake-ups of all waiters to re-check).
     """
 
     def __init__(self, processors: list[Processor], redactor: Redactor) -> None:
         self.processors = list(processors)
         self.redactor = redactor
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[tuple[Event, _Ticket]] = []
         self._busy = False  # a thread is handling a batch
 
     def emit(self, event: Event) -> None:
         ticket = _Ticket()
-        with self._cv:
+        with self._lock:
             self._queue.append((redact_event(event, self.redactor), ticket))
-            while self._busy and not ticket.done:
-                self._cv.wait()
-            if not ticket.done:
-                # Nobody is handling events: this thread takes everything queued,
-                # its own event included.
-                batch, self._queue = self._queue, []
-                self._busy = True
+            wait, self._busy = self._busy, True
+        if wait:
+            ticket.wake.acquire()  # handled, or handed the batch
         if not ticket.done:
-            try:
-                self._handle(batch)
-            finally:
-                with self._cv:
-                    for _, done in batch:
-                        done.done = True
-                    self._busy = False
-                    self._cv.notify_all()
+            self._drain()
         if ticket.error is not None:
             raise ticket.error
+
+    def _drain(self) -> None:
+        """Handle everything queued (this thread's event among it), then pass on."""
+        with self._lock:
+            batch, self._queue = self._queue, []
+        try:
+            self._handle(batch)
+        finally:
+            with self._lock:
+                for _, ticket in batch:
+                    ticket.done = True
+                    ticket.wake.release()
+                if self._queue:  # arrived meanwhile: its first emitter handles them
+                    self._queue[0][1].wake.release()
+                else:
+                    self._busy = False
 
     def _handle(self, batch: list[tuple[Event, _Ticket]]) -> None:
         events = [e for e, _ in batch]
