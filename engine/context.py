@@ -200,8 +200,8 @@ class ConnectionHolder:
             if self._busy or self._conn is None:
                 return False
             conn, self._conn = self._conn, None
-        if self._limit is not None:
-            self._limit.closed(self)
+            if self._limit is not None:  # under our lock: a reconnect is counted after
+                self._limit.closed(self)
         try:
             conn.close()
         except Exception:
@@ -214,13 +214,14 @@ class ConnectionHolder:
         return self._ever_opened
 
     def interrupt(self) -> None:
-        if self._conn is not None:
-            self._conn.interrupt()
+        conn = self._conn  # may be closed meanwhile: the limit, the walk's end
+        if conn is not None:
+            conn.interrupt()
 
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
-        if self._limit is not None:
-            self._limit.closed(self)
+            if self._limit is not None:
+                self._limit.closed(self)
         if conn is not None:
             conn.close()

@@ -191,15 +191,33 @@ class EventBus:
 
     def emit(self, event: Event) -> None:
         ticket = _Ticket()
+        safe = redact_event(event, self.redactor)  # outside the lock: others queue meanwhile
         with self._lock:
-            self._queue.append((redact_event(event, self.redactor), ticket))
+            self._queue.append((safe, ticket))
             wait, self._busy = self._busy, True
         if wait:
-            ticket.wake.acquire()  # handled, or handed the batch
+            try:
+                ticket.wake.acquire()  # handled, or handed the batch
+            except BaseException:  # interrupted while waiting: leave the queue working
+                self._abandon(ticket)
+                raise
         if not ticket.done:
             self._drain()
         if ticket.error is not None:
             raise ticket.error
+
+    def _abandon(self, ticket: _Ticket) -> None:
+        """An emitter stops waiting: its event is dropped if not yet taken, and if
+        the batch was handed to it, it is handed on, so no emitter waits forever."""
+        with self._lock:
+            if ticket.done:
+                return
+            self._queue = [(e, t) for e, t in self._queue if t is not ticket]
+            if ticket.wake.acquire(blocking=False):  # it was handed the batch
+                if self._queue:
+                    self._queue[0][1].wake.release()
+                else:
+                    self._busy = False
 
     def _drain(self) -> None:
         """Handle everything queued (this thread's event among it), then pass on."""
@@ -224,12 +242,12 @@ class EventBus:
             if handle_batch is not None and len(batch) > 1:
                 try:
                     handle_batch(events)
-                except Exception as exc:  # reaches every emitter of the batch
+                except BaseException as exc:  # reaches every emitter of the batch
                     for _, ticket in batch:
                         ticket.error = ticket.error or exc
                 continue
             for event, ticket in batch:
                 try:
                     processor.handle(event)
-                except Exception as exc:  # reaches the event's emitter, as before
+                except BaseException as exc:  # reaches the event's emitter, as before
                     ticket.error = ticket.error or exc

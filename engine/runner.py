@@ -302,7 +302,10 @@ def _holding(walker: Iterator[Any], holder: ConnectionHolder) -> Iterator[Any]:
                     return
             yield item
     finally:
-        holder.close()
+        try:
+            holder.close()
+        except Exception:
+            pass  # closing is best effort: the host's result is already decided
 
 
 def _advance(walker: Iterator[Any]) -> bool:

@@ -91,8 +91,13 @@ class HistoryRecorder:
             return
         try:
             self.store.record_many(rows)
-        except Exception as exc:
-            self._failed(exc)
+        except Exception:
+            # One bad row must not cost the others: the same rows one by one.
+            for row in rows:
+                try:
+                    self.store.record(*row)
+                except Exception as exc:
+                    self._failed(exc)
 
     def _failed(self, exc: Exception) -> None:
         if self.failed is None:

@@ -54,10 +54,11 @@ class SQLiteStore(SqlStore):
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # a failed COMMIT leaves it open, too
+                self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
 
 def default_path() -> Path:

@@ -190,3 +190,37 @@ def test_many_hosts_at_once_record_every_event_in_order(tmp_path: Path, backend:
     )
     assert all(r.state == "ok" and r.started_at for r in rows)
     store.close()
+
+
+def test_one_bad_row_does_not_cost_the_rest_of_its_batch(tmp_path: Path) -> None:
+    import io
+
+    from engine.events import RunStarted, StepFinished, StepStarted
+    from engine.history.recorder import HistoryRecorder
+    from engine.results import State, StepResult
+
+    store = open_store(str(tmp_path / "h.db"))
+    warn = io.StringIO()
+    rec = HistoryRecorder(store, extra={"step_ids": ["s"]}, warn=warn)
+    rec.handle(RunStarted("r", runbook="b", path="", hosts=["h1", "h2"], params={},
+                          operator="o", dry_run=False))  # fmt: skip
+    # seq 3 is taken already (as by a second writer gone wrong): that row alone fails.
+    store.conn.execute(
+        "INSERT INTO events (run_id, seq, at, kind, payload) VALUES ('r', 3, 'x', 'x', '{}')"
+    )
+    batch = [
+        StepStarted("r", host="h1", step_id="s", name="n"),
+        StepStarted("r", host="h2", step_id="s", name="n"),
+        StepFinished("r", host="h1", result=StepResult("s", "n", "h1", State.OK)),
+    ]
+    rec.handle_batch(batch)  # type: ignore[arg-type]
+    kinds = [(e.seq, e.kind, e.host) for e in store.events("r")]
+    assert kinds == [
+        (1, "run_started", None),
+        (2, "step_started", "h1"),
+        (3, "x", None),
+        (4, "step_finished", "h1"),
+    ]
+    assert [r.host for r in store.step_rows("r")] == ["h1"]
+    assert "cannot record events" in warn.getvalue()  # said once, the run goes on
+    store.close()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.events import EventBus, LogMessage
+from engine.events import EventBus, LogMessage, _Ticket
 from engine.runner import Lockstep
 from engine.secrets import Redactor
 
@@ -160,3 +160,128 @@ def test_the_limit_closes_the_most_recently_used_idle_connection() -> None:
     assert log[-2:] == ["open b", "close c"]
     assert holders["c"].opened  # it was connected once: run_once's hand-over asks that
 
+
+def test_an_emitter_interrupted_while_waiting_does_not_stall_the_bus() -> None:
+    handled: list[str] = []
+    first_in = threading.Event()
+
+    class Slow:
+        def handle(self, event: LogMessage) -> None:
+            handled.append(event.message)
+            if event.message == "first":
+                first_in.set()
+                time.sleep(0.3)
+
+    bus = EventBus([Slow()], Redactor())
+
+    def log(message: str) -> LogMessage:
+        return LogMessage("r", host="h", step_id="s", level="info", message=message)
+
+    first = threading.Thread(target=bus.emit, args=(log("first"),))
+    first.start()
+    first_in.wait(5)
+
+    class Interrupted(BaseException):
+        pass
+
+    original = _Ticket  # the next emitter's wait is interrupted, as Ctrl-C would
+
+    def interrupted_ticket() -> _Ticket:
+        ticket = original()
+        ticket.wake = _RaisingLock(ticket.wake, Interrupted)  # type: ignore[assignment]
+        return ticket
+
+    import engine.events as events_module
+
+    events_module._Ticket = interrupted_ticket  # type: ignore[misc, assignment]
+    try:
+        with pytest.raises(Interrupted):
+            bus.emit(log("abandoned"))
+    finally:
+        events_module._Ticket = original  # type: ignore[misc]
+    first.join(5)
+    later = threading.Thread(target=bus.emit, args=(log("later"),))
+    later.start()
+    later.join(5)
+    assert not later.is_alive()  # the bus still hands events over
+    assert handled[0] == "first" and handled[-1] == "later"
+
+
+class _RaisingLock:
+    """A ticket's wake lock whose blocking acquire is interrupted once."""
+
+    def __init__(self, lock: threading.Lock, exc: type[BaseException]) -> None:
+        self.lock, self.exc, self.raised = lock, exc, False
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if blocking and not self.raised:
+            self.raised = True
+            raise self.exc()
+        return self.lock.acquire(blocking)
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def test_a_processor_that_raises_any_exception_reaches_its_emitter_only() -> None:
+    seen: list[str] = []
+
+    class Exits:
+        def handle(self, event: LogMessage) -> None:
+            if event.message == "boom":
+                raise SystemExit("processor exits")
+
+    class Records:
+        def handle(self, event: LogMessage) -> None:
+            seen.append(event.message)
+
+    bus = EventBus([Exits(), Records()], Redactor())
+    with pytest.raises(SystemExit):
+        bus.emit(LogMessage("r", host="h", step_id="s", level="info", message="boom"))
+    bus.emit(LogMessage("r", host="h", step_id="s", level="info", message="fine"))
+    assert seen == ["boom", "fine"]  # the history still records what the console failed on
+
+
+def test_a_reconnect_during_an_idle_close_stays_counted() -> None:
+    from engine.context import ConnectionHolder, ConnectionLimit
+    from engine.host import Host
+
+    live: list[str] = []  # names of the connection objects open now
+
+    class Conn:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def open(self) -> None:
+            live.append(self.name)
+
+        def close(self) -> None:
+            live.remove(self.name)
+
+    gate = threading.Event()
+
+    class SlowLimit(ConnectionLimit):  # widens the window inside an idle close
+        def closed(self, holder: ConnectionHolder) -> None:
+            if holder.host.name == "a" and not gate.is_set():
+                gate.wait(1)
+            super().closed(holder)
+
+    limit = SlowLimit(1)
+    holders = {
+        n: ConnectionHolder(Host(name=n), lambda h: Conn(h.name), limit)  # type: ignore[arg-type, return-value]
+        for n in "abc"
+    }
+
+    def step(name: str) -> None:
+        with holders[name].in_use():
+            holders[name].get()
+
+    step("a")
+    opener = threading.Thread(target=step, args=("b",))  # closes idle a, slowly
+    opener.start()
+    time.sleep(0.1)
+    step("a")  # a's next step reconnects meanwhile
+    gate.set()
+    opener.join(5)
+    step("c")
+    assert live == ["c"]  # every connection the limit let open was closed in turn
