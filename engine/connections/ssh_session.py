@@ -54,6 +54,8 @@ _START_TIMEOUT = 30.0
 _PROBE_EVERY = 2.0
 # Longest blocking read of one stream before the other is drained.
 _SLICE = 0.05
+# A stdout read this big means the step's output flows: read it as it comes.
+_FLOWING = 32 * 1024
 
 
 class SessionUnavailable(Exception):
@@ -236,17 +238,21 @@ class ShellSession:
     ) -> tuple[bytearray, bytearray, int | None]:
         """Read both streams until both end markers arrived; rc None on deadline.
 
-        A blocking read of the stream still awaited (stdout until its marker, then
-        stderr), in slices of _SLICE, draining the other stream between slices:
-        the window both streams share can never fill with unread data, and a
-        step's output wakes us directly, without paramiko's fd pipe (a write and
-        a read syscall per packet, and a wake-up it can lose).
+        The stderr marker is the last thing a step sends, so the thread sleeps on
+        stderr and takes stdout as it finds it ready: one wake-up usually finds
+        the output and both markers there (waking on every stdout packet cost
+        ~25% more CPU a step). A step whose stdout flows (a read of _FLOWING or
+        more) is read as it comes instead, so the window both streams share never
+        fills with unread data. Blocking reads in slices of _SLICE: no select()
+        on paramiko's fd pipe (a write and a read syscall per packet, and fds
+        above 1023 refused), and a probe of the shell now and then.
         """
         out, err = partial or (bytearray(), bytearray())
         out_end = b"\n" + token + b" "
         err_end = b"\n" + token + b"\n"
         rc: int | None = None
         err_done = False
+        flowing = False
         channel = self.channel
         next_probe = time.monotonic() + _PROBE_EVERY
         while rc is None or not err_done:
@@ -257,12 +263,21 @@ class ShellSession:
                     return out, err, None
                 wait = min(wait, left)
             got = False
-            if rc is None and not err_done and channel.recv_stderr_ready():
+            if rc is None and channel.recv_ready():
+                data = channel.recv(_READ)
+                flowing = flowing or len(data) >= _FLOWING
+                start = max(0, len(out) - len(out_end) - 12)
+                out += data
+                rc = _take_rc(out, out_end, start)
+                got = True
+            if not err_done and channel.recv_stderr_ready():
                 err_done = _append(err, channel.recv_stderr(_READ), err_end)
                 got = True
+            if rc is not None and err_done:
+                break
             channel.settimeout(wait)
             try:
-                if rc is None:
+                if err_done or (flowing and rc is None):
                     data = channel.recv(_READ)
                     if data:
                         start = max(0, len(out) - len(out_end) - 12)
