@@ -206,13 +206,14 @@ class _FileLoader:
         if not isinstance(raw, dict):
             self._problem(path, "a step is a mapping with `name:` and one step type")
             return None
-        known_types = set(step_types.names())
-        type_keys = [k for k in raw if k not in COMMON_FIELDS and k in known_types]
-        unknown = [k for k in raw if k not in COMMON_FIELDS and k not in known_types]
+        # `in step_types` finds built-ins without reading plugins' entry points (~10 ms);
+        # only a name that is not built in makes it look further.
+        type_keys = [k for k in raw if k not in COMMON_FIELDS and k in step_types]
+        unknown = [k for k in raw if k not in COMMON_FIELDS and k not in step_types]
         if not type_keys and "assert" in raw:
             type_keys = ["assert"]  # a step whose only type-like key is `assert`
         for key in unknown:
-            hint = suggest(key, COMMON_FIELDS | known_types)
+            hint = suggest(key, COMMON_FIELDS | set(step_types.names()))
             self._problem((*path, key), f"unknown key `{key}`", hint, key=True)
         if len(type_keys) > 1:
             found = ", ".join(f"`{k}`" for k in type_keys)
@@ -220,7 +221,7 @@ class _FileLoader:
             return None
         if not type_keys:
             if not unknown:
-                types = ", ".join(sorted(known_types))
+                types = ", ".join(step_types.names())
                 self._problem(path, f"step has no type: add one of {types}")
             return None
         type_name = type_keys[0]
