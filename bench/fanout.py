@@ -13,6 +13,9 @@ What runs (all against the same hosts, user and command):
 - exec-floor: paramiko, one exec channel per command, TCP_NODELAY, N threads.
 - session-floor: paramiko, one persistent `sh` per host fed the commands,
   N threads: the least any tool over SSH can do.
+- subshell-floor: the same with each command in its own subshell, the
+  isolation the engine gives every step: the least a tool can do that keeps
+  one step's `cd`/`export`/`exit` out of the next.
 
 The fleet: N loopback addresses from 127.1.0.1, at most 16 ListenAddress per sshd, a
 dedicated user `rbbench` whose shell rc files are empty. Ansible and pyinfra
@@ -44,7 +47,7 @@ from tests.fixtures.sshd import SSHD, free_port, keygen  # noqa: E402
 
 USER = "rbbench"
 VENV = REPO / "bench" / ".venv"
-TOOLS = ["session-floor", "exec-floor", "engine", "pyinfra", "ansible"]
+TOOLS = ["session-floor", "subshell-floor", "exec-floor", "engine", "pyinfra", "ansible"]
 PER_SSHD = 16
 
 
@@ -320,6 +323,10 @@ def print_table(results: dict[str, dict[str, Measure]], tools: list[str], repeat
         f"\nmedian of {repeat} interleaved runs (Ansible: 1); ratios: wall time over the "
         "session floor's, same row, same run"
     )
+    for row, by_tool in results.items():
+        if "engine" in by_tool and "subshell-floor" in by_tool:
+            ratio = by_tool["engine"].wall / by_tool["subshell-floor"].wall
+            print(f"{row}: engine over the subshell floor (same isolation per step): {ratio:.2f}×")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """The two raw paramiko floors of bench/fanout.py, run as their own process so
 their CPU and memory are measured like every other tool's.
 
-    python bench/floors.py exec|session SPEC.json
+    python bench/floors.py exec|session|subshell SPEC.json
 
 exec: per host one transport (TCP_NODELAY), one exec channel per command.
 session: per host one transport and one `sh` channel; each command is written
 to it followed by an end marker, and its output read up to that marker.
+subshell: the same, each command in its own subshell `( ... )`: the isolation
+issue 6 asks of the engine's steps (a fork on the host per step), and nothing
+else (no stderr framing, no cwd/env, no timeout handling).
 All hosts at once, one thread each; every command's output is checked.
 """
 
@@ -44,7 +47,7 @@ def exec_host(address: str, port: int, key: str, k: int) -> None:
         transport.close()
 
 
-def session_host(address: str, port: int, key: str, k: int) -> None:
+def session_host(address: str, port: int, key: str, k: int, subshell: bool = False) -> None:
     transport = connect(address, port, key)
     try:
         channel = transport.open_session()
@@ -52,7 +55,8 @@ def session_host(address: str, port: int, key: str, k: int) -> None:
         buf = b""
         for j in range(k):
             marker = f"__end_{j}__"
-            channel.sendall(f"echo step-{j}; echo {marker} $?\n".encode())
+            command = f"( echo step-{j} )" if subshell else f"echo step-{j}"
+            channel.sendall(f"{command}; echo {marker} $?\n".encode())
             end = f"{marker} ".encode()
             while end not in buf or not buf[buf.index(end) :].count(b"\n"):
                 data = channel.recv(65536)
@@ -71,7 +75,12 @@ def main() -> None:
     kind, path = sys.argv[1], sys.argv[2]
     with open(path) as f:
         spec: dict[str, Any] = json.load(f)
-    run = exec_host if kind == "exec" else session_host
+    runs = {
+        "exec": exec_host,
+        "session": session_host,
+        "subshell": lambda *a: session_host(*a, subshell=True),
+    }
+    run = runs[kind]
     addresses = spec["addresses"]
     errors: list[BaseException] = []
     lock = threading.Lock()
