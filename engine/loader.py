@@ -236,8 +236,12 @@ class _FileLoader:
             self._validate_lenient(Retry, literal, (*path, "retry"))
             for key, value in retry_raw.items():
                 if is_template(value):
-                    self._check_text(value, (*path, "retry", key), expression=False,
-                                     allowed=NAMESPACES - {"result"})
+                    self._check_text(
+                        value,
+                        (*path, "retry", key),
+                        expression=False,
+                        allowed=NAMESPACES - {"result"},
+                    )
         common = self._validate_common(common_raw, path)
         if common is None:
             common = StepCommon.model_construct(name=str(raw.get("name", "?")))

@@ -90,9 +90,11 @@ def step_line(command: Command, token: str) -> str:
         exports = "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in command.env.items())
     if command.become:
         # sudo needs a program: a shell (or the argv) under sudo, env passed through it.
-        words = ["sh", "-c", command.cmd] if command.cmd is not None else [
-            str(w) for w in command.argv or []
-        ]
+        words = (
+            ["sh", "-c", command.cmd]
+            if command.cmd is not None
+            else [str(w) for w in command.argv or []]
+        )
         if command.env:
             words = ["env", *(f"{k}={v}" for k, v in command.env.items()), *words]
         body = "exec " + shlex.join(["sudo", "-n", "-H", "-u", command.become, "--", *words])
@@ -124,9 +126,9 @@ def kill_line(shell_pid: int, sig: str, become: str | None) -> str:
     an earlier step are no longer below the shell, and are left alone.
     """
     tree = (
-        "rb_t() { for c in $(pgrep -P \"$1\" 2>/dev/null || ps -o pid= --ppid \"$1\"); "
-        "do echo \"$c\"; rb_t \"$c\"; done; }; "
-        f"pids=$(rb_t {shell_pid}); [ -n \"$pids\" ] || exit 0; "
+        'rb_t() { for c in $(pgrep -P "$1" 2>/dev/null || ps -o pid= --ppid "$1"); '
+        'do echo "$c"; rb_t "$c"; done; }; '
+        f'pids=$(rb_t {shell_pid}); [ -n "$pids" ] || exit 0; '
     )
     line = tree + f"kill -{sig} $pids 2>/dev/null"
     if become:
@@ -200,9 +202,7 @@ class ShellSession:
                 more = self._collect(token.encode(), time.monotonic() + KILL_GRACE, (out, err))
                 if more[2] is None:
                     self.kill("KILL", command.become)
-                    more = self._collect(
-                        token.encode(), time.monotonic() + KILL_GRACE, (out, err)
-                    )
+                    more = self._collect(token.encode(), time.monotonic() + KILL_GRACE, (out, err))
                 if more[2] is None:
                     self.close()  # stuck: the next step gets a new session
                 raise StepTimeout(
@@ -296,9 +296,10 @@ class ShellSession:
                 # A shell that died leaves no EOF while the step's processes still
                 # hold the streams open: ask the host whether it lives, now and then.
                 next_probe = time.monotonic() + _PROBE_EVERY
-                if channel.exit_status_ready() or self._probe(
-                    f"kill -0 {self.shell_pid} 2>/dev/null"
-                ) == 1:
+                if (
+                    channel.exit_status_ready()
+                    or self._probe(f"kill -0 {self.shell_pid} 2>/dev/null") == 1
+                ):
                     raise SessionLost(
                         "the session shell ended during the step (its processes may still run)"
                     )
