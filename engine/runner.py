@@ -13,7 +13,7 @@ import secrets as _random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -249,7 +249,7 @@ class Lockstep:
     acquisitions per host and one wake-up of the waiting threads.
     """
 
-    def __init__(self, walkers: dict[str, Iterator[Any]], after_round: Any) -> None:
+    def __init__(self, walkers: dict[str, Iterator[Any]], after_round: Callable[[], None]) -> None:
         self.walkers = walkers
         self.after_round = after_round
         self.round = list(walkers)  # hosts of the current round, in inventory order
