@@ -266,9 +266,7 @@ class ShellSession:
             if rc is None and channel.recv_ready():
                 data = channel.recv(_READ)
                 flowing = flowing or len(data) >= _FLOWING
-                start = max(0, len(out) - len(out_end) - 12)
-                out += data
-                rc = _take_rc(out, out_end, start)
+                rc = _append_out(out, data, out_end)
                 got = True
             if not err_done and channel.recv_stderr_ready():
                 err_done = _append(err, channel.recv_stderr(_READ), err_end)
@@ -280,9 +278,7 @@ class ShellSession:
                 if err_done or (flowing and rc is None):
                     data = channel.recv(_READ)
                     if data:
-                        start = max(0, len(out) - len(out_end) - 12)
-                        out += data
-                        rc = _take_rc(out, out_end, start)
+                        rc = _append_out(out, data, out_end)
                 else:
                     data = channel.recv_stderr(_READ)
                     if data:
@@ -323,8 +319,11 @@ def _append(err: bytearray, data: bytes, end: bytes) -> bool:
     return True
 
 
-def _take_rc(out: bytearray, end: bytes, start: int) -> int | None:
-    """If `out` holds the end marker and its rc line, cut them off and return rc."""
+def _append_out(out: bytearray, data: bytes, end: bytes) -> int | None:
+    """Add `data` to `out`; if the end marker and its rc line are now there, cut
+    them off and return rc (the marker may have been split across reads)."""
+    start = max(0, len(out) - len(end) - 12)
+    out += data
     at = out.find(end, start)
     if at < 0:
         return None
