@@ -63,26 +63,25 @@ class Registry(Generic[T]):
         return sorted({*self._items, *self._lazy})
 
     def __contains__(self, name: object) -> bool:
+        # Built-ins first: scanning every installed package's entry points costs
+        # ~5 ms, paid only for a name that is not built in.
         if name in self._items or name in self._lazy:
             return True
         self._load_entry_points()
         return name in self._items or name in self._lazy
 
     def get(self, name: str) -> T:
-        # Built-ins first: scanning every installed package's entry points costs
-        # ~5 ms, paid only for a name that is not built in.
-        if name not in self._items and name not in self._lazy:
-            self._load_entry_points()
-        if name in self._items:
-            return self._items[name]
-        with self._lock:
-            if name in self._items:  # loaded by another thread while we waited
+        if name in self:  # entry points are read only for a name not built in
+            if name in self._items:
                 return self._items[name]
-            if name in self._lazy:
-                item = self._lazy[name]()  # may raise ImportError: keep the entry then
-                del self._lazy[name]
-                self._items[name] = item
-                return item
+            with self._lock:
+                if name in self._items:  # loaded by another thread while we waited
+                    return self._items[name]
+                if name in self._lazy:
+                    item = self._lazy[name]()  # may raise ImportError: keep the entry then
+                    del self._lazy[name]
+                    self._items[name] = item
+                    return item
         close = difflib.get_close_matches(name, self.names(), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise RegistryError(f"unknown {self.kind} {name!r}{hint}")
