@@ -32,7 +32,7 @@ def prepare_resume(
     params: tuple[str, ...] = (),
     extra: tuple[str, ...] = (),
     forks: int | None = None,
-    max_connections: int = 256,
+    max_connections: int | None = None,
     fmt: str = "text",
     operator: str | None = None,
     secrets_file: str | None = None,
@@ -84,7 +84,7 @@ def prepare_resume(
     ]
     options = RunOptions(
         forks=forks or int(recorded.get("forks") or 10),
-        max_connections=max_connections,
+        max_connections=max_connections or RunOptions.max_connections,
         tags=frozenset(recorded.get("tags") or ()),
         skip_tags=frozenset(recorded.get("skip_tags") or ()),
         start_at=recorded.get("start_at"),
