@@ -87,6 +87,68 @@ class RunOnce:
                 raise Aborted(f"run_once step {key} did not complete on its first host")
 
 
+class Cancellers:
+    """How to stop what running steps wait on in another server, for the second Ctrl-C.
+
+    A shell step's processes are killed through its host connection. A query runs
+    in the database server: closing our end would leave it running, holding its
+    locks, until it next writes to us, so only a cancel request sent to the server
+    stops it. Step types register one for as long as they wait (`scope`).
+
+    Once fired, a cancel is sent again every `RETRY` seconds until its step stops
+    waiting: a cancel that reaches the server before the query does (the step
+    registered just before, or after, the Ctrl-C) finds nothing to cancel.
+    """
+
+    RETRY = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[int, tuple[Callable[[], None], threading.Event]] = {}
+        self._next = 0
+        self.fired = False
+
+    @contextmanager
+    def scope(self, cancel: Callable[[], None]) -> Iterator[None]:
+        done = threading.Event()
+        with self._lock:
+            key, self._next = self._next, self._next + 1
+            self._active[key] = (cancel, done)
+            fired = self.fired
+        if fired:
+            self._keep_cancelling(cancel, done)
+        try:
+            yield
+        finally:
+            done.set()
+            with self._lock:
+                self._active.pop(key, None)
+
+    def cancel_all(self) -> None:
+        """Start cancelling every registered wait, each from a thread of its own.
+
+        Called from the SIGINT handler: a cancel is a network round trip (psycopg
+        opens a connection to the server to send it) that must not hold up the
+        main thread, nor deadlock with a `scope` the main thread is inside.
+        """
+        with self._lock:
+            first, self.fired = not self.fired, True
+            pending = list(self._active.values()) if first else []
+        for cancel, done in pending:
+            self._keep_cancelling(cancel, done)
+
+    def _keep_cancelling(self, cancel: Callable[[], None], done: threading.Event) -> None:
+        def run() -> None:
+            while not done.is_set():
+                try:
+                    cancel()
+                except Exception:
+                    pass  # best effort: tried again, and the step ends when the server answers
+                done.wait(self.RETRY)
+
+        threading.Thread(target=run, name="cancel", daemon=True).start()
+
+
 @dataclass
 class RunContext:
     """What every host of one run shares."""
@@ -104,6 +166,7 @@ class RunContext:
     stop_reason: str = ""
     interrupted: bool = False
     run_once: RunOnce = field(default_factory=RunOnce)
+    cancellers: Cancellers = field(default_factory=Cancellers)
 
     def request_stop(self, reason: str, interrupt: bool = False) -> None:
         if not self.stop.is_set():

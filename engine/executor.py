@@ -425,6 +425,7 @@ class HostExecutor:
             interrupted=lambda: self.run.interrupted,
             sleep=self.run.sleep,
             rerun=self._rerun,
+            cancellable=self.run.cancellers.scope,
         )
         error: str | None = None
         try:

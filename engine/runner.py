@@ -153,6 +153,7 @@ class Runner:
                 conns = list(self._connections)
             for holder in conns:
                 holder.interrupt()
+            self.ctx.cancellers.cancel_all()  # queries running in a database server
 
     # ---------------------------------------------------------- batches
 

@@ -35,6 +35,8 @@ database. A step marked ``safe: true`` with `autocommit` also runs under
 
 With a step timeout, the session gets ``statement_timeout`` (each statement
 may take that long) and ``connect_timeout``; exceeding it raises StepTimeout.
+The operator's second Ctrl-C sends the server a cancel request for the running
+statement (closing our socket would leave it running, and holding its locks).
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class SqlStep(StepType):
             conninfo = _session_settings(conninfo, ctx.timeout, ctx.dry_run, ctx.step_id)
             conn = _connect(conninfo, spec, ctx, via)
             stack.callback(conn.close)
+            # The second Ctrl-C cancels the query in the server, not only our wait.
+            stack.enter_context(ctx.cancellable(conn.cancel_safe))
             return _execute(conn, spec, ctx)
         raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
 
@@ -277,6 +281,18 @@ def _translate(exc: psycopg.Error, spec: SqlSpec, ctx: StepContext) -> Exception
         return StepTimeout(
             f"{SERVICE}: query exceeded the step timeout of {ctx.timeout:g}s "
             f"(statement_timeout, SQLSTATE {code})",
+            data=data,
+        )
+    if code == QUERY_CANCELED and ctx.interrupted():
+        undone = (
+            "statements before it stay committed (autocommit)"
+            if spec.autocommit
+            else "its transaction was rolled back"
+        )
+        return ServiceError(
+            SERVICE,
+            f"query cancelled in the server: the run was interrupted (Ctrl-C); {undone}",
+            code=code,
             data=data,
         )
     message = primary

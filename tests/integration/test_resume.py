@@ -16,6 +16,7 @@ import pytest
 from engine.history import open_store
 from engine.history.store import RunQuery
 from tests.fixtures.history import engine_env
+from tests.fixtures.services import PgDatabase
 from tests.helpers import cli, write
 
 KILL_RUNBOOK = """
@@ -165,6 +166,63 @@ def test_second_ctrl_c_kills_the_running_step_and_it_reruns_on_resume(tmp_path: 
     res = cli("resume", run["id"])
     assert res.exit_code == 0, res.output
     assert _lines(counter) == ["one", "two", "two", "two-done", "three"]
+
+
+SLOW_QUERY = """
+runbook: slow-query
+params:
+  dsn: {type: str}
+  table: {type: str}
+steps:
+  - name: slow query
+    id: slow
+    sql:
+      dsn: "{{ params.dsn }}"
+      query: "INSERT INTO {{ params.table }} (v) VALUES ('half-done'); SELECT pg_sleep(600)"
+  - name: after
+    shell: echo after
+"""
+
+
+def test_second_ctrl_c_cancels_a_running_query_in_the_server(
+    tmp_path: Path, pg_database: PgDatabase, pg_table: str
+) -> None:
+    rb = write(tmp_path, SLOW_QUERY)
+    proc = _spawn(rb, "-p", f"dsn={pg_database.dsn}", "-p", f"table={pg_table}")
+    active = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE application_name = 'runbook:slow' AND state = 'active'"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while pg_database.scalar(active) == 0:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the query never showed up in pg_stat_activity"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(0.3)  # not an assertion: the first Ctrl-C lets the step run on
+        assert pg_database.scalar(active) == 1
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        # On failure: a killed client does not stop pg_sleep, whose lock on the table
+        # would hold up the fixture's DROP TABLE for ten minutes.
+        stuck = pg_database.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'runbook:slow' AND state = 'active'"
+        )
+    assert not stuck, "the query was still running in the server"
+    assert proc.returncode == 4, (out, err)
+    assert pg_database.scalar(f"SELECT count(*) FROM {pg_table}") == 0  # rolled back
+
+    run = _only_run()
+    assert run["state"] == "aborted"
+    steps = json.loads(cli("history", run["id"], "--format", "json").stdout)["steps"]
+    slow = next(s for s in steps if s["id"] == "slow")
+    assert slow["state"] == "failed" and "cancelled in the server" in slow["error"]
+    assert [s["id"] for s in steps] == ["slow"]  # `after` was never scheduled
 
 
 FAILING = """

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from engine.connections.local import LocalConnection
+from engine.context import Cancellers
 from engine.errors import ServiceError, StepTimeout
 from engine.host import localhost
 from engine.secrets import Redactor
@@ -47,7 +50,11 @@ def test_select_with_positional_and_named_params(pg_database: PgDatabase) -> Non
     assert data["truncated"] is False
 
     named = run(
-        {"dsn": pg_database.dsn, "query": "SELECT %(a)s::int + %(b)s::int AS s", "params": {"a": 40, "b": 2}}
+        {
+            "dsn": pg_database.dsn,
+            "query": "SELECT %(a)s::int + %(b)s::int AS s",
+            "params": {"a": 40, "b": 2},
+        }
     )
     assert named["rows"] == [{"s": 42}]
 
@@ -163,7 +170,9 @@ def test_percent_sign_without_params_is_literal(pg_database: PgDatabase) -> None
 
 
 def test_vacuum_needs_autocommit(pg_database: PgDatabase, pg_table: str) -> None:
-    data = run({"dsn": pg_database.dsn, "query": f"VACUUM (ANALYZE) {pg_table}", "autocommit": True})
+    data = run(
+        {"dsn": pg_database.dsn, "query": f"VACUUM (ANALYZE) {pg_table}", "autocommit": True}
+    )
     assert data["status"] == "VACUUM"
     with pytest.raises(ServiceError) as err:
         run({"dsn": pg_database.dsn, "query": f"VACUUM {pg_table}"})
@@ -303,3 +312,57 @@ def test_tunnel_goes_through_the_host_connection(pg_database: PgDatabase) -> Non
 def test_application_name_names_the_step(pg_database: PgDatabase) -> None:
     data = run({"dsn": pg_database.dsn, "query": "SELECT current_setting('application_name') AS a"})
     assert data["rows"] == [{"a": "runbook:check"}]
+
+
+def _wait_until_active(db: PgDatabase, app: str, running: threading.Thread) -> None:
+    deadline = time.monotonic() + 30
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state = 'active'"
+    while db.scalar(sql, [app]) == 0:
+        assert running.is_alive(), "the step ended before its query showed up in the server"
+        assert time.monotonic() < deadline, f"no active query of {app} in pg_stat_activity"
+        time.sleep(0.05)
+
+
+def test_cancel_all_stops_the_query_in_the_server_and_rolls_back(
+    pg_database: PgDatabase, pg_table: str
+) -> None:
+    cancellers = Cancellers()
+    interrupted = threading.Event()
+    ctx = step_context("cancel-me", cancellable=cancellers.scope, interrupted=interrupted.is_set)
+    query = f"INSERT INTO {pg_table} (v) VALUES ('half-done'); SELECT pg_sleep(600)"
+    spec = STEP.Spec.model_validate({"dsn": pg_database.dsn, "query": query})
+    outcome: list[BaseException] = []
+
+    def step() -> None:
+        try:
+            STEP.run(spec, ctx)
+        except BaseException as exc:  # checked below
+            outcome.append(exc)
+
+    running = threading.Thread(target=step)
+    running.start()
+    _wait_until_active(pg_database, "runbook:cancel-me", running)
+    interrupted.set()
+    cancellers.cancel_all()
+    running.join(30)
+    assert not running.is_alive(), "the query kept running after cancel_all()"
+    [err] = outcome
+    assert isinstance(err, ServiceError) and err.code == "57014", err
+    assert "cancelled in the server" in str(err) and "rolled back" in str(err)
+    # Nothing of it is left in the server: no session (the step closed it), no half-done insert.
+    left = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runbook:cancel-me'"
+    deadline = time.monotonic() + 10  # a closed session's backend exits a moment later
+    while pg_database.scalar(left) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pg_database.scalar(left) == 0
+    assert pg_database.scalar(f"SELECT count(*) FROM {pg_table}") == 0
+
+
+def test_a_step_registering_after_the_kill_is_cancelled_at_once(pg_database: PgDatabase) -> None:
+    cancellers = Cancellers()
+    cancellers.cancel_all()  # the second Ctrl-C came before this step's query started
+    ctx = step_context("late", cancellable=cancellers.scope, interrupted=lambda: True)
+    spec = STEP.Spec.model_validate({"dsn": pg_database.dsn, "query": "SELECT pg_sleep(600)"})
+    with pytest.raises(ServiceError) as err:
+        STEP.run(spec, ctx)  # the first cancel may beat the query to the server: it is resent
+    assert err.value.code == "57014" and "cancelled in the server" in str(err.value)
