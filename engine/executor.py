@@ -1,9 +1,9 @@
 """One host's walk through a runbook's steps.
 
-For each step: tags / --start-at / `when` → approval → render the body →
-run it (retry, until, timeout) → failed_when / assert / thresholds → a
-StepResult, registered under `steps.<id>` for later templates and emitted as an
-event. Errors become data (Nornir's habit): only an unreachable host, an
+For each step: tags / --start-at / `when` → approval → block, include, or a
+typed step (attempts.py: render the body, run it with retry/until/timeout,
+judge failed_when / assert / thresholds) → a StepResult, registered under
+`steps.<id>` for later templates and emitted as an event. Errors become data (Nornir's habit): only an unreachable host, an
 operator's abort or an interrupt leave the walk early.
 
 `walk()` is a generator that yields after every top-level step, so the runner
@@ -15,37 +15,20 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
-from . import outcome
+from .attempts import TypedStepRun
 from .context import ConnectionHolder, Interrupted, RunContext
 from .errors import Aborted, HostUnreachable, StepError, TemplateError, UsageError
-from .events import Approval, HostFinished, LogMessage, StepFinished, StepStarted
+from .events import Approval, HostFinished, StepFinished, StepStarted
 from .host import Host
-from .model import Retry, Runbook, Step
+from .model import Runbook, Step
 from .params import resolve_params
-from .results import FORBIDDEN_FIELDS, RESERVED_FIELDS, HostResult, Metric, State, StepResult, worst
-from .steps.base import StepContext, StepType, get_step_type
+from .results import RESERVED_FIELDS, HostResult, State, StepResult, worst
 from .templating import compile_expression, render_value
 
 # Keys of StepResult.template_value() that are computed, not data of the step.
 _DERIVED = frozenset({"failed", "error"})
-
-
-@dataclass
-class _Attempt:
-    data: dict[str, Any]
-    failure: str | None
-    state: State
-    metrics: dict[str, Metric]
-    retry: bool = False
-    until_met: bool = True
-    dry_run_skip: bool = False
-    rendered: dict[str, Any] | None = None
-    skip_reason: str = "dry run: not executed"
 
 
 class HostExecutor:
@@ -278,221 +261,9 @@ class HostExecutor:
     # ---------------------------------------------------------- typed steps
 
     def _run_typed(self, step: Step) -> StepResult:
-        stype = get_step_type(step.type)
-        started = time.monotonic()
-        try:
-            retry = self._retry(step)
-        except StepError as exc:
-            return StepResult(
-                step_id=self._sid(step), name=step.name, host=self.host.name,
-                state=State.FAILED, error=str(exc), dry_run=self.run.options.dry_run,
-                ignored=step.common.ignore_errors,
-            )  # fmt: skip
-        attempts = 0
+        return TypedStepRun(self, step).result()
 
-        def attempt() -> _Attempt:
-            nonlocal attempts
-            attempts += 1
-            return self._attempt(step, stype, attempts)
-
-        if retry is None:
-            outcome = attempt()
-        else:
-            # tenacity only for steps that retry: ~15 ms of imports the others never pay.
-            from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
-
-            retrying = Retrying(
-                stop=stop_after_attempt(retry.attempts),
-                wait=wait_exponential(
-                    multiplier=retry.delay,
-                    exp_base=retry.backoff,
-                    max=retry.max_delay if retry.max_delay is not None else float("inf"),
-                ),
-                retry=retry_if_result(lambda a: a.retry),
-                sleep=self._sleep,
-                retry_error_callback=lambda state: (
-                    state.outcome.result() if state.outcome else None
-                ),
-            )
-            outcome = retrying(attempt)
-        failure = outcome.failure
-        if step.common.until and not outcome.until_met and not outcome.dry_run_skip:
-            failure = failure or f"until not met after {attempts} attempts: {step.common.until}"
-        res = StepResult(
-            step_id=self._sid(step),
-            name=step.name,
-            host=self.host.name,
-            state=State.FAILED if failure else outcome.state,
-            data=outcome.data,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            attempts=attempts,
-            dry_run=self.run.options.dry_run,
-            metrics=outcome.metrics,
-            error=failure,
-            ignored=bool(failure) and step.common.ignore_errors,
-            sensitive=step.common.sensitive,
-            rendered=outcome.rendered,
-        )
-        if outcome.dry_run_skip:
-            self.dry_skipped.add(step.id)
-            res.state = State.SKIPPED
-            res.skip_reason = outcome.skip_reason
-        return res
-
-    def _retry(self, step: Step) -> Retry | None:
-        """The step's retry policy; a templated one is rendered for this host."""
-        if step.retry_template is None:
-            return step.common.retry
-        try:
-            values = {k: render_value(v, self.context) for k, v in step.retry_template.items()}
-            return Retry.model_validate(values)
-        except TemplateError as exc:
-            raise StepError(f"retry: {exc}") from None
-        except ValidationError as exc:
-            errs = "; ".join(
-                f"retry.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-            )
-            raise StepError(f"invalid value after rendering: {errs}") from None
-
-    def _sleep(self, seconds: float) -> None:
-        if self.run.sleep(seconds):
-            raise Interrupted(self.run.stop_reason or "interrupted")
-
-    def _render_spec(self, step: Step, stype: StepType) -> Any:
-        if step.spec is not None:
-            return step.spec
-        body = step.body
-        if isinstance(body, dict):
-            rendered = {}
-            for key, value in body.items():
-                if key in stype.expression_fields or key in stype.raw_fields:
-                    rendered[key] = value
-                    continue
-                try:
-                    rendered[key] = render_value(value, self.context)
-                except TemplateError as exc:
-                    raise TemplateError(exc.reason, field=f"{step.type}.{key}") from None
-        else:
-            try:
-                rendered = render_value(body, self.context)
-            except TemplateError as exc:
-                raise TemplateError(exc.reason, field=step.type) from None
-        try:
-            return stype.Spec.model_validate(rendered)
-        except ValidationError as exc:
-            errs = "; ".join(
-                f"{step.type}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-            )
-            raise StepError(f"invalid value after rendering: {errs}") from None
-
-    def _attempt(self, step: Step, stype: StepType, number: int) -> _Attempt:
-        common = step.common
-        try:
-            spec = self._render_spec(step, stype)
-        except (TemplateError, StepError) as exc:
-            if self.run.options.dry_run and self.dry_skipped and isinstance(exc, TemplateError):
-                note = {"not_rendered": f"depends on a step the dry run did not execute ({exc})"}
-                return _Attempt({}, None, State.SKIPPED, {}, dry_run_skip=True, rendered=note)
-            return _Attempt({}, str(exc), State.FAILED, {})
-        if step.type == "assert" and common.message and not getattr(spec, "message", None):
-            # `assert: [...]` with `message:` beside it: the step's own message.
-            text = outcome.message(common.message, self.context)
-            spec = spec.model_copy(update={"message": text})
-        if self.run.options.dry_run and not (common.safe or stype.dry_run_safe(spec)):
-            shown = spec.model_dump(exclude_none=True, exclude_defaults=True, by_alias=True)
-            if stype.describe(spec):
-                shown = {"describe": stype.describe(spec), **shown}
-            return _Attempt({}, None, State.SKIPPED, {}, dry_run_skip=True, rendered=shown)
-        sctx = StepContext(
-            host=self.host,
-            step_id=self._sid(step),
-            timeout=common.timeout,
-            dry_run=self.run.options.dry_run,
-            redactor=self.run.redactor,
-            get_connection=self.connection.get,
-            variables=self.vars,
-            template_context=self.context,
-            emit_log=lambda level, msg: self.run.bus.emit(
-                LogMessage(
-                    self.run.run_id,
-                    host=self.host.name,
-                    step_id=self._sid(step),
-                    level=level,
-                    message=msg,
-                )
-            ),
-            operator=self.run.operator,
-            interrupted=lambda: self.run.interrupted,
-            sleep=self.run.sleep,
-            rerun=self._rerun,
-            cancellable=self.run.cancellers.scope,
-        )
-        error: str | None = None
-        try:
-            data = stype.run(spec, sctx) or {}
-        except (HostUnreachable, Aborted):
-            raise
-        except StepError as exc:
-            if self.run.options.dry_run and exc.data.get("would_write"):
-                # The type tried it read-only and the service refused the write: a
-                # dry run reports that as a change it did not make, not a failure.
-                shown = spec.model_dump(exclude_none=True, exclude_defaults=True, by_alias=True)
-                return _Attempt(
-                    dict(exc.data),
-                    None,
-                    State.SKIPPED,
-                    {},
-                    dry_run_skip=True,
-                    rendered=shown,
-                    skip_reason=f"dry run: {exc}",
-                )
-            data, error = dict(exc.data), str(exc)
-        except TemplateError as exc:
-            data, error = {}, str(exc)
-        except Exception as exc:  # a bug in a step type must not kill the run
-            data, error = (
-                {},
-                f"internal error in step type {step.type}: {type(exc).__name__}: {exc}",
-            )
-        clash = (set(data) & (RESERVED_FIELDS | FORBIDDEN_FIELDS)) - {"dry_run"}
-        if clash:
-            error = (
-                error or f"step type {step.type} returned reserved result fields {sorted(clash)}"
-            )
-        value = {**data, "state": "ok", "attempts": number, "dry_run": self.run.options.dry_run}
-        rctx = {**self.context, "result": value}
-        failure = outcome.failure(step, stype, spec, data, error, rctx)
-        metrics: dict[str, Metric] = {}
-        state = State.OK
-        if failure is None and common.thresholds:
-            try:
-                metrics = outcome.thresholds(step, rctx)
-            except TemplateError as exc:
-                failure = str(exc)
-            state = worst([m.state for m in metrics.values()])
-            value["metrics"] = {k: m.value for k, m in metrics.items()}
-            if state is State.CRITICAL and common.on_critical == "fail":
-                crit = [
-                    f"{k}={m.value:g} ({m.critical})"
-                    for k, m in metrics.items()
-                    if m.state is State.CRITICAL and m.value is not None
-                ]
-                failure = "critical threshold: " + ", ".join(crit)
-        until_met = True
-        if common.until:
-            value["state"] = "failed" if failure else state.value
-            try:
-                until_met = failure is None and bool(self._eval(common.until, rctx))
-            except TemplateError as exc:
-                until_met, failure = False, failure or f"until: {exc}"
-            retry = not until_met
-        else:
-            retry = failure is not None and common.retry is not None
-        if retry and self.run.interrupted:
-            retry = False
-        return _Attempt(data, failure, state, metrics, retry=retry, until_met=until_met)
-
-    def _rerun(self, step_id: str) -> dict[str, Any]:
+    def rerun(self, step_id: str) -> dict[str, Any]:
         """`wait: {check: id}`: run an earlier step again; its result becomes ours."""
         target = next((s for s in self.runbook.all_steps() if s.id == step_id), None)
         if target is None or target.type in ("block", "include"):
