@@ -3,8 +3,9 @@
 For each step: tags / --start-at / `when` → approval → block, include, or a
 typed step (attempts.py: render the body, run it with retry/until/timeout,
 judge failed_when / assert / thresholds) → a StepResult, registered under
-`steps.<id>` for later templates and emitted as an event. Errors become data (Nornir's habit): only an unreachable host, an
-operator's abort or an interrupt leave the walk early.
+`steps.<id>` for later templates and emitted as an event. Errors become data
+(Nornir's habit): only an unreachable host, an operator's abort or an interrupt
+leave the walk early.
 
 `walk()` is a generator that yields after every top-level step, so the runner
 can drive hosts in lockstep (strategy: linear) or let each run free.
