@@ -60,6 +60,22 @@ def apply_ssh_config(host: Host, config_path: Path | None = None, *, config: Any
     return dataclasses.replace(host, **changes) if changes else host
 
 
+def options_for(name: str) -> dict[str, Any]:
+    """What the ssh config says for `name` (address, user, port, key_file, jump).
+
+    For a jump host given as `user@host:port` rather than an inventory name: it
+    never went through the inventory, so its `Host` block is read here.
+    """
+    config = load_ssh_config()
+    if config is None:
+        return {}
+    try:
+        entry = config.lookup(name)
+    except Exception as exc:  # paramiko: bad Match, missing `invoke` for Match exec
+        raise _invalid(config_path(), f"cannot apply it to host {name!r}: {exc}") from None
+    return _options(name, entry)
+
+
 def _options(key: str, entry: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     hostname = entry.get("hostname")

@@ -24,7 +24,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import EngineError, HostUnreachable, StepError
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     import paramiko
 
 KEEPALIVE = 15
-SSH_CONFIG = "~/.ssh/config"
 
 
 @dataclass
@@ -159,23 +157,13 @@ class SSHConnection:
         return client
 
     def target(self) -> Target:
+        """Where to connect, as the host says: the inventory has already applied
+        ~/.ssh/config (engine/sshconfig.py) to what it left unset."""
         host = self.host
-        config = _ssh_config(host.address)
-        address = host.address
-        if address == host.name and config.get("hostname"):
-            address = config["hostname"]
-        port = host.port or int(config.get("port", 22))
-        user = host.user or config.get("user") or getpass.getuser()
-        if host.key_file:
-            key_files = [os.path.expanduser(host.key_file)]
-        else:
-            # Only the config's files that exist: paramiko stops at a missing one.
-            found = config.get("identityfile", [])
-            key_files = [k for k in map(os.path.expanduser, found) if os.path.exists(k)]
-        jump = host.jump or config.get("proxyjump")
-        if jump and jump.lower() == "none":
-            jump = None
-        return Target(address, port, user, key_files, jump)
+        port = host.port or 22
+        user = host.user or getpass.getuser()
+        key_files = [os.path.expanduser(host.key_file)] if host.key_file else []
+        return Target(host.address, port, user, key_files, host.jump)
 
     def _password(self) -> str | None:
         template = self.host.password
@@ -258,14 +246,21 @@ class SSHConnection:
             port_number = int(port) if port else None
         except ValueError:
             self._fail(f"jump {spec!r}: port {port!r} is not a number")
-        # An ad-hoc jump shares the target's user, key and host key settings.
+        from ..sshconfig import options_for
+
+        try:
+            found = options_for(address)  # its `Host` block: it is no inventory host
+        except EngineError as exc:
+            self._fail(f"jump {spec!r}: {exc}")
+        # Otherwise an ad-hoc jump shares the target's user, key and host key settings.
         return Host(
             name=spec,
-            address=address,
+            address=found.get("address", address),
             connection="ssh",
-            user=user or target.user,
-            port=port_number,
-            key_file=self.host.key_file,
+            user=user or found.get("user") or target.user,
+            port=port_number or found.get("port"),
+            key_file=self.host.key_file or found.get("key_file"),
+            jump=found.get("jump"),
             host_key_policy=self.host.host_key_policy,
             known_hosts=self.host.known_hosts,
             connect_timeout=self.host.connect_timeout,
@@ -541,18 +536,6 @@ def _cached_key(path: str) -> Any:
     with _keys_lock:
         _keys[stamp] = key
     return key
-
-
-def _ssh_config(address: str) -> dict[str, Any]:
-    path = Path(os.path.expanduser(SSH_CONFIG))
-    if not path.is_file():
-        return {}
-    import paramiko
-
-    try:
-        return dict(paramiko.SSHConfig.from_path(str(path)).lookup(address))
-    except Exception:  # a broken config must not stop the run
-        return {}
 
 
 def _where(target: Target) -> str:

@@ -101,6 +101,30 @@ def test_jump_hosts_from_the_inventory_and_from_ssh_config(
     assert sshd.log_text().count(tcpip) - before == 2  # both went through the jump
 
 
+def test_an_ad_hoc_jump_takes_its_host_block_from_the_runbook_ssh_config(
+    sshd: SSHServer, sshd_jump: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `root@gw` is no inventory host: only $RUNBOOK_SSH_CONFIG knows where gw is.
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host gw\n  HostName {sshd.address}\n  Port {sshd.port}\n")
+    monkeypatch.setenv("RUNBOOK_SSH_CONFIG", str(config))
+    inner = {"address": sshd_jump.address, "port": sshd_jump.port, "jump": "root@gw"}
+    root = {"user": "root", "key_file": str(sshd.client_key)}
+    inv = write_inventory(
+        tmp_path,
+        {
+            "defaults": {"connection": "ssh", "known_hosts": str(sshd_jump.known_hosts)},
+            "hosts": {"inner": {**inner, **root}},
+        },
+    )
+    tcpip = f"target {sshd_jump.address} port {sshd_jump.port}"
+    before = sshd.log_text().count(tcpip)
+    code, doc = run(where_runbook(tmp_path, "inner"), inv)
+    assert code == 0, doc
+    assert server_end(doc, "inner") == [sshd_jump.address, str(sshd_jump.port)]
+    assert sshd.log_text().count(tcpip) - before == 1
+
+
 def test_password_from_an_inventory_secret(sshd: SSHServer, tmp_path: Path) -> None:
     pw1 = {
         "connection": "ssh",
