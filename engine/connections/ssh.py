@@ -416,6 +416,12 @@ class SSHConnection:
         forwarder.start()
         try:
             yield forwarder.address
+        except StepError as exc:
+            # The client only saw its connection closed ("server closed the
+            # connection unexpectedly"); why it closed is the forwarder's to tell.
+            if forwarder.errors:
+                exc.args = (f"{exc} (tunnel via {self.host.name}: {forwarder.errors[-1]})",)
+            raise
         finally:
             forwarder.stop()
 

@@ -147,7 +147,8 @@ class Forwarder:
                     "direct-tcpip", self._target, peer, timeout=30
                 )
             except Exception as exc:  # any failure closes just this client
-                self.errors.append(f"cannot reach {self._target[0]}:{self._target[1]}: {exc}")
+                reason = getattr(exc, "text", "") or str(exc) or type(exc).__name__
+                self.errors.append(f"cannot reach {self._target[0]}:{self._target[1]}: {reason}")
                 client.close()
                 continue
             with self._lock:

@@ -274,6 +274,26 @@ def test_tunnel_to_the_hosts_postgres(conn: SSHConnection) -> None:
             assert pg.execute("select 41 + 1").fetchone() == (42,)
 
 
+def test_a_tunnel_that_cannot_reach_its_target_says_why_in_the_steps_error(
+    conn: SSHConnection,
+) -> None:
+    from engine.errors import ServiceError
+    from engine.steps.base import get_step_type
+    from tests.fixtures.sshd import free_port
+    from tests.helpers import step_context
+
+    closed = free_port("127.0.0.1")  # nothing listens there, as seen from the host
+    sql = get_step_type("sql")
+    spec = sql.Spec.model_validate(
+        {"dsn": f"postgresql://postgres@127.0.0.1:{closed}/postgres", "query": "SELECT 1",
+         "tunnel": True}
+    )  # fmt: skip
+    with pytest.raises(ServiceError) as info:
+        sql.run(spec, step_context("db", timeout=10, get_connection=lambda: conn))
+    message = str(info.value)
+    assert f"tunnel via {conn.host.name}: cannot reach 127.0.0.1:{closed}" in message, message
+
+
 def _serve_once(handler) -> int:  # type: ignore[no-untyped-def]
     """A one-connection TCP server on 127.0.0.1 (the SSH host's loopback too)."""
     listener = socket.create_server(("127.0.0.1", 0))
