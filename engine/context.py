@@ -103,7 +103,7 @@ class Cancellers:
     RETRY = 1.0
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: cancel_all runs in the SIGINT handler
         self._active: dict[int, tuple[Callable[[], None], threading.Event]] = {}
         self._next = 0
         self.fired = False
@@ -111,13 +111,14 @@ class Cancellers:
     @contextmanager
     def scope(self, cancel: Callable[[], None]) -> Iterator[None]:
         done = threading.Event()
-        with self._lock:
-            key, self._next = self._next, self._next + 1
-            self._active[key] = (cancel, done)
-            fired = self.fired
-        if fired:
-            self._keep_cancelling(cancel, done)
+        key = -1
         try:
+            with self._lock:
+                key, self._next = self._next, self._next + 1
+                self._active[key] = (cancel, done)
+                fired = self.fired
+            if fired:
+                self._keep_cancelling(cancel, done)
             yield
         finally:
             done.set()

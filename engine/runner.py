@@ -77,7 +77,8 @@ class Runner:
         self.secrets = run.secrets or Secrets(run.redactor)
         self.bus = EventBus(run.processors, run.redactor)
         self._connections: list[Any] = []
-        self._lock = threading.Lock()
+        # Reentrant: the SIGINT handler (interrupt) may run while the main thread holds it.
+        self._lock = threading.RLock()
         self.ctx = RunContext(
             run_id=run.run_id,
             options=run.options,
@@ -145,15 +146,22 @@ class Runner:
         return self.result
 
     def interrupt(self) -> None:
-        """First call: stop scheduling. Second: kill what is running."""
+        """First call: stop scheduling. Second: kill what is running.
+
+        This runs in the SIGINT handler. The kills go to threads of their own: one
+        host's slow answer (a kill is a round trip, up to seconds on a struggling
+        host) must hold up neither the other hosts' kills nor the handler.
+        """
         self._interrupts += 1
         self.ctx.request_stop("interrupted by the operator (Ctrl-C)", interrupt=True)
         if self._interrupts >= 2:
+            self.ctx.cancellers.cancel_all()  # queries running in a database server
             with self._lock:
                 conns = list(self._connections)
             for holder in conns:
-                holder.interrupt()
-            self.ctx.cancellers.cancel_all()  # queries running in a database server
+                threading.Thread(
+                    target=_interrupt, args=(holder,), name="interrupt", daemon=True
+                ).start()
 
     # ---------------------------------------------------------- batches
 
@@ -307,6 +315,13 @@ def _holding(walker: Iterator[Any], holder: ConnectionHolder) -> Iterator[Any]:
             holder.close()
         except Exception:
             pass  # closing is best effort: the host's result is already decided
+
+
+def _interrupt(holder: ConnectionHolder) -> None:
+    try:
+        holder.interrupt()
+    except Exception:
+        pass  # best effort: the step then ends at its timeout, as after a first Ctrl-C
 
 
 def _advance(walker: Iterator[Any]) -> bool:

@@ -42,6 +42,7 @@ statement (closing our socket would leave it running, and holding its locks).
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import ExitStack
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -97,8 +98,14 @@ class SqlStep(StepType):
             conn = _connect(conninfo, spec, ctx, via)
             stack.callback(conn.close)
             # The second Ctrl-C cancels the query in the server, not only our wait.
-            stack.enter_context(ctx.cancellable(conn.cancel_safe))
-            return _execute(conn, spec, ctx)
+            cancelled = threading.Event()
+
+            def cancel() -> None:
+                cancelled.set()
+                conn.cancel_safe()
+
+            stack.enter_context(ctx.cancellable(cancel))
+            return _execute(conn, spec, ctx, cancelled)
         raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
 
     def dry_run_safe(self, spec: SqlSpec) -> bool:
@@ -200,7 +207,9 @@ def _connect(conninfo: str, spec: SqlSpec, ctx: StepContext, via: str) -> psycop
 # -- running ------------------------------------------------------------------
 
 
-def _execute(conn: psycopg.Connection, spec: SqlSpec, ctx: StepContext) -> dict[str, Any]:
+def _execute(
+    conn: psycopg.Connection, spec: SqlSpec, ctx: StepContext, cancelled: threading.Event
+) -> dict[str, Any]:
     import psycopg
 
     statuses: list[str] = []
@@ -226,7 +235,7 @@ def _execute(conn: psycopg.Connection, spec: SqlSpec, ctx: StepContext) -> dict[
         if not conn.autocommit and not ctx.dry_run:
             conn.commit()
     except psycopg.Error as exc:
-        raise _translate(exc, spec, ctx) from None
+        raise _translate(exc, spec, ctx, cancelled.is_set()) from None
     finally:
         # A no-op after the commit; undoes everything after an error or in a dry run.
         _rollback(conn)
@@ -267,7 +276,9 @@ def _rollback(conn: psycopg.Connection) -> None:
         pass  # the connection is closed right after anyway: the server rolls back
 
 
-def _translate(exc: psycopg.Error, spec: SqlSpec, ctx: StepContext) -> Exception:
+def _translate(
+    exc: psycopg.Error, spec: SqlSpec, ctx: StepContext, cancelled: bool = False
+) -> Exception:
     code = exc.sqlstate or ""
     diag = exc.diag
     primary = diag.message_primary or _one_line(str(exc))
@@ -283,15 +294,11 @@ def _translate(exc: psycopg.Error, spec: SqlSpec, ctx: StepContext) -> Exception
             f"(statement_timeout, SQLSTATE {code})",
             data=data,
         )
-    if code == QUERY_CANCELED and ctx.interrupted():
-        undone = (
-            "statements before it stay committed (autocommit)"
-            if spec.autocommit
-            else "its transaction was rolled back"
-        )
+    if code == QUERY_CANCELED and cancelled:
         return ServiceError(
             SERVICE,
-            f"query cancelled in the server: the run was interrupted (Ctrl-C); {undone}",
+            "query cancelled in the server: the run was interrupted (Ctrl-C); "
+            "what it had not committed was rolled back",
             code=code,
             data=data,
         )

@@ -327,8 +327,8 @@ def test_cancel_all_stops_the_query_in_the_server_and_rolls_back(
     pg_database: PgDatabase, pg_table: str
 ) -> None:
     cancellers = Cancellers()
-    interrupted = threading.Event()
-    ctx = step_context("cancel-me", cancellable=cancellers.scope, interrupted=interrupted.is_set)
+    # The timeout only bounds a failing test (statement_timeout is another message).
+    ctx = step_context("cancel-me", 20, cancellable=cancellers.scope)
     query = f"INSERT INTO {pg_table} (v) VALUES ('half-done'); SELECT pg_sleep(600)"
     spec = STEP.Spec.model_validate({"dsn": pg_database.dsn, "query": query})
     outcome: list[BaseException] = []
@@ -342,13 +342,13 @@ def test_cancel_all_stops_the_query_in_the_server_and_rolls_back(
     running = threading.Thread(target=step)
     running.start()
     _wait_until_active(pg_database, "runbook:cancel-me", running)
-    interrupted.set()
     cancellers.cancel_all()
     running.join(30)
     assert not running.is_alive(), "the query kept running after cancel_all()"
     [err] = outcome
     assert isinstance(err, ServiceError) and err.code == "57014", err
     assert "cancelled in the server" in str(err) and "rolled back" in str(err)
+    assert isinstance(err, ServiceError) and not isinstance(err, StepTimeout)
     # Nothing of it is left in the server: no session (the step closed it), no half-done insert.
     left = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runbook:cancel-me'"
     deadline = time.monotonic() + 10  # a closed session's backend exits a moment later
@@ -361,8 +361,32 @@ def test_cancel_all_stops_the_query_in_the_server_and_rolls_back(
 def test_a_step_registering_after_the_kill_is_cancelled_at_once(pg_database: PgDatabase) -> None:
     cancellers = Cancellers()
     cancellers.cancel_all()  # the second Ctrl-C came before this step's query started
-    ctx = step_context("late", cancellable=cancellers.scope, interrupted=lambda: True)
+    ctx = step_context("late", 20, cancellable=cancellers.scope)
     spec = STEP.Spec.model_validate({"dsn": pg_database.dsn, "query": "SELECT pg_sleep(600)"})
     with pytest.raises(ServiceError) as err:
         STEP.run(spec, ctx)  # the first cancel may beat the query to the server: it is resent
     assert err.value.code == "57014" and "cancelled in the server" in str(err.value)
+
+
+def test_a_cancel_from_elsewhere_is_not_blamed_on_ctrl_c(pg_database: PgDatabase) -> None:
+    ctx = step_context("dba-cancel", 20, cancellable=Cancellers().scope)
+    spec = STEP.Spec.model_validate({"dsn": pg_database.dsn, "query": "SELECT pg_sleep(600)"})
+    outcome: list[BaseException] = []
+
+    def step() -> None:
+        try:
+            STEP.run(spec, ctx)
+        except BaseException as exc:  # checked below
+            outcome.append(exc)
+
+    running = threading.Thread(target=step)
+    running.start()
+    _wait_until_active(pg_database, "runbook:dba-cancel", running)
+    pg_database.query(  # a DBA's pg_cancel_backend, not the operator's Ctrl-C
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'runbook:dba-cancel'"
+    )
+    running.join(30)
+    [err] = outcome
+    assert isinstance(err, ServiceError) and err.code == "57014"
+    assert "user request" in str(err) and "Ctrl-C" not in str(err)
