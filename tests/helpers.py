@@ -19,10 +19,14 @@ def write(tmp_path: Path, text: str, name: str = "rb.yaml") -> Path:
 
 
 def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], env=env, input=input, catch_exceptions=False)
+    return CliRunner().invoke(
+        main, [str(a) for a in args], env=env, input=input, catch_exceptions=False
+    )
 
 
-def run_json(path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+def run_json(
+    path: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
     """Run a runbook with --format json; return (exit code, the JSON document)."""
     result = cli("run", str(path), "--format", "json", *args, env=env)
     return result.exit_code, json.loads(result.stdout)

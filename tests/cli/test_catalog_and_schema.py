@@ -60,7 +60,11 @@ def test_schema_refuses_templates_where_the_loader_does(schema: dict) -> None:
 def test_list_orders_emergency_first(tmp_path: Path) -> None:
     write(tmp_path, "runbook: zeta\nkind: emergency\nsteps:\n  - name: a\n    log: x\n", "z.yaml")
     write(tmp_path, "runbook: alpha\nsteps:\n  - name: a\n    log: x\n", "a.yaml")
-    write(tmp_path, "runbook: beta\nschedule: '0 3 * * 1'\nsteps:\n  - name: a\n    log: x\n", "b.yaml")
+    write(
+        tmp_path,
+        "runbook: beta\nschedule: '0 3 * * 1'\nsteps:\n  - name: a\n    log: x\n",
+        "b.yaml",
+    )
     write(tmp_path, "not: a runbook\n", "other.yaml")
     result = cli("list", str(tmp_path), "--format", "json")
     names = [e["name"] for e in json.loads(result.stdout)]

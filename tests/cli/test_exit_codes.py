@@ -67,7 +67,13 @@ steps:
 
 @pytest.mark.parametrize(
     ("text", "code", "state"),
-    [(OK, 0, "ok"), (WARN, 1, "warn"), (CRITICAL, 2, "critical"), (FAILED, 3, "failed"), (ABORTED, 4, "aborted")],
+    [
+        (OK, 0, "ok"),
+        (WARN, 1, "warn"),
+        (CRITICAL, 2, "critical"),
+        (FAILED, 3, "failed"),
+        (ABORTED, 4, "aborted"),
+    ],
 )
 def test_run_exit_codes(tmp_path: Path, text: str, code: int, state: str) -> None:
     exit_code, doc = run_json(write(tmp_path, text))

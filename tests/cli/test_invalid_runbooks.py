@@ -24,39 +24,185 @@ steps:
 CASES: list[tuple[str, str, int, str, str]] = [
     # (id, text appended after HEAD, line, field path, message fragment)
     ("misspelt type", "  - name: x\n    shel: ls\n", 8, "steps[1].shel", "did you mean `shell`?"),
-    ("misspelt common key", "  - name: x\n    shell: ls\n    tiemout: 5s\n", 9, "steps[1].tiemout", "did you mean `timeout`?"),
+    (
+        "misspelt common key",
+        "  - name: x\n    shell: ls\n    tiemout: 5s\n",
+        9,
+        "steps[1].tiemout",
+        "did you mean `timeout`?",
+    ),
     ("no type", "  - name: x\n    timeout: 5s\n", 7, "steps[1]", "step has no type"),
     ("two types", "  - name: x\n    shell: ls\n    log: hi\n", 7, "steps[1]", "exactly one type"),
     ("missing name", "  - shell: ls\n", 7, "steps[1]", "missing required key `name`"),
-    ("duplicate id", "  - name: Side effect\n    shell: ls\n", 7, "steps[1].name", "duplicate step id `side_effect`"),
-    ("bad duration", "  - name: x\n    shell: ls\n    timeout: soon\n", 9, "steps[1].timeout", "not a duration"),
-    ("retry attempts 0", "  - name: x\n    shell: ls\n    retry: {attempts: 0}\n", 9, "steps[1].retry.attempts", "greater than or equal to 1"),
-    ("templated timeout", "  - name: x\n    shell: ls\n    timeout: \"{{ params.db }}\"\n", 9, "steps[1].timeout", "cannot be a template"),
-    ("bad name in templated retry", "  - name: x\n    shell: ls\n    retry: {attempts: \"{{ parms.n }}\"}\n", 9, "steps[1].retry.attempts", "unknown name `parms`"),
-    ("until without retry", "  - name: x\n    shell: ls\n    until: result.rc == 0\n", 9, "steps[1].until", "`until` needs `retry`"),
-    ("unknown step ref", "  - name: x\n    shell: \"echo {{ steps.nope.rc }}\"\n", 8, "steps[1].shell.cmd", "unknown step id `nope`"),
-    ("misspelt step ref", "  - name: x\n    when: steps.side_efect.rc == 0\n    shell: ls\n", 8, "steps[1].when", "did you mean `side_effect`?"),
-    ("undeclared param", "  - name: x\n    shell: \"echo {{ params.dbb }}\"\n", 8, "steps[1].shell.cmd", "undeclared param `dbb`"),
-    ("unknown name", "  - name: x\n    shell: \"echo {{ hostname }}\"\n", 8, "steps[1].shell.cmd", "unknown name `hostname`"),
-    ("unparsable template", "  - name: x\n    shell: \"echo {{ params.db \"\n", 8, "steps[1].shell.cmd", "cannot parse template"),
-    ("unparsable expression", "  - name: x\n    shell: ls\n    when: \"params.db ==\"\n", 9, "steps[1].when", "cannot parse expression"),
-    ("braces in condition", "  - name: x\n    shell: ls\n    when: \"{{ params.db }}\"\n", 9, "steps[1].when", "without {{ }}"),
-    ("result in when", "  - name: x\n    shell: ls\n    when: result.rc == 0\n", 9, "steps[1].when", "`result` is only available"),
-    ("threshold without operator", "  - name: x\n    shell: ls\n    thresholds:\n      t: {value: '1', warn: '0.9'}\n", 10, "steps[1].thresholds.t.warn", "not a comparison"),
-    ("bad on_critical", "  - name: x\n    shell: ls\n    on_critical: explode\n", 9, "steps[1].on_critical", "'continue' or 'fail'"),
-    ("shell without cmd", "  - name: x\n    shell: {cwd: /tmp}\n", 8, "steps[1].shell", "exactly one of `cmd`"),
-    ("unknown shell field", "  - name: x\n    shell: {cmd: ls, sudo: root}\n", 8, "steps[1].shell.sudo", "unknown key `sudo`"),
-    ("bad step id", "  - name: x\n    id: Bad-Id\n    shell: ls\n", 8, "steps[1].id", "should match pattern"),
-    ("wait check unknown", "  - name: x\n    wait: {check: nope}\n    retry: {attempts: 2}\n    until: result.rc == 0\n", 8, "steps[1].wait.check", "unknown step id `nope`"),
-    ("block child error", "  - name: b\n    block:\n      steps:\n        - name: y\n          shel: ls\n", 11, "steps[1].block.steps[0].shel", "did you mean `shell`?"),
-    ("include missing", "  - name: inc\n    include: {runbook: nowhere.yaml}\n", 8, "steps[1].include.runbook", "not found"),
-    ("duplicate yaml key", "  - name: x\n    shell: ls\n    shell: pwd\n", 9, "steps[1].shell", "duplicate key"),
+    (
+        "duplicate id",
+        "  - name: Side effect\n    shell: ls\n",
+        7,
+        "steps[1].name",
+        "duplicate step id `side_effect`",
+    ),
+    (
+        "bad duration",
+        "  - name: x\n    shell: ls\n    timeout: soon\n",
+        9,
+        "steps[1].timeout",
+        "not a duration",
+    ),
+    (
+        "retry attempts 0",
+        "  - name: x\n    shell: ls\n    retry: {attempts: 0}\n",
+        9,
+        "steps[1].retry.attempts",
+        "greater than or equal to 1",
+    ),
+    (
+        "templated timeout",
+        '  - name: x\n    shell: ls\n    timeout: "{{ params.db }}"\n',
+        9,
+        "steps[1].timeout",
+        "cannot be a template",
+    ),
+    (
+        "bad name in templated retry",
+        '  - name: x\n    shell: ls\n    retry: {attempts: "{{ parms.n }}"}\n',
+        9,
+        "steps[1].retry.attempts",
+        "unknown name `parms`",
+    ),
+    (
+        "until without retry",
+        "  - name: x\n    shell: ls\n    until: result.rc == 0\n",
+        9,
+        "steps[1].until",
+        "`until` needs `retry`",
+    ),
+    (
+        "unknown step ref",
+        '  - name: x\n    shell: "echo {{ steps.nope.rc }}"\n',
+        8,
+        "steps[1].shell.cmd",
+        "unknown step id `nope`",
+    ),
+    (
+        "misspelt step ref",
+        "  - name: x\n    when: steps.side_efect.rc == 0\n    shell: ls\n",
+        8,
+        "steps[1].when",
+        "did you mean `side_effect`?",
+    ),
+    (
+        "undeclared param",
+        '  - name: x\n    shell: "echo {{ params.dbb }}"\n',
+        8,
+        "steps[1].shell.cmd",
+        "undeclared param `dbb`",
+    ),
+    (
+        "unknown name",
+        '  - name: x\n    shell: "echo {{ hostname }}"\n',
+        8,
+        "steps[1].shell.cmd",
+        "unknown name `hostname`",
+    ),
+    (
+        "unparsable template",
+        '  - name: x\n    shell: "echo {{ params.db "\n',
+        8,
+        "steps[1].shell.cmd",
+        "cannot parse template",
+    ),
+    (
+        "unparsable expression",
+        '  - name: x\n    shell: ls\n    when: "params.db =="\n',
+        9,
+        "steps[1].when",
+        "cannot parse expression",
+    ),
+    (
+        "braces in condition",
+        '  - name: x\n    shell: ls\n    when: "{{ params.db }}"\n',
+        9,
+        "steps[1].when",
+        "without {{ }}",
+    ),
+    (
+        "result in when",
+        "  - name: x\n    shell: ls\n    when: result.rc == 0\n",
+        9,
+        "steps[1].when",
+        "`result` is only available",
+    ),
+    (
+        "threshold without operator",
+        "  - name: x\n    shell: ls\n    thresholds:\n      t: {value: '1', warn: '0.9'}\n",
+        10,
+        "steps[1].thresholds.t.warn",
+        "not a comparison",
+    ),
+    (
+        "bad on_critical",
+        "  - name: x\n    shell: ls\n    on_critical: explode\n",
+        9,
+        "steps[1].on_critical",
+        "'continue' or 'fail'",
+    ),
+    (
+        "shell without cmd",
+        "  - name: x\n    shell: {cwd: /tmp}\n",
+        8,
+        "steps[1].shell",
+        "exactly one of `cmd`",
+    ),
+    (
+        "unknown shell field",
+        "  - name: x\n    shell: {cmd: ls, sudo: root}\n",
+        8,
+        "steps[1].shell.sudo",
+        "unknown key `sudo`",
+    ),
+    (
+        "bad step id",
+        "  - name: x\n    id: Bad-Id\n    shell: ls\n",
+        8,
+        "steps[1].id",
+        "should match pattern",
+    ),
+    (
+        "wait check unknown",
+        "  - name: x\n    wait: {check: nope}\n    retry: {attempts: 2}\n    until: result.rc == 0\n",
+        8,
+        "steps[1].wait.check",
+        "unknown step id `nope`",
+    ),
+    (
+        "block child error",
+        "  - name: b\n    block:\n      steps:\n        - name: y\n          shel: ls\n",
+        11,
+        "steps[1].block.steps[0].shel",
+        "did you mean `shell`?",
+    ),
+    (
+        "include missing",
+        "  - name: inc\n    include: {runbook: nowhere.yaml}\n",
+        8,
+        "steps[1].include.runbook",
+        "not found",
+    ),
+    (
+        "duplicate yaml key",
+        "  - name: x\n    shell: ls\n    shell: pwd\n",
+        9,
+        "steps[1].shell",
+        "duplicate key",
+    ),
     ("yaml syntax", "  - name: x\n    shell: [ls\n", 8, "", "YAML syntax error"),
     ("set reserved name", "  - name: x\n    set: {state: 1}\n", 8, "steps[1].set", "reserved"),
 ]
 
 
-@pytest.mark.parametrize(("text", "line", "path", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("text", "line", "path", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_invalid_runbook_rejected_before_anything_runs(
     tmp_path: Path, text: str, line: int, path: str, fragment: str
 ) -> None:
@@ -80,7 +226,7 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
     rb.write_text(
         "runbook: Many\nkind: urgent\nsteps:\n"
         "  - name: a\n    shel: ls\n"
-        "  - name: b\n    shell: \"{{ params.x }}\"\n"
+        '  - name: b\n    shell: "{{ params.x }}"\n'
         "  - name: c\n    shell: ls\n    tiemout: 1s\n"
     )
     result = cli("check", rb)
@@ -108,7 +254,9 @@ def test_include_param_mismatch(tmp_path: Path) -> None:
         "runbook: child\nparams:\n  table: {type: str, required: true}\nsteps:\n  - name: x\n    shell: ls\n"
     )
     rb = tmp_path / "parent.yaml"
-    rb.write_text("runbook: parent\nsteps:\n  - name: inc\n    include: {runbook: child.yaml, params: {tabel: t}}\n")
+    rb.write_text(
+        "runbook: parent\nsteps:\n  - name: inc\n    include: {runbook: child.yaml, params: {tabel: t}}\n"
+    )
     result = cli("check", rb)
     assert result.exit_code == 65
     assert "has no param `tabel`" in result.stderr and "did you mean `table`?" in result.stderr

@@ -87,7 +87,9 @@ def test_timeout_kills_the_sleeping_child(tmp_path: Path) -> None:
     assert "timed out after 0.5s" in step["error"]
     assert elapsed < 20, "the runbook waited for the child instead of killing it"
     # Neither the shell nor its background child survived.
-    found = subprocess.run(["pgrep", "-f", f"sleep 30; echo {marker}"], capture_output=True, text=True)
+    found = subprocess.run(
+        ["pgrep", "-f", f"sleep 30; echo {marker}"], capture_output=True, text=True
+    )
     assert found.stdout.split() == []
 
 
@@ -348,11 +350,23 @@ def test_tags_skip_tags_and_start_at(tmp_path: Path) -> None:
     """
     path = write(tmp_path, text)
     _, doc = run_json(path, "--tags", "check")
-    assert {k: v["state"] for k, v in steps_of(doc).items()} == {"a": "ok", "b": "skipped", "c": "ok"}
+    assert {k: v["state"] for k, v in steps_of(doc).items()} == {
+        "a": "ok",
+        "b": "skipped",
+        "c": "ok",
+    }
     _, doc = run_json(path, "--skip-tags", "check")
-    assert {k: v["state"] for k, v in steps_of(doc).items()} == {"a": "skipped", "b": "ok", "c": "skipped"}
+    assert {k: v["state"] for k, v in steps_of(doc).items()} == {
+        "a": "skipped",
+        "b": "ok",
+        "c": "skipped",
+    }
     _, doc = run_json(path, "--start-at", "b")
-    assert {k: v["state"] for k, v in steps_of(doc).items()} == {"a": "skipped", "b": "ok", "c": "ok"}
+    assert {k: v["state"] for k, v in steps_of(doc).items()} == {
+        "a": "skipped",
+        "b": "ok",
+        "c": "ok",
+    }
 
 
 def test_dry_run_changes_nothing_and_shows_rendered(tmp_path: Path) -> None:

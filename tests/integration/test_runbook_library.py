@@ -56,7 +56,9 @@ def bloated_table(pg_database: PgDatabase) -> Iterator[str]:
     """A table where 90% of the rows are dead tuples, with statistics flushed."""
     table = f"bloat_{uuid.uuid4().hex[:8]}"
     pg_database.query(f"CREATE TABLE {table} (id int, pad text) WITH (autovacuum_enabled = off)")
-    pg_database.query(f"INSERT INTO {table} SELECT g, repeat('x', 50) FROM generate_series(1, 5000) g")
+    pg_database.query(
+        f"INSERT INTO {table} SELECT g, repeat('x', 50) FROM generate_series(1, 5000) g"
+    )
     pg_database.query(f"DELETE FROM {table} WHERE id % 10 <> 0")
     # The cumulative statistics reach pg_stat_user_tables when a backend flushes
     # them (at exit, or after PGSTAT_MIN_INTERVAL); wait until they are visible.
@@ -88,9 +90,12 @@ def test_postgres_weekly_vacuums_a_bloated_database(
     assert steps["dead_after"]["state"] == "ok"
     assert metric(steps["dead_after"], "worst_dead_pct_after") == 0
     # VACUUM really ran on the table: the server says so, not only the runbook.
-    assert pg_database.scalar(
-        "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = %s", (bloated_table,)
-    ) == 0
+    assert (
+        pg_database.scalar(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = %s", (bloated_table,)
+        )
+        == 0
+    )
 
 
 def test_postgres_weekly_on_a_clean_database_skips_the_vacuum(pg_database: PgDatabase) -> None:
@@ -166,7 +171,9 @@ def test_emergency_runbook_terminates_only_the_app_roles_sessions(
 # ---------------------------------------------------------------- Redis
 
 
-def test_redis_cache_health_deletes_only_the_stale_pattern(redis_url: str, redis_prefix: str) -> None:
+def test_redis_cache_health_deletes_only_the_stale_pattern(
+    redis_url: str, redis_prefix: str
+) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url)
@@ -212,7 +219,9 @@ def test_redis_cache_health_without_a_pattern_deletes_nothing(
 def test_postgres_backup_to_s3_uploads_prunes_and_restores(
     pg_database: PgDatabase, pg_table: str, s3_server: S3Server, s3_bucket: str
 ) -> None:
-    pg_database.query(f"INSERT INTO {pg_table} (v) SELECT 'row ' || g FROM generate_series(1, 50) g")
+    pg_database.query(
+        f"INSERT INTO {pg_table} (v) SELECT 'row ' || g FROM generate_series(1, 50) g"
+    )
     client = s3_server.client()
     for i in range(9):  # earlier backups; with keep_days=0s only keep_last protects any
         key = f"postgres/{pg_database.name}_2026010{i}T000000.sql.gz"

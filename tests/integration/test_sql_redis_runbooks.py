@@ -62,9 +62,16 @@ def _with_dead_tuples(db: PgDatabase, table: str) -> None:
     pytest.fail(f"pg_stat_user_tables never showed the 50 dead tuples of {table}")
 
 
-@pytest.mark.parametrize(("dead_pct_max", "exit_code", "state"), [("20", 2, "critical"), ("120", 0, "ok")])
+@pytest.mark.parametrize(
+    ("dead_pct_max", "exit_code", "state"), [("20", 2, "critical"), ("120", 0, "ok")]
+)
 def test_dead_tuple_threshold_and_vacuum(
-    pg_database: PgDatabase, pg_table: str, tmp_path: Path, dead_pct_max: str, exit_code: int, state: str
+    pg_database: PgDatabase,
+    pg_table: str,
+    tmp_path: Path,
+    dead_pct_max: str,
+    exit_code: int,
+    state: str,
 ) -> None:
     _with_dead_tuples(pg_database, pg_table)
     path = write(tmp_path, DEAD_TUPLES)
@@ -165,9 +172,17 @@ steps:
 """
 
 
-@pytest.mark.parametrize(("misses", "exit_code", "state", "rate"), [(0, 0, "ok", 1.0), (1, 2, "critical", 0.75)])
+@pytest.mark.parametrize(
+    ("misses", "exit_code", "state", "rate"), [(0, 0, "ok", 1.0), (1, 2, "critical", 0.75)]
+)
 def test_redis_hit_rate_threshold(
-    redis_url: str, redis_prefix: str, tmp_path: Path, misses: int, exit_code: int, state: str, rate: float
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+    misses: int,
+    exit_code: int,
+    state: str,
+    rate: float,
 ) -> None:
     path = write(tmp_path, HIT_RATE)
     code, doc = run_json(

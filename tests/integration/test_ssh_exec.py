@@ -109,8 +109,12 @@ def test_five_hosts_concurrently(sshd: SSHServer) -> None:
     try:
         with ThreadPoolExecutor(len(connections)) as pool:
             results = list(
-                pool.map(lambda c: c.run(Command(cmd='echo "$SSH_CONNECTION"; echo $NAME'
-                                                 , env={"NAME": c.host.name})), connections)
+                pool.map(
+                    lambda c: c.run(
+                        Command(cmd='echo "$SSH_CONNECTION"; echo $NAME', env={"NAME": c.host.name})
+                    ),
+                    connections,
+                )
             )
     finally:
         for c in connections:
@@ -125,7 +129,9 @@ def test_five_hosts_concurrently(sshd: SSHServer) -> None:
 
 def test_one_transport_shared_by_concurrent_first_calls(conn: SSHConnection) -> None:
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: conn.run(Command(cmd='echo "$SSH_CONNECTION"')), range(8)))
+        results = list(
+            pool.map(lambda _: conn.run(Command(cmd='echo "$SSH_CONNECTION"')), range(8))
+        )
     client_ports = {r.stdout.split()[1] for r in results}
     assert len(client_ports) == 1, "open() must connect once, whoever calls first"
 

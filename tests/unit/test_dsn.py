@@ -19,7 +19,11 @@ from engine.steps.base import get_step_type
             ["qwerty"],
         ),
         ("postgresql://app@db1/app", "postgresql://app@db1/app", []),
-        ("host=db1 user=app password=s3cret dbname=x", "host=db1 user=app password=*** dbname=x", ["s3cret"]),
+        (
+            "host=db1 user=app password=s3cret dbname=x",
+            "host=db1 user=app password=*** dbname=x",
+            ["s3cret"],
+        ),
         ("host=db1 password = 'a b\\'c' dbname=x", "host=db1 password=*** dbname=x", ["a b'c"]),
         ("host=db1 dbname=x", "host=db1 dbname=x", []),
         ("redis://:hunter22@cache:6379/0", "redis://:***@cache:6379/0", ["hunter22"]),

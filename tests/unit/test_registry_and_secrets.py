@@ -24,7 +24,20 @@ def test_registry_refuses_duplicates_and_suggests() -> None:
 
 def test_builtin_step_types_are_registered() -> None:
     names = set(step_types.names())
-    assert {"shell", "sql", "redis", "http", "s3", "assert", "set", "log", "wait", "manual", "include", "block"} <= names
+    assert {
+        "shell",
+        "sql",
+        "redis",
+        "http",
+        "s3",
+        "assert",
+        "set",
+        "log",
+        "wait",
+        "manual",
+        "include",
+        "block",
+    } <= names
 
 
 def test_redactor_masks_nested_and_longest_first() -> None:
