@@ -532,16 +532,15 @@ def _cached_key(path: str) -> Any:
     except OSError:
         return None
     stamp = (path, st.st_mtime_ns, st.st_size)
-    with _keys_lock:
+    with _keys_lock:  # parsed under it: forks connecting at once parse it once, not each
         if stamp in _keys:
             return _keys[stamp]
-    try:
-        key = paramiko.PKey.from_path(path)
-    except Exception:  # PasswordRequiredException, SSHException, ValueError...
-        return None
-    with _keys_lock:
+        try:
+            key = paramiko.PKey.from_path(path)
+        except Exception:  # PasswordRequiredException, SSHException, ValueError...
+            return None
         _keys[stamp] = key
-    return key
+        return key
 
 
 def _where(target: Target) -> str:
