@@ -7,6 +7,7 @@ inside the commands, so `runbook --help` stays fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import click
 
 from .commands.options import max_connections_option, output_options
-from .errors import EngineError, InvalidError, UsageError
+from .errors import EngineBug, EngineError, InvalidError, UsageError
 
 EXIT_USAGE = 64
 
@@ -29,6 +30,10 @@ class _Group(click.Group):
             click.echo(str(exc), err=True)
             sys.exit(exc.exit_code)
         except EngineError as exc:
+            if isinstance(exc, EngineBug) and os.environ.get("RUNBOOK_DEBUG"):
+                import traceback
+
+                traceback.print_exception(exc.__cause__ or exc)
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except click.UsageError as exc:

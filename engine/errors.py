@@ -69,6 +69,14 @@ class EngineError(Exception):
     exit_code = 3
 
 
+class EngineBug(EngineError):
+    """Something the engine did not expect broke a run: a bug, not the operator's
+    doing. Its own exit code, so automation cannot read it as `warn` (exit 1,
+    what Python exits with on an uncaught exception) or as an operator's abort."""
+
+    exit_code = 70  # sysexits.h EX_SOFTWARE
+
+
 class UsageError(EngineError):
     """The operator asked for something impossible (flags, params)."""
 

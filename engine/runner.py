@@ -22,6 +22,7 @@ from typing import Any
 from .approvals import Operator
 from .connections.base import Connection, connection_types
 from .context import ConnectionHolder, ConnectionLimit, RunContext, RunOptions
+from .errors import EngineBug, EngineError
 from .events import EventBus, Processor, RunAborted, RunFinished, RunStarted, now_iso
 from .executor import HostExecutor
 from .host import Host
@@ -128,21 +129,38 @@ class Runner:
             )
         )
         previous = self._install_sigint()
+        bug: Exception | None = None
         try:
             max_fail = parse_limit(run.runbook.header.max_fail, len(run.hosts))
             for batch in batches(run.hosts, run.runbook.header.serial):
                 if self.ctx.stop.is_set():
                     break
                 self._run_batch(batch, max_fail)
+        except EngineError:
+            raise  # on purpose (a bad max_fail, the history unwritable): its own exit code
+        except Exception as exc:  # a bug in the engine: record the run as cut short
+            bug = exc
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            self.ctx.request_stop(run.redactor.text(reason))
         finally:
             self._restore_sigint(previous)
             self._close_connections()
-        if self.ctx.stop.is_set():
-            self.result.aborted = self.ctx.stop_reason
-            self.bus.emit(RunAborted(run.run_id, reason=self.ctx.stop_reason))
-        self.result.finished_at = now_iso()
-        self.result.duration_ms = int((time.monotonic() - started) * 1000)
-        self.bus.emit(RunFinished(run.run_id, result=self.result))
+        try:
+            if self.ctx.stop.is_set():
+                self.result.aborted = self.ctx.stop_reason
+                self.bus.emit(RunAborted(run.run_id, reason=self.ctx.stop_reason))
+            self.result.finished_at = now_iso()
+            self.result.duration_ms = int((time.monotonic() - started) * 1000)
+            self.bus.emit(RunFinished(run.run_id, result=self.result))
+        except Exception:
+            if bug is None:
+                raise
+            # The bug may be in a processor itself: the run's end is best effort then.
+        if bug is not None:
+            raise EngineBug(
+                f"{self.ctx.stop_reason} (a bug in the engine: the run is recorded as "
+                "aborted; RUNBOOK_DEBUG=1 prints the traceback)"
+            ) from bug
         return self.result
 
     def interrupt(self) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +147,45 @@ def test_ignored_failure_does_not_count(tmp_path: Path) -> None:
     steps = doc["hosts"]["localhost"]["steps"]
     assert steps[0]["state"] == "failed" and steps[0]["ignored"] is True
     assert steps[1]["state"] == "ok"
+
+
+BUGGY = """
+runbook: buggy
+params:
+  token: {type: str, secret: true}
+steps:
+  - name: first
+    log: "starting"
+  - name: boom
+    log: "this step's record hits the injected bug"
+  - name: never
+    log: "not reached"
+"""
+
+
+def test_an_engine_bug_exits_70_and_the_run_is_recorded_aborted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python's own exit code for a crash is 1, which here means `warn`."""
+    from engine.executor import HostExecutor
+
+    real = HostExecutor._record
+
+    def buggy(self: HostExecutor, res: Any, depth: int = 0) -> Any:
+        if res.step_id == "boom":  # stands in for a bug in the engine's own code
+            raise RuntimeError(f"index out of range near {self.context['params']['token']}")
+        return real(self, res, depth)
+
+    monkeypatch.setattr(HostExecutor, "_record", buggy)
+    res = cli("run", write(tmp_path, BUGGY), "-p", "token=tok-Secret-42")
+    assert res.exit_code == 70, res.output
+    assert "internal error: RuntimeError: index out of range near ***" in res.stderr
+    assert "a bug in the engine" in res.stderr
+    assert "tok-Secret-42" not in res.output + res.stderr
+
+    monkeypatch.setattr(HostExecutor, "_record", real)
+    runs = json.loads(cli("history", "--format", "json").stdout)
+    assert runs[0]["state"] == "aborted" and runs[0]["finished_at"]
+    detail = cli("history", runs[0]["id"], "--format", "json").stdout
+    assert "internal error: RuntimeError" in detail and "tok-Secret-42" not in detail
+    assert [s["id"] for s in json.loads(detail)["steps"]] == ["first"]
