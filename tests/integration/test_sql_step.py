@@ -314,13 +314,35 @@ def test_application_name_names_the_step(pg_database: PgDatabase) -> None:
     assert data["rows"] == [{"a": "runbook:check"}]
 
 
-def _wait_until_active(db: PgDatabase, app: str, running: threading.Thread) -> None:
-    deadline = time.monotonic() + 30
-    sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state = 'active'"
-    while db.scalar(sql, [app]) == 0:
-        assert running.is_alive(), "the step ended before its query showed up in the server"
-        assert time.monotonic() < deadline, f"no active query of {app} in pg_stat_activity"
-        time.sleep(0.05)
+class _Running:
+    """A sql step run in a thread, started and seen active in pg_stat_activity."""
+
+    def __init__(self, db: PgDatabase, ctx: StepContext, query: str) -> None:
+        self.errors: list[BaseException] = []
+        spec = STEP.Spec.model_validate({"dsn": db.dsn, "query": query})
+        self.thread = threading.Thread(target=self._run, args=(spec, ctx))
+        self.thread.start()
+        app = f"runbook:{ctx.step_id}"
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state = 'active'"
+        )
+        deadline = time.monotonic() + 30
+        while db.scalar(sql, [app]) == 0:
+            assert self.thread.is_alive(), "the step ended before its query showed up"
+            assert time.monotonic() < deadline, f"no active query of {app} in pg_stat_activity"
+            time.sleep(0.05)
+
+    def _run(self, spec: Any, ctx: StepContext) -> None:
+        try:
+            STEP.run(spec, ctx)
+        except BaseException as exc:  # checked by the test
+            self.errors.append(exc)
+
+    def error(self) -> BaseException:
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the query kept running"
+        [err] = self.errors
+        return err
 
 
 def test_cancel_all_stops_the_query_in_the_server_and_rolls_back(
@@ -330,22 +352,9 @@ def test_cancel_all_stops_the_query_in_the_server_and_rolls_back(
     # The timeout only bounds a failing test (statement_timeout is another message).
     ctx = step_context("cancel-me", 20, cancellable=cancellers.scope)
     query = f"INSERT INTO {pg_table} (v) VALUES ('half-done'); SELECT pg_sleep(600)"
-    spec = STEP.Spec.model_validate({"dsn": pg_database.dsn, "query": query})
-    outcome: list[BaseException] = []
-
-    def step() -> None:
-        try:
-            STEP.run(spec, ctx)
-        except BaseException as exc:  # checked below
-            outcome.append(exc)
-
-    running = threading.Thread(target=step)
-    running.start()
-    _wait_until_active(pg_database, "runbook:cancel-me", running)
+    running = _Running(pg_database, ctx, query)
     cancellers.cancel_all()
-    running.join(30)
-    assert not running.is_alive(), "the query kept running after cancel_all()"
-    [err] = outcome
+    err = running.error()
     assert isinstance(err, ServiceError) and err.code == "57014", err
     assert "cancelled in the server" in str(err) and "rolled back" in str(err)
     assert isinstance(err, ServiceError) and not isinstance(err, StepTimeout)
@@ -370,23 +379,11 @@ def test_a_step_registering_after_the_kill_is_cancelled_at_once(pg_database: PgD
 
 def test_a_cancel_from_elsewhere_is_not_blamed_on_ctrl_c(pg_database: PgDatabase) -> None:
     ctx = step_context("dba-cancel", 20, cancellable=Cancellers().scope)
-    spec = STEP.Spec.model_validate({"dsn": pg_database.dsn, "query": "SELECT pg_sleep(600)"})
-    outcome: list[BaseException] = []
-
-    def step() -> None:
-        try:
-            STEP.run(spec, ctx)
-        except BaseException as exc:  # checked below
-            outcome.append(exc)
-
-    running = threading.Thread(target=step)
-    running.start()
-    _wait_until_active(pg_database, "runbook:dba-cancel", running)
+    running = _Running(pg_database, ctx, "SELECT pg_sleep(600)")
     pg_database.query(  # a DBA's pg_cancel_backend, not the operator's Ctrl-C
         "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
         "WHERE application_name = 'runbook:dba-cancel'"
     )
-    running.join(30)
-    [err] = outcome
+    err = running.error()
     assert isinstance(err, ServiceError) and err.code == "57014"
     assert "user request" in str(err) and "Ctrl-C" not in str(err)
