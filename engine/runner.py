@@ -130,6 +130,7 @@ class Runner:
         )
         previous = self._install_sigint()
         bug: Exception | None = None
+        bug_reason = ""
         try:
             max_fail = parse_limit(run.runbook.header.max_fail, len(run.hosts))
             for batch in batches(run.hosts, run.runbook.header.serial):
@@ -140,8 +141,8 @@ class Runner:
             raise  # on purpose (a bad max_fail, the history unwritable): its own exit code
         except Exception as exc:  # a bug in the engine: record the run as cut short
             bug = exc
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-            self.ctx.request_stop(run.redactor.text(reason))
+            bug_reason = run.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
+            self.ctx.request_stop(bug_reason)  # an earlier stop's reason stays the run's
         finally:
             self._restore_sigint(previous)
             self._close_connections()
@@ -158,7 +159,7 @@ class Runner:
             # The bug may be in a processor itself: the run's end is best effort then.
         if bug is not None:
             raise EngineBug(
-                f"{self.ctx.stop_reason} (a bug in the engine: the run is recorded as "
+                f"{bug_reason} (a bug in the engine: the run is recorded as "
                 "aborted; RUNBOOK_DEBUG=1 prints the traceback)"
             ) from bug
         return self.result
