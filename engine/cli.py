@@ -21,7 +21,8 @@ EXIT_USAGE = 64
 
 
 class _Group(click.Group):
-    """Turns EngineError into its exit code, with the message on stderr."""
+    """Turns EngineError into its exit code, with the message on stderr, and any
+    other exception into exit 70: Python's own 1 would read as `warn` here."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -39,6 +40,36 @@ class _Group(click.Group):
         except click.UsageError as exc:
             exc.exit_code = EXIT_USAGE
             raise
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # a bug outside a run (a run records its own: EngineBug)
+            if os.environ.get("RUNBOOK_DEBUG"):
+                import traceback
+
+                traceback.print_exception(exc)
+            # Type and place only: the message may hold what it was working on, secrets too.
+            click.echo(
+                f"error: internal error: {type(exc).__name__} at {_where(exc)} (a bug in the "
+                "engine; RUNBOOK_DEBUG=1 prints the traceback)",
+                err=True,
+            )
+            sys.exit(EngineBug.exit_code)
+
+
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost frame, relative to the engine package when inside it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    path = Path(tb.tb_frame.f_code.co_filename)
+    package = Path(__file__).resolve().parent
+    try:
+        shown = str(Path("engine") / path.resolve().relative_to(package))
+    except ValueError:
+        shown = path.name
+    return f"{shown}:{tb.tb_lineno}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

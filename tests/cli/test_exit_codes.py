@@ -189,3 +189,18 @@ def test_an_engine_bug_exits_70_and_the_run_is_recorded_aborted(
     detail = cli("history", runs[0]["id"], "--format", "json").stdout
     assert "internal error: RuntimeError" in detail and "tok-Secret-42" not in detail
     assert [s["id"] for s in json.loads(detail)["steps"]] == ["first"]
+
+
+def test_a_bug_outside_a_run_exits_70_without_the_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.history import view
+
+    def broken(rows: Any) -> str:
+        raise KeyError("tok-Secret-77")  # stands in for a bug holding something secret
+
+    monkeypatch.setattr(view, "runs_table", broken)
+    res = cli("history")
+    assert res.exit_code == 70, res.output
+    assert "internal error: KeyError at test_exit_codes.py:" in res.stderr
+    assert "tok-Secret-77" not in res.output + res.stderr
