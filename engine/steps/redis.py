@@ -17,11 +17,16 @@ Under --dry-run only read-only commands run: every command of the step must be
 in READ_ONLY_COMMANDS, an allowlist taken from the commands Redis itself flags
 ``readonly`` (plus harmless introspection). Anything not listed counts as a
 write, so an unknown command is never run by a dry run.
+
+The operator's second Ctrl-C closes the step's connection: a blocking command
+(BLPOP, WAIT) then stops waiting in the server too. A running Lua script does
+not: Redis runs it to the end (SCRIPT KILL is for scripts that wrote nothing).
 """
 
 from __future__ import annotations
 
 import shlex
+import threading
 from typing import Any
 
 from pydantic import field_serializer, field_validator, model_validator
@@ -228,6 +233,34 @@ def _run(
         raise ServiceError(SERVICE, f"invalid url {where}: {scrub(str(exc), spec.url)}") from None
     # Raw replies: the few parsed ones are parsed here, by PARSERS below.
     client.response_callbacks = {}
+    cancelled = threading.Event()
+
+    def cancel() -> None:
+        # The operator's second Ctrl-C: closing the socket ends a blocking command
+        # (BLPOP, WAIT...) in the server too; redis has no cancel for a request.
+        cancelled.set()
+        client.connection_pool.disconnect()
+
+    try:
+        with ctx.cancellable(cancel):
+            return _commands(client, spec, argvs, where, ctx.timeout)
+    except Exception as exc:
+        if not cancelled.is_set():
+            raise
+        raise ServiceError(
+            SERVICE,
+            f"cancelled: the run was interrupted (Ctrl-C) while waiting on {where}; "
+            "the connection was closed",
+        ) from exc
+    finally:
+        client.close()
+
+
+def _commands(
+    client: Any, spec: RedisSpec, argvs: list[list[str]], where: str, timeout: float | None
+) -> dict[str, Any]:
+    import redis.exceptions as rex
+
     try:
         if spec.command is not None:
             words = argvs[0]
@@ -242,7 +275,7 @@ def _run(
             SERVICE, f"authentication failed for {where}: {_msg(exc, spec.url)}", code="WRONGPASS"
         ) from None
     except rex.TimeoutError as exc:
-        limit = f" of {ctx.timeout:g}s" if ctx.timeout else ""
+        limit = f" of {timeout:g}s" if timeout else ""
         raise StepTimeout(
             f"{SERVICE}: {where} did not answer within the step timeout{limit}: "
             f"{_msg(exc, spec.url)}"
@@ -254,8 +287,6 @@ def _run(
         raise ServiceError(SERVICE, f"{message} (on {where})", code=code) from None
     except rex.RedisError as exc:
         raise ServiceError(SERVICE, f"{_msg(exc, spec.url)} (on {where})") from None
-    finally:
-        client.close()
 
 
 def _pipeline_result(argvs: list[list[str]], raw: list[Any], url: str) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from contextlib import contextmanager
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine.connections.local import LocalConnection
+from engine.context import Cancellers
 from engine.errors import ServiceError
 from engine.host import localhost
 from engine.secrets import Redactor
@@ -251,3 +254,41 @@ def test_slow_reply_becomes_step_timeout(redis_url: str, redis_prefix: str) -> N
     with pytest.raises(StepTimeout) as err:
         run({"url": redis_url, "command": f"BLPOP {redis_prefix}empty 5"}, timeout=0.5)
     assert "did not answer within the step timeout of 0.5s" in str(err.value)
+
+
+def test_cancel_all_ends_a_blocking_command_in_the_server_too(
+    redis_url: str, redis_prefix: str
+) -> None:
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    blocked = lambda: admin.info("clients")["blocked_clients"]  # noqa: E731
+    baseline = blocked()
+    cancellers = Cancellers()
+    # The timeout only bounds a failing test (a step timeout is another message).
+    ctx = step_context("wait-job", 20, cancellable=cancellers.scope)
+    body = spec({"url": redis_url, "command": ["BLPOP", f"{redis_prefix}:jobs", "0"]})
+    errors: list[BaseException] = []
+
+    def step() -> None:
+        try:
+            STEP.run(body, ctx)
+        except BaseException as exc:  # checked below
+            errors.append(exc)
+
+    running = threading.Thread(target=step)
+    running.start()
+    deadline = time.monotonic() + 30
+    while blocked() == baseline:
+        assert running.is_alive() and time.monotonic() < deadline, errors
+        time.sleep(0.05)
+    cancellers.cancel_all()
+    running.join(30)
+    assert not running.is_alive(), "BLPOP kept waiting after cancel_all()"
+    [err] = errors
+    assert isinstance(err, ServiceError) and "interrupted (Ctrl-C)" in str(err), err
+    deadline = time.monotonic() + 10
+    while blocked() > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert blocked() == baseline  # the server let go of it too
+    admin.close()
