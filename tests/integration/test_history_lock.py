@@ -143,8 +143,8 @@ def test_lock_released_when_the_engine_raises(
     monkeypatch.setattr(runner, "run_runbook", boom)
     monkeypatch.chdir(tmp_path)
     rb = write(tmp_path, SLOW)
-    with pytest.raises(RuntimeError):
-        cli("run", rb)
+    res = cli("run", rb)
+    assert res.exit_code == 70 and "internal error: RuntimeError" in res.stderr, res.output
     store = open_store()
     try:
         assert store.dump()["locks"] == []
