@@ -142,26 +142,26 @@ class Runner:
         except Exception as exc:  # a bug in the engine: record the run as cut short
             bug = exc
             bug_reason = run.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
-            self.ctx.request_stop(bug_reason)  # an earlier stop's reason stays the run's
         finally:
             self._restore_sigint(previous)
             self._close_connections()
-        try:
-            if self.ctx.stop.is_set():
-                self.result.aborted = self.ctx.stop_reason
-                self.bus.emit(RunAborted(run.run_id, reason=self.ctx.stop_reason))
-            self.result.finished_at = now_iso()
-            self.result.duration_ms = int((time.monotonic() - started) * 1000)
-            self.bus.emit(RunFinished(run.run_id, result=self.result))
-        except Exception:
-            if bug is None:
-                raise
-            # The bug may be in a processor itself: the run's end is best effort then.
         if bug is not None:
+            # The reason goes into the events; the run's row is then marked `error`
+            # (resumable) by the history session, as for any exception of the engine.
+            try:
+                self.bus.emit(RunAborted(run.run_id, reason=bug_reason))
+            except Exception:
+                pass  # the bug may be in a processor itself
             raise EngineBug(
-                f"{bug_reason} (a bug in the engine: the run is recorded as "
-                "aborted; RUNBOOK_DEBUG=1 prints the traceback)"
+                f"{bug_reason} (a bug in the engine: the run is recorded in state `error` "
+                "and can be resumed; RUNBOOK_DEBUG=1 prints the traceback)"
             ) from bug
+        if self.ctx.stop.is_set():
+            self.result.aborted = self.ctx.stop_reason
+            self.bus.emit(RunAborted(run.run_id, reason=self.ctx.stop_reason))
+        self.result.finished_at = now_iso()
+        self.result.duration_ms = int((time.monotonic() - started) * 1000)
+        self.bus.emit(RunFinished(run.run_id, result=self.result))
         return self.result
 
     def interrupt(self) -> None:

@@ -163,7 +163,7 @@ steps:
 """
 
 
-def test_an_engine_bug_exits_70_and_the_run_is_recorded_aborted(
+def test_an_engine_bug_exits_70_and_the_run_is_recorded_as_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Python's own exit code for a crash is 1, which here means `warn`."""
@@ -185,10 +185,13 @@ def test_an_engine_bug_exits_70_and_the_run_is_recorded_aborted(
 
     monkeypatch.setattr(HostExecutor, "_record", real)
     runs = json.loads(cli("history", "--format", "json").stdout)
-    assert runs[0]["state"] == "aborted" and runs[0]["finished_at"]
+    assert runs[0]["state"] == "error" and runs[0]["finished_at"]  # resumable
     detail = cli("history", runs[0]["id"], "--format", "json").stdout
     assert "internal error: RuntimeError" in detail and "tok-Secret-42" not in detail
     assert [s["id"] for s in json.loads(detail)["steps"]] == ["first"]
+    resumed = cli("resume", runs[0]["id"], "-p", "token=tok-Secret-42")  # the bug fixed
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 finished step result(s)" in resumed.stderr
 
 
 def test_a_bug_outside_a_run_exits_70_without_the_message(
