@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +32,34 @@ def config_path() -> Path:
 def load_ssh_config(path: Path | None = None) -> Any:
     """The parsed config (a paramiko.SSHConfig), or None when there is no file.
 
-    Parse once and pass it to apply_ssh_config(config=...) for many hosts.
+    Parse once and pass it to apply_ssh_config(config=...) for many hosts. The
+    parse is kept until the file changes: ad-hoc jump hosts, looked up at each
+    connection, share it.
     """
     path = path if path is not None else config_path()
+    try:
+        st = path.stat()
+    except OSError:
+        return None
     if not path.is_file():
         return None
+    stamp = (str(path), st.st_mtime_ns, st.st_size)
+    with _cache_lock:
+        if _cache.get("stamp") == stamp:
+            return _cache["config"]
     import paramiko
 
     try:
-        return paramiko.SSHConfig.from_path(str(path))
+        config = paramiko.SSHConfig.from_path(str(path))
     except (OSError, UnicodeDecodeError, paramiko.ConfigParseError) as exc:
         raise _invalid(path, str(exc)) from None
+    with _cache_lock:
+        _cache.update(stamp=stamp, config=config)
+    return config
+
+
+_cache: dict[str, Any] = {}
+_cache_lock = threading.Lock()
 
 
 def apply_ssh_config(host: Host, config_path: Path | None = None, *, config: Any = None) -> Host:
