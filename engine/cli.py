@@ -40,8 +40,10 @@ class _Group(click.Group):
         except click.UsageError as exc:
             exc.exit_code = EXIT_USAGE
             raise
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
+        except (click.ClickException, click.exceptions.Exit, click.Abort, EOFError):
+            raise  # click's own: usage errors, exits, Ctrl-D at a prompt
+        except BrokenPipeError:
+            raise  # `runbook history | head`: click exits quietly
         except Exception as exc:  # a bug outside a run (a run records its own: EngineBug)
             if os.environ.get("RUNBOOK_DEBUG"):
                 import traceback

@@ -74,7 +74,7 @@ class EngineBug(EngineError):
     doing. Its own exit code, so automation cannot read it as `warn` (exit 1,
     what Python exits with on an uncaught exception) or as an operator's abort."""
 
-    exit_code = 70  # sysexits.h EX_SOFTWARE
+    exit_code = 70  # sysexits.h EX_SOFTWARE, as results.INTERNAL_ERROR_EXIT
 
 
 class UsageError(EngineError):

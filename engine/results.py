@@ -40,6 +40,7 @@ _SEVERITY = {
 }
 
 EXIT_CODES = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4}
+INTERNAL_ERROR_EXIT = 70  # sysexits.h EX_SOFTWARE: a bug, neither `warn` (1) nor an abort (4)
 
 
 def worst(states: list[State] | tuple[State, ...], default: State = State.OK) -> State:
@@ -180,6 +181,7 @@ class RunResult:
     finished_at: str = ""
     duration_ms: int = 0
     dry_run: bool = False
+    internal_error: str | None = None  # a bug in the engine cut the run short (exit 70)
 
     @property
     def state(self) -> State:
@@ -189,6 +191,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        if self.internal_error:
+            return INTERNAL_ERROR_EXIT
         return exit_code(self.state)
 
     def to_dict(self) -> dict[str, Any]:

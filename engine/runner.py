@@ -29,6 +29,7 @@ from .host import Host
 from .model import Runbook
 from .results import HostResult, RunResult, State
 from .secrets import Redactor, Secrets
+from .steps._dsn import dsn_passwords
 
 
 def new_run_id() -> str:
@@ -109,10 +110,15 @@ class Runner:
     def execute(self) -> RunResult:
         run = self.run
         started = time.monotonic()
-        # Redact params declared secret before anything records them.
+        # Redact params declared secret before anything records them, and the
+        # passwords written in any connection string given as a param or extra var.
         for name, param in run.runbook.params.items():
             if param.secret and run.params.get(name):
                 run.redactor.add(str(run.params[name]))
+        for value in [*run.params.values(), *run.options.extra_vars.values()]:
+            if isinstance(value, str):
+                for password in dsn_passwords(value):
+                    run.redactor.add(password)
         self.bus.emit(
             RunStarted(
                 run.run_id,
@@ -146,22 +152,25 @@ class Runner:
             self._restore_sigint(previous)
             self._close_connections()
         if bug is not None:
-            # The reason goes into the events; the run's row is then marked `error`
-            # (resumable) by the history session, as for any exception of the engine.
-            try:
-                self.bus.emit(RunAborted(run.run_id, reason=bug_reason))
-            except Exception:
-                pass  # the bug may be in a processor itself
+            self.result.aborted = self.result.internal_error = bug_reason
+        elif self.ctx.stop.is_set():
+            self.result.aborted = self.ctx.stop_reason
+        self.result.finished_at = now_iso()
+        self.result.duration_ms = int((time.monotonic() - started) * 1000)
+        try:
+            if self.result.aborted:
+                self.bus.emit(RunAborted(run.run_id, reason=self.result.aborted))
+            # Reports and the history's final row (state `error`, exit 70 for a bug).
+            self.bus.emit(RunFinished(run.run_id, result=self.result))
+        except Exception:
+            if bug is None:
+                raise
+            # The bug may be in a processor itself: the run's end is best effort then.
+        if bug is not None:
             raise EngineBug(
                 f"{bug_reason} (a bug in the engine: the run is recorded in state `error` "
                 "and can be resumed; RUNBOOK_DEBUG=1 prints the traceback)"
             ) from bug
-        if self.ctx.stop.is_set():
-            self.result.aborted = self.ctx.stop_reason
-            self.bus.emit(RunAborted(run.run_id, reason=self.ctx.stop_reason))
-        self.result.finished_at = now_iso()
-        self.result.duration_ms = int((time.monotonic() - started) * 1000)
-        self.bus.emit(RunFinished(run.run_id, result=self.result))
         return self.result
 
     def interrupt(self) -> None:

@@ -30,7 +30,7 @@ from ..events import (
 )
 from ..results import StepResult
 from ..secrets import Redactor
-from .store import RUNNING, EventRow, HistoryStore, MetricRow, StepRow
+from .store import CRASHED, RUNNING, EventRow, HistoryStore, MetricRow, StepRow
 
 RESUMED_SKIP = "resumed: already done"
 
@@ -50,7 +50,8 @@ class HistoryRecorder:
         warn: IO[str] | None = None,
     ) -> None:
         self.store = store
-        self.redactor = redactor or Redactor()
+        # `is not None`: an empty Redactor is falsy, yet it learns secrets during the run.
+        self.redactor = redactor if redactor is not None else Redactor()
         self.extra = extra or {}  # step_ids, options: what the events do not carry
         self.warn = warn or sys.stderr
         self.seq = 0
@@ -186,9 +187,11 @@ class HistoryRecorder:
         return row, step, metrics
 
     def _run_finished(self, event: RunFinished) -> None:
+        res = event.result
         self.store.update_run(
             event.run_id,
-            state=event.result.state.value,
+            # A run a bug cut short stays resumable, as one whose engine raised.
+            state=CRASHED if res.internal_error else res.state.value,
             exit_code=event.result.exit_code,
             finished_at=event.at,
             # Secrets first read during the run are known only now.

@@ -177,15 +177,17 @@ def test_an_engine_bug_exits_70_and_the_run_is_recorded_as_error(
         return real(self, res, depth)
 
     monkeypatch.setattr(HostExecutor, "_record", buggy)
-    res = cli("run", write(tmp_path, BUGGY), "-p", "token=tok-Secret-42")
+    res = cli("run", write(tmp_path, BUGGY), "-p", "token=tok-Secret-42", "--format", "json")
     assert res.exit_code == 70, res.output
+    doc = json.loads(res.stdout)  # the report is still written, with the bug as its end
+    assert doc["exit_code"] == 70 and doc["aborted"].startswith("internal error: RuntimeError")
     assert "internal error: RuntimeError: index out of range near ***" in res.stderr
     assert "a bug in the engine" in res.stderr
     assert "tok-Secret-42" not in res.output + res.stderr
 
     monkeypatch.setattr(HostExecutor, "_record", real)
     runs = json.loads(cli("history", "--format", "json").stdout)
-    assert runs[0]["state"] == "error" and runs[0]["finished_at"]  # resumable
+    assert runs[0]["state"] == "error" and runs[0]["exit_code"] == 70  # resumable
     detail = cli("history", runs[0]["id"], "--format", "json").stdout
     assert "internal error: RuntimeError" in detail and "tok-Secret-42" not in detail
     assert [s["id"] for s in json.loads(detail)["steps"]] == ["first"]
@@ -207,3 +209,14 @@ def test_a_bug_outside_a_run_exits_70_without_the_message(
     assert res.exit_code == 70, res.output
     assert "internal error: KeyError at test_exit_codes.py:" in res.stderr
     assert "tok-Secret-77" not in res.output + res.stderr
+
+
+def test_a_broken_pipe_is_not_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.history import view
+
+    def reader_gone(rows: Any) -> str:
+        raise BrokenPipeError(32, "Broken pipe")  # `runbook history | head`
+
+    monkeypatch.setattr(view, "runs_table", reader_gone)
+    res = cli("history")
+    assert res.exit_code == 1 and "internal error" not in res.stderr

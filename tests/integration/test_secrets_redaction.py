@@ -155,3 +155,31 @@ def test_secret_in_every_channel_is_redacted_everywhere(
         assert approvals and approvals[0].payload["prompt"] == "Rotate ***?"
     finally:
         store.close()
+
+
+DSN_PASSWORD = "dsn-pw-Rt55wq"
+DSN_RUNBOOK = """
+runbook: dsn-param
+params:
+  url: {type: str}
+steps:
+  - name: show
+    log: "using {{ params.url }}"
+  - name: ping
+    redis: {url: "{{ params.url }}", command: PING}
+    ignore_errors: true
+"""
+
+
+def test_a_password_in_an_ordinary_param_is_redacted_from_the_start(
+    tmp_path: Path, backend: str, runbook_home: Path
+) -> None:
+    # No param is declared secret: the run's redactor starts empty (and is falsy).
+    url = f"redis://:{DSN_PASSWORD}@127.0.0.1:1/0"
+    res = cli("run", write(tmp_path, DSN_RUNBOOK), "-p", f"url={url}", "-v")
+    assert res.exit_code == 0, res.output
+    assert "using redis://:***@127.0.0.1:1/0" in res.output
+    assert DSN_PASSWORD not in res.output
+    rows = _every_history_row(backend, runbook_home)
+    assert "redis://:***@127.0.0.1:1/0" in rows
+    assert DSN_PASSWORD not in rows, "the password reached the history"
