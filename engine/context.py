@@ -117,7 +117,8 @@ class Cancellers:
                 key, self._next = self._next, self._next + 1
                 self._active[key] = (cancel, done)
                 fired = self.fired
-            if fired:
+            if fired:  # the second Ctrl-C came first: cancel before the wait begins
+                _safely(cancel)
                 self._keep_cancelling(cancel, done)
             yield
         finally:
@@ -141,13 +142,17 @@ class Cancellers:
     def _keep_cancelling(self, cancel: Callable[[], None], done: threading.Event) -> None:
         def run() -> None:
             while not done.is_set():
-                try:
-                    cancel()
-                except Exception:
-                    pass  # best effort: tried again, and the step ends when the server answers
+                _safely(cancel)
                 done.wait(self.RETRY)
 
         threading.Thread(target=run, name="cancel", daemon=True).start()
+
+
+def _safely(cancel: Callable[[], None]) -> None:
+    try:
+        cancel()
+    except Exception:
+        pass  # best effort: it is sent again, and the step ends when the server answers
 
 
 @dataclass

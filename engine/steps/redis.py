@@ -243,6 +243,8 @@ def _run(
 
     try:
         with ctx.cancellable(cancel):
+            if cancelled.is_set():  # the second Ctrl-C came before anything was sent
+                raise RuntimeError("nothing sent")
             return _commands(client, spec, argvs, where, ctx.timeout)
     except Exception as exc:
         if not cancelled.is_set():

@@ -265,8 +265,8 @@ def test_cancel_all_ends_a_blocking_command_in_the_server_too(
     blocked = lambda: admin.info("clients")["blocked_clients"]  # noqa: E731
     baseline = blocked()
     cancellers = Cancellers()
-    # The timeout only bounds a failing test (a step timeout is another message).
-    ctx = step_context("wait-job", 20, cancellable=cancellers.scope)
+    # Longer than the join below: without the cancel, the join gives up first.
+    ctx = step_context("wait-job", 60, cancellable=cancellers.scope)
     body = spec({"url": redis_url, "command": ["BLPOP", f"{redis_prefix}:jobs", "0"]})
     errors: list[BaseException] = []
 
@@ -276,14 +276,14 @@ def test_cancel_all_ends_a_blocking_command_in_the_server_too(
         except BaseException as exc:  # checked below
             errors.append(exc)
 
-    running = threading.Thread(target=step)
+    running = threading.Thread(target=step, daemon=True)
     running.start()
     deadline = time.monotonic() + 30
     while blocked() == baseline:
         assert running.is_alive() and time.monotonic() < deadline, errors
         time.sleep(0.05)
     cancellers.cancel_all()
-    running.join(30)
+    running.join(15)
     assert not running.is_alive(), "BLPOP kept waiting after cancel_all()"
     [err] = errors
     assert isinstance(err, ServiceError) and "interrupted (Ctrl-C)" in str(err), err
@@ -291,4 +291,19 @@ def test_cancel_all_ends_a_blocking_command_in_the_server_too(
     while blocked() > baseline and time.monotonic() < deadline:
         time.sleep(0.05)
     assert blocked() == baseline  # the server let go of it too
+    admin.close()
+
+
+def test_a_step_that_starts_after_the_kill_sends_nothing(redis_url: str, redis_prefix: str) -> None:
+    import redis
+
+    cancellers = Cancellers()
+    cancellers.cancel_all()  # the second Ctrl-C came before this step
+    ctx = step_context("late", 10, cancellable=cancellers.scope)
+    key = f"{redis_prefix}:late"
+    with pytest.raises(ServiceError) as err:
+        STEP.run(spec({"url": redis_url, "command": ["SET", key, "written"]}), ctx)
+    assert "interrupted (Ctrl-C)" in str(err.value)
+    admin = redis.Redis.from_url(redis_url)
+    assert admin.get(key) is None  # never sent
     admin.close()
