@@ -39,8 +39,10 @@ def load_ssh_config(path: Path | None = None) -> Any:
     path = path if path is not None else config_path()
     try:
         st = path.stat()
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:  # unreadable: say so, rather than connect without it
+        raise _invalid(path, exc.strerror or str(exc)) from None
     if not path.is_file():
         return None
     stamp = (str(path), st.st_mtime_ns, st.st_size)
