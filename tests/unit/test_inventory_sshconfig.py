@@ -116,3 +116,14 @@ def test_a_broken_config_is_reported(tmp_path: Path) -> None:
     path.write_text("Host x\n  Port\n")  # an option without a value
     with pytest.raises(InventoryInvalid, match="ssh config"):
         apply_ssh_config(Host(name="x", connection="ssh"), path)
+
+
+def test_an_unreadable_config_is_an_error_not_an_empty_one(tmp_path: Path) -> None:
+    from engine.sshconfig import load_ssh_config
+
+    loop = tmp_path / "config"
+    loop.symlink_to(loop)  # stat() fails with ELOOP (root reads anything, so no EACCES)
+    with pytest.raises(InventoryInvalid) as err:
+        load_ssh_config(loop)
+    assert str(loop) in str(err.value) and "symbolic links" in str(err.value)
+    assert load_ssh_config(tmp_path / "missing") is None  # absent: nothing to apply
