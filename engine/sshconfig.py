@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,35 +32,23 @@ def load_ssh_config(path: Path | None = None) -> Any:
     """The parsed config (a paramiko.SSHConfig), or None when there is no file.
 
     Parse once and pass it to apply_ssh_config(config=...) for many hosts. The
-    parse is kept until the file changes: ad-hoc jump hosts, looked up at each
-    connection, share it.
+    parse is kept until the file changes (engine/filecache.py): ad-hoc jump
+    hosts, looked up at each connection, share it.
     """
     path = path if path is not None else config_path()
-    try:
-        st = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
+    if path.is_dir():
         return None
-    except OSError as exc:  # unreadable: say so, rather than connect without it
-        raise _invalid(path, exc.strerror or str(exc)) from None
-    if not path.is_file():
-        return None
-    stamp = (str(path), st.st_mtime_ns, st.st_size)
-    with _cache_lock:
-        if _cache.get("stamp") == stamp:
-            return _cache["config"]
     import paramiko
 
+    from .filecache import parsed
+
     try:
-        config = paramiko.SSHConfig.from_path(str(path))
+        return parsed(path, paramiko.SSHConfig.from_path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
     except (OSError, UnicodeDecodeError, paramiko.ConfigParseError) as exc:
+        # Unreadable or broken: say so, rather than connect without it.
         raise _invalid(path, str(exc)) from None
-    with _cache_lock:
-        _cache.update(stamp=stamp, config=config)
-    return config
-
-
-_cache: dict[str, Any] = {}
-_cache_lock = threading.Lock()
 
 
 def apply_ssh_config(host: Host, config_path: Path | None = None, *, config: Any = None) -> Host:

@@ -517,30 +517,19 @@ class SSHConnection:
         return f"SSHConnection({self.host.name!r})"
 
 
-_keys: dict[tuple[str, int, int], Any] = {}
-_keys_lock = threading.Lock()
-
-
 def _cached_key(path: str) -> Any:
     """The private key at `path`, parsed once per file version for every host
-    that uses it; None when it cannot be loaded without help (encrypted, odd
-    format), so paramiko's own key_filename path reports the problem."""
+    that uses it (engine/filecache.py); None when it cannot be loaded without
+    help (encrypted, odd format), so paramiko's own key_filename path reports
+    the problem."""
     import paramiko
 
+    from ..filecache import parsed
+
     try:
-        st = os.stat(path)
-    except OSError:
+        return parsed(path, paramiko.PKey.from_path)
+    except Exception:  # OSError, PasswordRequiredException, SSHException, ValueError...
         return None
-    stamp = (path, st.st_mtime_ns, st.st_size)
-    with _keys_lock:  # parsed under it: forks connecting at once parse it once, not each
-        if stamp in _keys:
-            return _keys[stamp]
-        try:
-            key = paramiko.PKey.from_path(path)
-        except Exception:  # PasswordRequiredException, SSHException, ValueError...
-            return None
-        _keys[stamp] = key
-        return key
 
 
 def _where(target: Target) -> str:

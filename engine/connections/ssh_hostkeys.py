@@ -24,6 +24,8 @@ from pathlib import Path
 
 import paramiko
 
+from ..filecache import parsed
+
 POLICIES = ("strict", "accept-new", "ignore")
 
 # Threads of one run append to the same file; flock covers other processes.
@@ -121,26 +123,9 @@ def load_into(
         raise HostKeyRejected(f"cannot read {known_hosts}: {exc.strerror}") from None
 
 
-_parsed_cache: dict[str, tuple[tuple[int, int], paramiko.HostKeys]] = {}
-_parsed_lock = threading.Lock()
-
-
 def _parsed(path: Path) -> paramiko.HostKeys:
-    """The file's parse, shared (read-only) until it changes.
-
-    Parsed under the lock: when 50 forks connect at once they would otherwise all
-    miss the cache and parse it 50 times over (in Python, under one GIL: no
-    faster than one after the other), ~80 ms each for 1,000 entries.
-    """
-    st = path.stat()
-    stamp = (st.st_mtime_ns, st.st_size)
-    with _parsed_lock:
-        hit = _parsed_cache.get(str(path))
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        keys = paramiko.HostKeys(str(path))
-        _parsed_cache[str(path)] = (stamp, keys)
-        return keys
+    """The file's parse, shared (read-only) until it changes: see engine/filecache.py."""
+    return parsed(path, paramiko.HostKeys)
 
 
 def append_host_key(known_hosts: Path, name: str, key: paramiko.PKey) -> None:

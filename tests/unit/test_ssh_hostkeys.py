@@ -10,6 +10,7 @@ from typing import Any
 import paramiko
 import pytest
 
+from engine import filecache
 from engine.connections import ssh_hostkeys
 
 
@@ -34,7 +35,7 @@ def test_forks_connecting_at_once_share_one_parse(
         return real(filename)
 
     monkeypatch.setattr(paramiko, "HostKeys", counting)
-    ssh_hostkeys._parsed_cache.clear()
+    filecache.clear()
     start = threading.Barrier(20)
     seen: list[Any] = []
 
