@@ -98,29 +98,32 @@ class Cancellers:
     Once fired, a cancel is sent again every `RETRY` seconds until its step stops
     waiting: a cancel that reaches the server before the query does (the step
     registered just before, or after, the Ctrl-C) finds nothing to cancel.
+
+    `scope` yields an Event set before the first cancel is sent: the step type
+    tells by it an error the cancel caused from one of its own (a timeout, a
+    DBA's pg_cancel_backend).
     """
 
     RETRY = 1.0
 
     def __init__(self) -> None:
         self._lock = threading.RLock()  # reentrant: cancel_all runs in the SIGINT handler
-        self._active: dict[int, tuple[Callable[[], None], threading.Event]] = {}
+        self._active: dict[int, tuple[Callable[[], None], threading.Event, threading.Event]] = {}
         self._next = 0
         self.fired = False
 
     @contextmanager
-    def scope(self, cancel: Callable[[], None]) -> Iterator[None]:
-        done = threading.Event()
+    def scope(self, cancel: Callable[[], None]) -> Iterator[threading.Event]:
+        requested, done = threading.Event(), threading.Event()
         key = -1
         try:
             with self._lock:
                 key, self._next = self._next, self._next + 1
-                self._active[key] = (cancel, done)
+                self._active[key] = (cancel, requested, done)
                 fired = self.fired
-            if fired:  # the second Ctrl-C came first: cancel before the wait begins
-                _safely(cancel)
-                self._keep_cancelling(cancel, done)
-            yield
+            if fired:  # the second Ctrl-C came first: `requested` is set before the wait
+                self._keep_cancelling(cancel, requested, done)
+            yield requested
         finally:
             done.set()
             with self._lock:
@@ -136,10 +139,14 @@ class Cancellers:
         with self._lock:
             first, self.fired = not self.fired, True
             pending = list(self._active.values()) if first else []
-        for cancel, done in pending:
-            self._keep_cancelling(cancel, done)
+        for cancel, requested, done in pending:
+            self._keep_cancelling(cancel, requested, done)
 
-    def _keep_cancelling(self, cancel: Callable[[], None], done: threading.Event) -> None:
+    def _keep_cancelling(
+        self, cancel: Callable[[], None], requested: threading.Event, done: threading.Event
+    ) -> None:
+        requested.set()
+
         def run() -> None:
             while not done.is_set():
                 _safely(cancel)

@@ -22,6 +22,7 @@ Third-party packages publish theirs under the entry-point group
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -61,10 +62,11 @@ class StepContext:
     sleep: Callable[[float], bool] = lambda seconds: False  # True when interrupted
     # Runs an earlier step of this host again and returns its result (for `wait`).
     rerun: Callable[[str], dict[str, Any]] | None = None
-    # `with ctx.cancellable(fn):` around a wait on another server (a query): the
-    # operator's second Ctrl-C calls fn (from another thread) to stop it there.
-    cancellable: Callable[[Callable[[], None]], AbstractContextManager[None]] = lambda cancel: (
-        nullcontext()
+    # `with ctx.cancellable(fn) as cancelled:` around a wait on another server (a
+    # query): the operator's second Ctrl-C sets `cancelled`, then calls fn (from
+    # another thread) to stop the work there.
+    cancellable: Callable[[Callable[[], None]], AbstractContextManager[threading.Event]] = (
+        lambda cancel: nullcontext(threading.Event())
     )
 
     @property

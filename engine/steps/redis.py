@@ -26,7 +26,6 @@ not: Redis runs it to the end (SCRIPT KILL is for scripts that wrote nothing).
 from __future__ import annotations
 
 import shlex
-import threading
 from typing import Any
 
 from pydantic import field_serializer, field_validator, model_validator
@@ -233,29 +232,23 @@ def _run(
         raise ServiceError(SERVICE, f"invalid url {where}: {scrub(str(exc), spec.url)}") from None
     # Raw replies: the few parsed ones are parsed here, by PARSERS below.
     client.response_callbacks = {}
-    cancelled = threading.Event()
-
-    def cancel() -> None:
-        # The operator's second Ctrl-C: closing the socket ends a blocking command
-        # (BLPOP, WAIT...) in the server too; redis has no cancel for a request.
-        cancelled.set()
-        client.connection_pool.disconnect()
-
-    try:
-        with ctx.cancellable(cancel):
+    # The operator's second Ctrl-C closes the socket: that ends a blocking command
+    # (BLPOP, WAIT...) in the server too; redis has no cancel for a request.
+    with ctx.cancellable(client.connection_pool.disconnect) as cancelled:
+        try:
             if cancelled.is_set():  # the second Ctrl-C came before anything was sent
                 raise RuntimeError("nothing sent")
             return _commands(client, spec, argvs, where, ctx.timeout)
-    except Exception as exc:
-        if not cancelled.is_set():
-            raise
-        raise ServiceError(
-            SERVICE,
-            f"cancelled: the run was interrupted (Ctrl-C) while waiting on {where}; "
-            "the connection was closed",
-        ) from exc
-    finally:
-        client.close()
+        except Exception as exc:
+            if not cancelled.is_set():
+                raise
+            raise ServiceError(
+                SERVICE,
+                f"cancelled: the run was interrupted (Ctrl-C) while waiting on {where}; "
+                "the connection was closed",
+            ) from exc
+        finally:
+            client.close()
 
 
 def _commands(

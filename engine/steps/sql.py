@@ -42,7 +42,6 @@ statement (closing our socket would leave it running, and holding its locks).
 from __future__ import annotations
 
 import math
-import threading
 from contextlib import ExitStack
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -56,6 +55,8 @@ from ._dsn import dsn_passwords, redact_dsn, scrub
 from .base import StepContext, StepSpec, StepType
 
 if TYPE_CHECKING:
+    from threading import Event
+
     import psycopg
 
 SERVICE = "postgresql"
@@ -98,13 +99,7 @@ class SqlStep(StepType):
             conn = _connect(conninfo, spec, ctx, via)
             stack.callback(conn.close)
             # The second Ctrl-C cancels the query in the server, not only our wait.
-            cancelled = threading.Event()
-
-            def cancel() -> None:
-                cancelled.set()
-                conn.cancel_safe()
-
-            stack.enter_context(ctx.cancellable(cancel))
+            cancelled = stack.enter_context(ctx.cancellable(conn.cancel_safe))
             return _execute(conn, spec, ctx, cancelled)
         raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
 
@@ -208,7 +203,7 @@ def _connect(conninfo: str, spec: SqlSpec, ctx: StepContext, via: str) -> psycop
 
 
 def _execute(
-    conn: psycopg.Connection, spec: SqlSpec, ctx: StepContext, cancelled: threading.Event
+    conn: psycopg.Connection, spec: SqlSpec, ctx: StepContext, cancelled: Event
 ) -> dict[str, Any]:
     import psycopg
 
