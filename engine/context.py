@@ -275,9 +275,7 @@ class ConnectionHolder:
         with self._lock:
             if self._busy or self._conn is None:
                 return False
-            conn, self._conn = self._conn, None
-            if self._limit is not None:  # under our lock: a reconnect is counted after
-                self._limit.closed(self)
+            conn = self._detach()
         try:
             conn.close()
         except Exception:
@@ -296,8 +294,13 @@ class ConnectionHolder:
 
     def close(self) -> None:
         with self._lock:
-            conn, self._conn = self._conn, None
-            if self._limit is not None:
-                self._limit.closed(self)
+            conn = self._detach()
         if conn is not None:
             conn.close()
+
+    def _detach(self) -> Connection | None:
+        """Take the connection out (under our lock: a reconnect is counted after)."""
+        conn, self._conn = self._conn, None
+        if self._limit is not None:
+            self._limit.closed(self)
+        return conn
