@@ -31,10 +31,8 @@ class _Group(click.Group):
             click.echo(str(exc), err=True)
             sys.exit(exc.exit_code)
         except EngineError as exc:
-            if isinstance(exc, EngineBug) and os.environ.get("RUNBOOK_DEBUG"):
-                import traceback
-
-                traceback.print_exception(exc.__cause__ or exc)
+            if isinstance(exc, EngineBug):
+                _debug_traceback(exc.__cause__ or exc)
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
@@ -45,10 +43,7 @@ class _Group(click.Group):
         except BrokenPipeError:
             raise  # `runbook history | head`: click exits quietly
         except Exception as exc:  # a bug outside a run (a run records its own: EngineBug)
-            if os.environ.get("RUNBOOK_DEBUG"):
-                import traceback
-
-                traceback.print_exception(exc)
+            _debug_traceback(exc)
             # Type and place only: the message may hold what it was working on, secrets too.
             click.echo(
                 f"error: internal error: {type(exc).__name__} at {_where(exc)} (a bug in the "
@@ -56,6 +51,14 @@ class _Group(click.Group):
                 err=True,
             )
             sys.exit(EngineBug.exit_code)
+
+
+def _debug_traceback(exc: BaseException) -> None:
+    """With RUNBOOK_DEBUG=1, a bug's traceback (unredacted: for its developer)."""
+    if os.environ.get("RUNBOOK_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
 
 
 def _where(exc: BaseException) -> str:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .results import INTERNAL_ERROR_EXIT
+
 
 @dataclass(frozen=True)
 class Location:
@@ -74,7 +76,7 @@ class EngineBug(EngineError):
     doing. Its own exit code, so automation cannot read it as `warn` (exit 1,
     what Python exits with on an uncaught exception) or as an operator's abort."""
 
-    exit_code = 70  # sysexits.h EX_SOFTWARE, as results.INTERNAL_ERROR_EXIT
+    exit_code = INTERNAL_ERROR_EXIT
 
 
 class UsageError(EngineError):

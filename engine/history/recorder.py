@@ -192,7 +192,7 @@ class HistoryRecorder:
             event.run_id,
             # A run a bug cut short stays resumable, as one whose engine raised.
             state=CRASHED if res.internal_error else res.state.value,
-            exit_code=event.result.exit_code,
+            exit_code=res.exit_code,
             finished_at=event.at,
             # Secrets first read during the run are known only now.
             params=self.redactor(self._params),
