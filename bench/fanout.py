@@ -43,7 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures.sshd import SSHD, free_port, keygen  # noqa: E402
+from tests.fixtures.sshd import SSHD, ensure_binaries, free_port, keygen  # noqa: E402
 
 USER = "rbbench"
 VENV = REPO / "bench" / ".venv"
@@ -80,6 +80,7 @@ def ensure_user() -> Path:
 
 
 def start_fleet(n: int, work: Path) -> Fleet:
+    ensure_binaries()  # sshd and ssh-keygen, installed as for the tests on a new machine
     home = ensure_user()
     key = work / "client_key"
     public = keygen(key, "bench")
@@ -91,7 +92,6 @@ def start_fleet(n: int, work: Path) -> Fleet:
         os.chown(path, uid.pw_uid, uid.pw_gid)
     host_key = work / "host_key"
     host_public = keygen(host_key, "bench-host")
-    os.makedirs("/run/sshd", exist_ok=True)
     # 127.0.0.0/8 is all loopback: 250 hosts per third octet, from 127.1.0.1 on.
     addresses = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(n)]
     ports: dict[str, int] = {}
