@@ -195,3 +195,20 @@ def test_file_descriptors_above_1023(sshd: SSHServer) -> None:
             os.close(fd)
     assert (session.rc, session.stdout) == (0, b"via-session\n")
     assert (exec_path.rc, exec_path.stdout) == (0, b"via-exec")
+
+
+def test_become_where_sudo_wants_a_password_fails_at_once(sshd: SSHServer) -> None:
+    # The password user has no NOPASSWD rule: `sudo -n` refuses instead of
+    # prompting, so the step fails with sudo's reason and nothing waits for input.
+    connection = SSHConnection(
+        sshd.host(user=sshd.password_user, key_file=None, password=sshd.password)
+    )
+    try:
+        in_session = connection.run(Command(cmd="id -un", become="root"), timeout=20)
+        assert connection._session is not None  # it ran in the session shell
+        by_exec = connection.run(Command(cmd="cat", stdin=b"x", become="root"), timeout=20)
+    finally:
+        connection.close()
+    for result in (in_session, by_exec):
+        assert result.rc == 1 and result.stdout == b""
+        assert b"a password is required" in result.stderr
