@@ -15,10 +15,9 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
-import time
 import uuid
 from datetime import UTC, datetime
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -26,6 +25,7 @@ from ..errors import ServiceError, StepError, StepTimeout
 from ..model import Duration
 from .base import StepContext, StepSpec, StepType
 from .http import redact_url
+from .s3_stream import Deadline, Reader, parse_size
 
 Action = Literal["put", "get", "list", "head", "delete", "prune"]
 
@@ -43,19 +43,6 @@ DEFAULT_PART_SIZE = 16 << 20
 MIN_PART_SIZE = 5 << 20  # S3's minimum for every part but the last
 IN_MEMORY_PARTS = 4
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
-_SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"k": 10, "m": 20, "g": 30}
-
-
-def parse_size(value: int | str) -> int:
-    """16777216, "16MiB", "16M" → bytes (binary units; 1 MB is 1 MiB here)."""
-    if isinstance(value, int):
-        return value
-    match = _SIZE.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a size: use a number of bytes or e.g. 64MiB")
-    unit = (match[2] or "b").lower()[0]
-    return int(match[1]) << _SIZE_UNITS.get(unit, 0)
 
 
 class S3Spec(StepSpec):
@@ -146,59 +133,13 @@ class S3Step(StepType):
             raise op.translate(exc) from None
 
 
-class _Deadline:
-    def __init__(self, timeout: float | None, what: str) -> None:
-        self.timeout = timeout
-        self.what = what
-        self.at = time.monotonic() + timeout if timeout else None
-
-    def check(self) -> None:
-        if self.at is not None and time.monotonic() > self.at:
-            raise StepTimeout(f"s3 {self.what}: timed out after {self.timeout:g}s")
-
-
-class _Reader:
-    """A read-only, unseekable view of a stream: counts bytes, enforces the deadline.
-
-    Unseekable on purpose: boto3 then reads one part at a time into a bounded
-    number of buffers, instead of assuming it may seek around a host file.
-    """
-
-    def __init__(self, stream: IO[bytes], deadline: _Deadline) -> None:
-        self._stream = stream
-        self._deadline = deadline
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        """Up to `size` bytes, short only at the end of the stream.
-
-        s3transfer takes one read as one whole part; a pipe or channel that returns
-        short reads would otherwise produce undersized parts that S3 rejects.
-        """
-        self._deadline.check()
-        data = self._stream.read(size)
-        if size is not None and size > 0 and data and len(data) < size:
-            pieces = [data]
-            got = len(data)
-            while got < size:
-                self._deadline.check()
-                more = self._stream.read(size - got)
-                if not more:
-                    break
-                pieces.append(more)
-                got += len(more)
-            data = b"".join(pieces)
-        self.count += len(data)
-        return data
-
-
 class _Operation:
     """One step's S3 work: a client, the spec, and error translation."""
 
     def __init__(self, spec: S3Spec, ctx: StepContext) -> None:
         self.spec = spec
         self.ctx = ctx
-        self.deadline = _Deadline(ctx.timeout, spec.action)
+        self.deadline = Deadline(ctx.timeout, spec.action)
         self._client: Any = None
 
     @property
@@ -251,14 +192,14 @@ class _Operation:
             if not os.path.isfile(path):
                 raise StepError(f"s3 put: {spec.file!r} is not a file on the control node")
             with open(path, "rb") as stream:
-                reader = _Reader(stream, self.deadline)
+                reader = Reader(stream, self.deadline)
                 self.client.upload_fileobj(
                     reader, spec.bucket, spec.key, ExtraArgs=extra or None, Config=config
                 )
         else:
             assert spec.from_host is not None
             with self.ctx.connection.get(spec.from_host) as stream:
-                reader = _Reader(stream, self.deadline)
+                reader = Reader(stream, self.deadline)
                 self.client.upload_fileobj(
                     reader, spec.bucket, spec.key, ExtraArgs=extra or None, Config=config
                 )
@@ -278,7 +219,7 @@ class _Operation:
         spec = self.spec
         response = self.client.get_object(Bucket=spec.bucket, Key=spec.key)
         body = response["Body"]
-        reader = _Reader(body, self.deadline)
+        reader = Reader(body, self.deadline)
         try:
             if spec.file is not None:
                 written, where = self._download_to_file(reader), {"file": spec.file}
@@ -297,7 +238,7 @@ class _Operation:
             )
         return {**_meta(spec, response), "size": written, **where}
 
-    def _download_to_file(self, reader: _Reader) -> int:
+    def _download_to_file(self, reader: Reader) -> int:
         assert self.spec.file is not None and self.spec.key is not None
         path = os.path.expanduser(self.spec.file)
         if os.path.isdir(path):
