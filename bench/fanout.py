@@ -64,7 +64,7 @@ TOOLS = [
     "ansible",
 ]
 # Floors that take the recorded floor apart (see floors.py); not in the default run.
-EXTRA = ["prefork-floor", "separated-floor"]
+EXTRA = ["prefork-floor", "separated-floor", "prefork-separated-floor", "prefork-recorded-floor"]
 PER_SSHD = 16
 
 

@@ -1,7 +1,7 @@
-"""The two raw paramiko floors of bench/fanout.py, run as their own process so
+"""The raw paramiko floors of bench/fanout.py, run as their own process so
 their CPU and memory are measured like every other tool's.
 
-    python bench/floors.py exec|session|subshell|prefork|separated|recorded SPEC.json
+    python bench/floors.py KIND SPEC.json
 
 exec: per host one transport (TCP_NODELAY), one exec channel per command.
 session: per host one transport and one `sh` channel; each command is written
@@ -12,15 +12,16 @@ else (no stderr framing, no cwd/env, no timeout handling).
 prefork: the subshell floor with the next command's subshell forked ahead: the
 shell loops `( read line; eval "$line" )`, so the fork happens while the client
 is busy, off the round trip (the fork's CPU on the host stays).
-separated: the subshell floor with stdout and stderr apart, an end marker on
-each stream (the recorded floor without its SQLite commits).
-recorded: the subshell floor plus the two things every engine step must also
-do: stdout and stderr come back apart (the step's stderr on the channel's
-stderr, an end marker on each stream: one more packet per step), and the
-step's start and its result are each committed to an SQLite file (WAL,
-synchronous=NORMAL) before going on, as an audited, resumable run needs. No
-templates, no thresholds, no console, no timeouts: the least such an engine
-can cost per step over SSH.
+separated: the subshell floor with stdout and stderr apart (the command's stderr
+on the channel's stderr, an end marker on each stream: one more packet a step).
+recorded: separated, and each step's start and result committed to an SQLite
+file (WAL, synchronous=NORMAL) before going on, as an audited, resumable run
+needs: one commit per step (a result shares its transaction with the next
+step's start), and rows that several hosts queue at once share one commit
+(group commit, as the engine's event bus does).
+prefork-separated, prefork-recorded: the same on the prefork loop: the least
+an engine with isolated steps, separated streams and an audit trail can cost
+per step over SSH (no templates, thresholds, console or timeouts).
 All hosts at once, one thread each; every command's output is checked.
 """
 
@@ -88,7 +89,12 @@ def session_host(address: str, port: int, key: str, k: int, subshell: bool = Fal
 
 
 class Journal:
-    """The least history an audited run needs: a committed row per step start and end."""
+    """The least history an audited run needs: committed rows, group-committed.
+
+    A thread queues its rows and waits until a commit that holds them is done;
+    whichever waiting thread finds no commit in progress commits everything
+    queued so far, so hosts that finish together share one transaction.
+    """
 
     def __init__(self) -> None:
         fd, self.path = tempfile.mkstemp(suffix=".db")
@@ -97,29 +103,54 @@ class Journal:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("CREATE TABLE events (host TEXT, step INT, kind TEXT, rc INT, out TEXT)")
-        self.lock = threading.Lock()
+        self.cv = threading.Condition()
+        self.pending: list[tuple[str, int, str, int | None, str]] = []
+        self.queued = 0  # rows queued so far, in all
+        self.done = 0  # rows committed so far
+        self.busy = False
+        self.commits = 0
 
     def commit(self, *rows: tuple[str, int, str, int | None, str]) -> None:
-        with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
-            self.conn.execute("COMMIT")
+        with self.cv:
+            self.pending.extend(rows)
+            self.queued += len(rows)
+            mine = self.queued
+            while self.done < mine:
+                if self.busy:
+                    self.cv.wait()
+                    continue
+                batch, self.pending, upto, self.busy = self.pending, [], self.queued, True
+                self.cv.release()
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    self.conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", batch)
+                    self.conn.execute("COMMIT")
+                finally:
+                    self.cv.acquire()
+                    self.busy = False
+                self.done, self.commits = upto, self.commits + 1
+                self.cv.notify_all()
 
     def close(self) -> None:
+        rows = self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
         self.conn.close()
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(self.path + suffix):
                 os.unlink(self.path + suffix)
-
-
-JOURNAL: Journal | None = None
+        print(f"journal: {rows} rows in {self.commits} commits", file=sys.stderr)
 
 
 # The prefork shell: a subshell waits for its command line while the last one's
-# result travels; 99 from `read` means the client closed the session.
+# result travels; 99 from `read` means the client closed the session (a floor
+# runs `echo` only: no command of its own returns 99). FRAME: the end markers.
 PREFORK_LOOP = (
     "echo __ready__; while :; do ( IFS= read -r line || exit 99; exec </dev/null; "
-    'eval "$line" ); rc=$?; [ $rc = 99 ] && exit 0; echo "__end__ $rc"; done\n'
+    'eval "$line" ) FRAME; done\n'
+)
+PLAIN_FRAME = '; rc=$?; [ $rc = 99 ] && exit 0; echo "__end__ $rc"'
+SEPARATED_FRAME = (
+    "2>&3 3>&-; rc=$?; [ $rc = 99 ] && exit 0; "
+    "printf '\\n%s %s\\n' TOKEN $rc; printf '\\n%s\\n' TOKEN >&3"
 )
 
 
@@ -128,23 +159,12 @@ def prefork_host(address: str, port: int, key: str, k: int) -> None:
     try:
         channel = transport.open_session()
         channel.exec_command("exec sh")
-        channel.sendall(PREFORK_LOOP.encode())
-        buf = b""
-        # The loop must be parsed before the first command: the shell reads
-        # ahead, and would take a command meant for the subshell's `read`.
-        while b"__ready__\n" not in buf:
-            data = channel.recv(65536)
-            if not data:
-                raise EOFError("session ended")
-            buf += data
-        buf = buf.split(b"__ready__\n", 1)[1]
+        channel.sendall(PREFORK_LOOP.replace(" FRAME", PLAIN_FRAME).encode())
+        buf = _ready(channel)
         for j in range(k):
             channel.sendall(f"echo step-{j}\n".encode())
             while b"__end__ " not in buf or b"\n" not in buf[buf.index(b"__end__ ") :]:
-                data = channel.recv(65536)
-                if not data:
-                    raise EOFError("session ended")
-                buf += data
+                buf += _recv(channel.recv)
             out, _, rest = buf.partition(b"__end__ ")
             rc, _, buf = rest.partition(b"\n")
             assert rc == b"0" and out == f"step-{j}\n".encode(), out
@@ -153,62 +173,86 @@ def prefork_host(address: str, port: int, key: str, k: int) -> None:
         transport.close()
 
 
-def recorded_host(address: str, port: int, key: str, k: int) -> None:
+def separated_host(
+    address: str, port: int, key: str, k: int, journal: Journal | None, prefork: bool
+) -> None:
+    """Steps framed as the engine frames them: stderr apart, a marker on each stream."""
     transport = connect(address, port, key)
     try:
         channel = transport.open_session()
         channel.exec_command("exec sh 3>&2 2>/dev/null")
+        # The prefork loop cannot take a new token per step (the subshell is
+        # forked before the step is sent): one random token per session.
+        token = secrets.token_hex(16)
         out, err = b"", b""
-        # One commit per step: a step's result goes in the same transaction as the
-        # next step's start (both durable before that step runs).
-        if JOURNAL is not None:
-            JOURNAL.commit((address, 0, "started", None, ""))
+        if prefork:
+            frame = " " + SEPARATED_FRAME.replace("TOKEN", token)
+            channel.sendall(PREFORK_LOOP.replace(" FRAME", frame).encode())
+            out = _ready(channel)
+        if journal is not None:
+            journal.commit((address, 0, "started", None, ""))
         for j in range(k):
-            token = secrets.token_hex(16)
-            channel.sendall(
-                f"( echo step-{j}\n) </dev/null 2>&3 3>&-; rc=$?; "
-                f"printf '\\n%s %s\\n' {token} $rc; printf '\\n%s\\n' {token} >&3\n".encode()
-            )
+            if prefork:
+                line = f"echo step-{j}\n"
+            else:
+                token = secrets.token_hex(16)
+                frame = SEPARATED_FRAME.replace("TOKEN", token)
+                line = f"( echo step-{j}\n) </dev/null {frame}\n"
+            channel.sendall(line.encode())
             out_end, err_end = f"\n{token} ".encode(), f"\n{token}\n".encode()
             while err_end not in err:
-                data = channel.recv_stderr(65536)
-                if not data:
-                    raise EOFError("session ended")
-                err += data
+                err += _recv(channel.recv_stderr)
             while out_end not in out or b"\n" not in out[out.index(out_end) + len(out_end) :]:
-                data = channel.recv(65536)
-                if not data:
-                    raise EOFError("session ended")
-                out += data
+                out += _recv(channel.recv)
             body, _, rest = out.partition(out_end)
             rc, _, out = rest.partition(b"\n")
             stderr, _, err = err.partition(err_end)
             assert rc == b"0" and body == f"step-{j}\n".encode() and not stderr, (body, stderr)
-            if JOURNAL is not None:
+            if journal is not None:
                 done = (address, j, "finished", int(rc), body.decode())
                 more = [(address, j + 1, "started", None, "")] if j + 1 < k else []
-                JOURNAL.commit(done, *more)
+                journal.commit(done, *more)
         channel.close()
     finally:
         transport.close()
 
 
+def _ready(channel: paramiko.Channel) -> bytes:
+    """Wait until the prefork loop runs; what came after its banner.
+
+    The loop must be parsed before the first command is sent: the shell reads
+    ahead, and would take a command meant for the subshell's `read`.
+    """
+    buf = b""
+    while b"__ready__\n" not in buf:
+        buf += _recv(channel.recv)
+    return buf.split(b"__ready__\n", 1)[1]
+
+
+def _recv(read: Any) -> bytes:
+    data = read(65536)
+    if not data:
+        raise EOFError("session ended")
+    return data
+
+
 def main() -> None:
-    global JOURNAL
     kind, path = sys.argv[1], sys.argv[2]
     with open(path) as f:
         spec: dict[str, Any] = json.load(f)
-    runs = {
+    journal = Journal() if kind.endswith("recorded") else None
+    framed = kind in ("separated", "recorded", "prefork-separated", "prefork-recorded")
+    runs: dict[str, Any] = {
         "exec": exec_host,
         "session": session_host,
         "subshell": lambda *a: session_host(*a, subshell=True),
         "prefork": prefork_host,
-        "separated": recorded_host,  # without a JOURNAL
-        "recorded": recorded_host,
     }
-    if kind == "recorded":
-        JOURNAL = Journal()
-    run = runs[kind]
+    if framed:
+        prefork = kind.startswith("prefork-")
+        run = lambda *a: separated_host(*a, journal=journal, prefork=prefork)  # noqa: E731
+    else:
+        run = runs[kind]
     addresses = spec["addresses"]
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -222,8 +266,8 @@ def main() -> None:
 
     with ThreadPoolExecutor(len(addresses)) as pool:
         list(pool.map(one, addresses))
-    if JOURNAL is not None:
-        JOURNAL.close()
+    if journal is not None:
+        journal.close()
     if errors:
         print("\n".join(map(str, errors)), file=sys.stderr)
         sys.exit(1)

@@ -1,9 +1,17 @@
 """Which host a `jump:` names: an inventory host, or an ad-hoc `user@addr:port`.
 
 An inventory name brings that host's own settings (user, key, its own jump).
-Anything else is an address; its `Host` block in ~/.ssh/config fills what the
-spec leaves out, and the rest is shared with the target (user, key, host key
-settings), as `ssh -J` does.
+Anything else is an address, completed field by field:
+
+- address: the `HostName` of its `Host` block in ~/.ssh/config, else as given;
+- user: the spec's `user@`, else the block's `User`, else the target's user;
+- port: the spec's `:port`, else the block's `Port` (else 22);
+- key: the target's key file, else the block's `IdentityFile`;
+- its own jump: the block's `ProxyJump`;
+- host key policy, known_hosts and connect timeout: always the target's.
+
+(`ssh -J` would not try the target's key on the jump: here one key file
+usually opens both, and an inventory jump host can name its own.)
 """
 
 from __future__ import annotations

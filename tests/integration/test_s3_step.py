@@ -222,7 +222,12 @@ def test_prune_deletes_in_batches_of_1000(s3_server: S3Server, s3_bucket: str) -
     client = s3_server.client()
     keys = [f"many/{i:05d}" for i in range(1003)]
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda k: client.put_object(Bucket=s3_bucket, Key=k, Body=b""), keys))
+        list(pool.map(lambda k: client.put_object(Bucket=s3_bucket, Key=k, Body=b""), keys[:-2]))
+    # The two to keep are the newest: written after the others, a second later
+    # (LastModified may have second resolution; parallel writes finish in any order).
+    time.sleep(1.1)
+    for key in keys[-2:]:
+        client.put_object(Bucket=s3_bucket, Key=key, Body=b"")
     data = s3(s3_server, s3_bucket, action="prune", prefix="many/", keep_last=2)
     assert len(data["deleted"]) == 1001
     remaining = [

@@ -200,6 +200,7 @@ def test_file_descriptors_above_1023(sshd: SSHServer) -> None:
 def test_become_where_sudo_wants_a_password_fails_at_once(sshd: SSHServer) -> None:
     # The password user has no NOPASSWD rule: `sudo -n` refuses instead of
     # prompting, so the step fails with sudo's reason and nothing waits for input.
+    # With a pty, a sudo without -n would prompt there and hang until the timeout.
     connection = SSHConnection(
         sshd.host(user=sshd.password_user, key_file=None, password=sshd.password)
     )
@@ -207,8 +208,10 @@ def test_become_where_sudo_wants_a_password_fails_at_once(sshd: SSHServer) -> No
         in_session = connection.run(Command(cmd="id -un", become="root"), timeout=20)
         assert connection._session is not None  # it ran in the session shell
         by_exec = connection.run(Command(cmd="cat", stdin=b"x", become="root"), timeout=20)
+        on_a_pty = connection.run(Command(cmd="id -un", become="root", pty=True), timeout=20)
     finally:
         connection.close()
-    for result in (in_session, by_exec):
-        assert result.rc == 1 and result.stdout == b""
-        assert b"a password is required" in result.stderr
+    for result in (in_session, by_exec, on_a_pty):
+        output = result.stdout + result.stderr  # a pty merges the two streams
+        assert result.rc == 1 and b"a password is required" in output
+        assert b"terminal is required" not in output and b"root" not in result.stdout
