@@ -215,3 +215,23 @@ def test_become_where_sudo_wants_a_password_fails_at_once(sshd: SSHServer) -> No
         output = result.stdout + result.stderr  # a pty merges the two streams
         assert result.rc == 1 and b"a password is required" in output
         assert b"terminal is required" not in output and b"root" not in result.stdout
+
+
+def test_multi_line_commands_arrive_exactly(conn: SSHConnection) -> None:
+    # A block-scalar command (YAML `|`) goes through the session's framing as
+    # it is: blank lines, backslashes, leading and trailing spaces, quotes, a CR,
+    # a here-document; its exit status whatever it is.
+    cmd = (
+        "printf '%s|' 'a\\\\b'\n"
+        "\n"
+        "  printf '[%s]' '  padded  '   \n"
+        "cat <<'EOF'\n"
+        "end-of-doc\n"
+        "it's \\$HOME \\\\ done\r\n"
+        "EOF\n"
+        "exit 99"
+    )
+    rc, out, err = run(conn, cmd)
+    assert (rc, err) == (99, b"")
+    assert out == (b"a\\\\b|[  padded  ]end-of-doc\nit's \\$HOME \\\\ done\r\n")
+    assert run(conn, "echo after") == (0, b"after\n", b"")
