@@ -5,14 +5,19 @@ certificate-expiry check needs neither openssl on the host nor a trusted chain.
 Bodies are streamed and cut at `MAX_BODY` so a health endpoint that suddenly
 returns a gigabyte cannot exhaust the engine's memory; the whole request also
 honours one deadline (the step timeout), not only httpx's per-read timeouts.
+The operator's second Ctrl-C shuts the request's sockets down (`_Sockets`), so
+the step ends at once instead of at its timeout.
 """
 
 from __future__ import annotations
 
 import json as jsonlib
 import re
+import socket
 import ssl
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -154,8 +159,6 @@ class HttpStep(StepType):
         )
 
     def run(self, spec: HttpSpec, ctx: StepContext) -> dict[str, Any]:
-        import httpx
-
         secrets = _register_secrets(spec, ctx)
         shown = redact_url(spec.url)
         timeout = _timeout(spec, ctx)
@@ -172,7 +175,40 @@ class HttpStep(StepType):
                 "http", _scrub(f"{spec.method} {shown}: {message}", secrets), code=code
             )
 
+        sockets = _Sockets()
+        kwargs["extensions"] = {"trace": sockets.trace}
         started = time.monotonic()
+        with ctx.cancellable(sockets.shut_down) as cancelled:
+            try:
+                if cancelled.is_set():  # the second Ctrl-C came before this step
+                    raise fail("cancelled: the run was interrupted (Ctrl-C); not sent", "cancelled")
+                return self._request(
+                    spec, kwargs, auth, (timeout, deadline, started), secrets, fail
+                )
+            except Exception as exc:  # httpx's own errors, or ours made from them
+                if not cancelled.is_set() or getattr(exc, "code", None) == "cancelled":
+                    raise
+                raise fail(
+                    "cancelled: the run was interrupted (Ctrl-C) while waiting for the "
+                    "response; its connection was shut down",
+                    "cancelled",
+                ) from None
+            finally:
+                sockets.close()
+
+    def _request(
+        self,
+        spec: HttpSpec,
+        kwargs: dict[str, Any],
+        auth: tuple[str, str] | None,
+        clock: tuple[float, float, float],
+        secrets: list[str],
+        fail: Callable[[str, str], ServiceError],
+    ) -> dict[str, Any]:
+        import httpx
+
+        timeout, deadline, started = clock
+        shown = redact_url(spec.url)
         try:
             with (
                 httpx.Client(
@@ -215,6 +251,57 @@ class HttpStep(StepType):
             "tls": tls,
         }
         return data
+
+
+class _Sockets:
+    """The request's TCP sockets, duplicated as httpx opens them (its `trace`
+    extension), so that a second Ctrl-C can shut them down from another thread.
+
+    Shutting a socket down wakes a read blocked on it, which closing does not;
+    the duplicate is the same connection under a descriptor of our own, so it
+    cannot be a different socket that reused the number after httpx closed its
+    own. A connection opened after the Ctrl-C is shut down as it opens (the
+    cancel is also repeated each second until the step lets go).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dups: list[socket.socket] = []
+        self._shut = False
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        if name != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is None:
+            return
+        dup = sock.dup()
+        with self._lock:
+            self._dups.append(dup)
+            shut = self._shut
+        if shut:
+            _shut_down(dup)
+
+    def shut_down(self) -> None:
+        with self._lock:
+            self._shut = True
+            dups = list(self._dups)
+        for dup in dups:
+            _shut_down(dup)
+
+    def close(self) -> None:
+        with self._lock:
+            dups, self._dups = self._dups, []
+        for dup in dups:
+            dup.close()
+
+
+def _shut_down(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed by the peer, or never connected
+        pass
 
 
 def _register_secrets(spec: HttpSpec, ctx: StepContext) -> list[str]:

@@ -234,3 +234,65 @@ def test_dry_run_safety_and_describe() -> None:
     # What --dry-run shows of a skipped step is a dump: the auth password is never in it.
     shown = spec(method="POST", auth={"username": "ops", "password": "pw-123"})
     assert "pw-123" not in str(shown.model_dump(by_alias=True)) and shown.auth.password == "pw-123"
+
+
+# ------------------------------------------------ the operator's second Ctrl-C
+
+
+def run_cancelled(url: str, cancel_after: float | None) -> tuple[BaseException, float]:
+    """Run a GET of `url` with a long timeout; the second Ctrl-C (cancel_all)
+    comes `cancel_after` seconds in, or before the step when None."""
+    import threading
+    import time
+
+    from engine.context import Cancellers
+
+    cancellers = Cancellers()
+    if cancel_after is None:
+        cancellers.cancel_all()
+    ctx = step_context("slow", 60, cancellable=cancellers.scope)
+    step = get_step_type("http")
+    spec = step.Spec.model_validate({"url": url, "verify": False})
+    errors: list[BaseException] = []
+
+    def request() -> None:
+        try:
+            step.run(spec, ctx)
+        except BaseException as exc:  # checked by the caller
+            errors.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=request, daemon=True)
+    thread.start()
+    if cancel_after is not None:
+        time.sleep(cancel_after)
+        cancellers.cancel_all()
+    thread.join(15)
+    assert not thread.is_alive(), "the request kept waiting after cancel_all()"
+    [error] = errors
+    return error, time.monotonic() - started
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_second_ctrl_c_ends_a_request_waiting_on_the_server(
+    web_servers: WebServers, scheme: str
+) -> None:
+    base = web_servers.http_url if scheme == "http" else web_servers.https_url
+    error, took = run_cancelled(f"{base}/slow?seconds=20", cancel_after=0.5)
+    assert isinstance(error, ServiceError) and error.code == "cancelled", error
+    assert "interrupted (Ctrl-C) while waiting for the response" in str(error)
+    assert took < 10  # the handler answers after 20 s, the step timeout is 60 s
+
+
+def test_a_request_after_the_second_ctrl_c_is_not_sent() -> None:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.3)
+        port = listener.getsockname()[1]
+        error, _ = run_cancelled(f"http://127.0.0.1:{port}/", cancel_after=None)
+        assert isinstance(error, ServiceError) and "not sent" in str(error), error
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nobody connected

@@ -323,3 +323,44 @@ def test_kill_9_and_resume_with_postgres_history(
     res = cli("resume", row["id"])
     assert res.exit_code == 0, res.output
     assert _lines(counter) == ["one", "two", "three", "three", "four from-two"]
+
+
+HUNG_HTTP = """
+runbook: hung-http
+params:
+  url: {type: str}
+steps:
+  - name: health
+    id: health
+    http: {url: "{{ params.url }}", timeout: 10m}
+  - name: after
+    shell: echo after
+"""
+
+
+def test_second_ctrl_c_ends_an_http_request_the_server_never_answers(tmp_path: Path) -> None:
+    import socket
+
+    rb = write(tmp_path, HUNG_HTTP)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(30)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/health"
+        proc = _spawn(rb, "-p", f"url={url}")
+        try:
+            conn, _ = listener.accept()  # the request is in flight; no answer will come
+            with conn:
+                os.kill(proc.pid, signal.SIGINT)
+                time.sleep(0.3)  # the first Ctrl-C lets the step run on
+                assert proc.poll() is None
+                os.kill(proc.pid, signal.SIGINT)
+                out, err = proc.communicate(timeout=15)  # not the step's 10 minutes
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 4, (out, err)
+    run = _only_run()
+    steps = json.loads(cli("history", run["id"], "--format", "json").stdout)["steps"]
+    assert [s["id"] for s in steps] == ["health"]  # `after` was never scheduled
+    assert steps[0]["state"] == "failed" and "interrupted (Ctrl-C)" in steps[0]["error"]
