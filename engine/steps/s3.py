@@ -15,6 +15,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
+import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -124,22 +125,30 @@ class S3Step(StepType):
         for value in (spec.secret_key, spec.access_key, spec.session_token):
             if value:
                 ctx.redactor.add(value)
-        op = _Operation(spec, ctx)
-        try:
-            return getattr(op, f"do_{spec.action}")()
-        except StepError:
-            raise
-        except Exception as exc:
-            raise op.translate(exc) from None
+        # The second Ctrl-C sets `cancelled`; transfers stop at their next read
+        # (Deadline.check). Single requests (list, head, delete) are short.
+        with ctx.cancellable(_nothing) as cancelled:
+            op = _Operation(spec, ctx, cancelled)
+            try:
+                op.deadline.check()  # a step that starts after the Ctrl-C sends nothing
+                return getattr(op, f"do_{spec.action}")()
+            except StepError:
+                raise
+            except Exception as exc:
+                raise op.translate(exc) from None
+
+
+def _nothing() -> None:
+    """The cancel itself: nothing to send; the transfer sees the event and stops."""
 
 
 class _Operation:
     """One step's S3 work: a client, the spec, and error translation."""
 
-    def __init__(self, spec: S3Spec, ctx: StepContext) -> None:
+    def __init__(self, spec: S3Spec, ctx: StepContext, cancelled: threading.Event) -> None:
         self.spec = spec
         self.ctx = ctx
-        self.deadline = Deadline(ctx.timeout, spec.action)
+        self.deadline = Deadline(ctx.timeout, spec.action, cancelled)
         self._client: Any = None
 
     @property

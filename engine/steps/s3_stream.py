@@ -1,14 +1,16 @@
-"""The streams an S3 transfer reads: counted, bounded by the step's timeout, and
-in whole parts (s3transfer takes one read as one part; S3 rejects short parts).
+"""The streams an S3 transfer reads: counted, bounded by the step's timeout and
+the operator's second Ctrl-C, and in whole parts (s3transfer takes one read as
+one part; S3 rejects short parts).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import time
 from typing import IO
 
-from ..errors import StepTimeout
+from ..errors import ServiceError, StepTimeout
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"k": 10, "m": 20, "g": 30}
@@ -27,14 +29,23 @@ def parse_size(value: int | str) -> int:
 
 class Deadline:
     """A whole transfer's time limit, checked between reads: botocore's own
-    timeouts bound each socket operation, not the transfer."""
+    timeouts bound each socket operation, not the transfer. `cancelled` is the
+    operator's second Ctrl-C: the transfer stops at its next read (a part, or a
+    chunk of a download), and s3transfer aborts the multipart upload."""
 
-    def __init__(self, timeout: float | None, what: str) -> None:
+    def __init__(
+        self, timeout: float | None, what: str, cancelled: threading.Event | None = None
+    ) -> None:
         self.timeout = timeout
         self.what = what
         self.at = time.monotonic() + timeout if timeout else None
+        self.cancelled = cancelled
 
     def check(self) -> None:
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise ServiceError(
+                "s3", f"{self.what}: cancelled: the run was interrupted (Ctrl-C)", code="cancelled"
+            )
         if self.at is not None and time.monotonic() > self.at:
             raise StepTimeout(f"s3 {self.what}: timed out after {self.timeout:g}s")
 

@@ -397,3 +397,72 @@ def test_from_host_short_reads_still_make_full_parts(s3_server: S3Server, s3_buc
     assert put["etag"].endswith("-3")  # three parts: 5 + 5 + 2 MiB
     body = s3_server.client().get_object(Bucket=s3_bucket, Key="t.bin")["Body"].read()
     assert hashlib.sha256(body).digest() == hashlib.sha256(payload).digest()
+
+
+# ------------------------------------------------ the operator's second Ctrl-C
+
+
+def test_second_ctrl_c_stops_an_upload_and_aborts_it(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    import threading
+
+    from engine.context import Cancellers
+
+    fifo = tmp_path / "dump.fifo"  # a host file that is still being written
+    os.mkfifo(fifo)
+    first_part_written, cancel_fired = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as out:
+            out.write(b"a" * (6 << 20))  # one 5 MiB part and some of the next
+            out.flush()
+            first_part_written.set()
+            cancel_fired.wait(30)
+            # The rest of the second part: its read returns, and the read of
+            # the third finds the cancel (a transfer stops between parts).
+            out.write(b"b" * (4 << 20))
+            out.flush()
+            time.sleep(30)  # still "producing": only the cancel ends the upload
+
+    threading.Thread(target=writer, daemon=True).start()
+    cancellers = Cancellers()
+    ctx = step_context("upload", 120, cancellable=cancellers.scope)
+    errors: list[BaseException] = []
+
+    def upload() -> None:
+        try:
+            s3(s3_server, s3_bucket, ctx, action="put", key="dump.sql",
+               from_host=str(fifo), part_size="5MiB")  # fmt: skip
+        except BaseException as exc:  # checked below
+            errors.append(exc)
+
+    step = threading.Thread(target=upload, daemon=True)
+    step.start()
+    assert first_part_written.wait(30)
+    time.sleep(0.5)  # the first part is on its way
+    cancellers.cancel_all()
+    cancel_fired.set()
+    step.join(20)
+    assert not step.is_alive(), "the upload went on after cancel_all()"
+    [error] = errors
+    assert isinstance(error, ServiceError) and error.code == "cancelled", error
+    assert "interrupted (Ctrl-C)" in str(error)
+    client = s3_server.client()
+    assert keys_in(s3_server, s3_bucket) == []  # no object
+    assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+def test_an_s3_step_after_the_second_ctrl_c_sends_nothing(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    from engine.context import Cancellers
+
+    cancellers = Cancellers()
+    cancellers.cancel_all()
+    ctx = step_context("late", 60, cancellable=cancellers.scope)
+    source = tmp_path / "f"
+    source.write_bytes(b"x")
+    with pytest.raises(ServiceError, match="interrupted"):
+        s3(s3_server, s3_bucket, ctx, action="put", key="late", file=str(source))
+    assert keys_in(s3_server, s3_bucket) == []
