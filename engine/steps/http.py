@@ -6,7 +6,8 @@ Bodies are streamed and cut at `MAX_BODY` so a health endpoint that suddenly
 returns a gigabyte cannot exhaust the engine's memory; the whole request also
 honours one deadline (the step timeout), not only httpx's per-read timeouts.
 The operator's second Ctrl-C shuts the request's sockets down (`_Sockets`), so
-the step ends at once instead of at its timeout.
+a step waiting on a server ends at once instead of at its timeout (a connect
+or a DNS lookup still in progress ends at the connect timeout).
 """
 
 from __future__ import annotations
@@ -182,16 +183,21 @@ class HttpStep(StepType):
             try:
                 if cancelled.is_set():  # the second Ctrl-C came before this step
                     raise fail("cancelled: the run was interrupted (Ctrl-C); not sent", "cancelled")
-                return self._request(
+                data = self._request(
                     spec, kwargs, auth, (timeout, deadline, started), secrets, fail
                 )
+                if cancelled.is_set() and _ends_at_close(data):
+                    # Shutting the socket down ends such a body like the server would.
+                    raise fail(
+                        "cancelled: the run was interrupted (Ctrl-C) during the request",
+                        "cancelled",
+                    )
+                return data
             except Exception as exc:  # httpx's own errors, or ours made from them
                 if not cancelled.is_set() or getattr(exc, "code", None) == "cancelled":
                     raise
                 raise fail(
-                    "cancelled: the run was interrupted (Ctrl-C) while waiting for the "
-                    "response; its connection was shut down",
-                    "cancelled",
+                    "cancelled: the run was interrupted (Ctrl-C) during the request", "cancelled"
                 ) from None
             finally:
                 sockets.close()
@@ -270,31 +276,41 @@ class _Sockets:
         self._shut = False
 
     def trace(self, name: str, info: dict[str, Any]) -> None:
-        if name != "connection.connect_tcp.complete":
+        # connection.connect_tcp.complete, or socks.connect_tcp.complete via a proxy
+        if not name.endswith("connect_tcp.complete"):
             return
         stream = info.get("return_value")
         sock = stream.get_extra_info("socket") if stream is not None else None
         if sock is None:
             return
-        dup = sock.dup()
+        try:
+            dup = sock.dup()
+        except OSError:  # out of descriptors: the request goes on, uncancellable
+            return
         with self._lock:
             self._dups.append(dup)
-            shut = self._shut
-        if shut:
-            _shut_down(dup)
+            if self._shut:
+                _shut_down(dup)
 
     def shut_down(self) -> None:
+        # Under the lock, so `close` cannot free a descriptor in between.
         with self._lock:
             self._shut = True
-            dups = list(self._dups)
-        for dup in dups:
-            _shut_down(dup)
+            for dup in self._dups:
+                _shut_down(dup)
 
     def close(self) -> None:
         with self._lock:
-            dups, self._dups = self._dups, []
-        for dup in dups:
-            dup.close()
+            for dup in self._dups:
+                dup.close()
+            self._dups = []
+
+
+def _ends_at_close(data: dict[str, Any]) -> bool:
+    """Whether the body ran until the connection closed (no length, not chunked)."""
+    headers = data["headers"]
+    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+    return "content-length" not in headers and not chunked and data["status"] not in (204, 304)
 
 
 def _shut_down(sock: socket.socket) -> None:
