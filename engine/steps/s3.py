@@ -148,7 +148,8 @@ class _Operation:
     def __init__(self, spec: S3Spec, ctx: StepContext, cancelled: threading.Event) -> None:
         self.spec = spec
         self.ctx = ctx
-        self.deadline = Deadline(ctx.timeout, spec.action, cancelled)
+        where = f"s3://{spec.bucket}/{spec.key or spec.prefix or ''}"
+        self.deadline = Deadline(ctx.timeout, spec.action, cancelled, where)
         self._client: Any = None
 
     @property

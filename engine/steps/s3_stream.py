@@ -31,20 +31,28 @@ class Deadline:
     """A whole transfer's time limit, checked between reads: botocore's own
     timeouts bound each socket operation, not the transfer. `cancelled` is the
     operator's second Ctrl-C: the transfer stops at its next read (a part, or a
-    chunk of a download), and s3transfer aborts the multipart upload."""
+    chunk of a download), and s3transfer aborts the multipart upload. A read
+    blocked on a source that stopped producing is not interrupted: that waits for
+    the source, as the deadline does."""
 
     def __init__(
-        self, timeout: float | None, what: str, cancelled: threading.Event | None = None
+        self,
+        timeout: float | None,
+        what: str,
+        cancelled: threading.Event | None = None,
+        where: str = "",
     ) -> None:
         self.timeout = timeout
         self.what = what
+        self.where = where
         self.at = time.monotonic() + timeout if timeout else None
         self.cancelled = cancelled
 
     def check(self) -> None:
         if self.cancelled is not None and self.cancelled.is_set():
+            where = f" {self.where}" if self.where else ""
             raise ServiceError(
-                "s3", f"{self.what}: cancelled: the run was interrupted (Ctrl-C)", code="cancelled"
+                "s3", f"{self.what}{where}: the run was interrupted (Ctrl-C)", code="cancelled"
             )
         if self.at is not None and time.monotonic() > self.at:
             raise StepTimeout(f"s3 {self.what}: timed out after {self.timeout:g}s")

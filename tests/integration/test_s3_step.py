@@ -466,3 +466,9 @@ def test_an_s3_step_after_the_second_ctrl_c_sends_nothing(
     with pytest.raises(ServiceError, match="interrupted"):
         s3(s3_server, s3_bucket, ctx, action="put", key="late", file=str(source))
     assert keys_in(s3_server, s3_bucket) == []
+    # Single requests too: nothing is asked of the server once the Ctrl-C came.
+    s3_server.client().put_object(Bucket=s3_bucket, Key="kept", Body=b"x")
+    for body in ({"action": "list"}, {"action": "delete", "key": "kept"}):
+        with pytest.raises(ServiceError, match=r"\[cancelled\]: \w+ s3://"):
+            s3(s3_server, s3_bucket, ctx, **body)
+    assert keys_in(s3_server, s3_bucket) == ["kept"]
