@@ -161,6 +161,39 @@ class HttpStep(StepType):
 
     def run(self, spec: HttpSpec, ctx: StepContext) -> dict[str, Any]:
         secrets = _register_secrets(spec, ctx)
+        sockets = _Sockets()  # for the operator's second Ctrl-C: shut down, not waited on
+
+        def cancelled_error(when: str) -> ServiceError:
+            message = f"{spec.method} {redact_url(spec.url)}: cancelled: the run was interrupted"
+            return ServiceError(
+                "http", _scrub(f"{message} (Ctrl-C){when}", secrets), code="cancelled"
+            )
+
+        with ctx.cancellable(sockets.shut_down) as cancelled:
+            try:
+                if cancelled.is_set():  # the second Ctrl-C came before this step
+                    raise cancelled_error("; not sent")
+                data = self._request(spec, ctx, secrets, sockets.trace)
+                if cancelled.is_set() and _ends_at_close(data):
+                    # Shutting the socket down ends such a body like the server would.
+                    raise cancelled_error(" during the request")
+                return data
+            except Exception as exc:  # httpx's own errors, or ours made from them
+                if not cancelled.is_set() or getattr(exc, "code", None) == "cancelled":
+                    raise
+                raise cancelled_error(" during the request") from None
+            finally:
+                sockets.close()
+
+    def _request(
+        self,
+        spec: HttpSpec,
+        ctx: StepContext,
+        secrets: list[str],
+        trace: Callable[[str, dict[str, Any]], None],
+    ) -> dict[str, Any]:
+        import httpx
+
         shown = redact_url(spec.url)
         timeout = _timeout(spec, ctx)
         deadline = time.monotonic() + timeout
@@ -169,6 +202,7 @@ class HttpStep(StepType):
             kwargs["json"] = spec.json_body
         elif spec.body is not None:
             kwargs["content"] = spec.body.encode()
+        kwargs["extensions"] = {"trace": trace}  # tells _Sockets each connection opened
         auth = (spec.auth.username, spec.auth.password) if spec.auth else None
 
         def fail(message: str, code: str) -> ServiceError:
@@ -176,45 +210,7 @@ class HttpStep(StepType):
                 "http", _scrub(f"{spec.method} {shown}: {message}", secrets), code=code
             )
 
-        sockets = _Sockets()
-        kwargs["extensions"] = {"trace": sockets.trace}
         started = time.monotonic()
-        with ctx.cancellable(sockets.shut_down) as cancelled:
-            try:
-                if cancelled.is_set():  # the second Ctrl-C came before this step
-                    raise fail("cancelled: the run was interrupted (Ctrl-C); not sent", "cancelled")
-                data = self._request(
-                    spec, kwargs, auth, (timeout, deadline, started), secrets, fail
-                )
-                if cancelled.is_set() and _ends_at_close(data):
-                    # Shutting the socket down ends such a body like the server would.
-                    raise fail(
-                        "cancelled: the run was interrupted (Ctrl-C) during the request",
-                        "cancelled",
-                    )
-                return data
-            except Exception as exc:  # httpx's own errors, or ours made from them
-                if not cancelled.is_set() or getattr(exc, "code", None) == "cancelled":
-                    raise
-                raise fail(
-                    "cancelled: the run was interrupted (Ctrl-C) during the request", "cancelled"
-                ) from None
-            finally:
-                sockets.close()
-
-    def _request(
-        self,
-        spec: HttpSpec,
-        kwargs: dict[str, Any],
-        auth: tuple[str, str] | None,
-        clock: tuple[float, float, float],
-        secrets: list[str],
-        fail: Callable[[str, str], ServiceError],
-    ) -> dict[str, Any]:
-        import httpx
-
-        timeout, deadline, started = clock
-        shown = redact_url(spec.url)
         try:
             with (
                 httpx.Client(
