@@ -76,10 +76,7 @@ def session_host(address: str, port: int, key: str, k: int, subshell: bool = Fal
             channel.sendall(f"{command}; echo {marker} $?\n".encode())
             end = f"{marker} ".encode()
             while end not in buf or not buf[buf.index(end) :].count(b"\n"):
-                data = channel.recv(65536)
-                if not data:
-                    raise EOFError("session ended")
-                buf += data
+                buf += _recv(channel.recv)
             out, _, rest = buf.partition(end)
             rc, _, buf = rest.partition(b"\n")
             assert rc == b"0" and out == f"step-{j}\n".encode(), out
@@ -241,18 +238,21 @@ def main() -> None:
     with open(path) as f:
         spec: dict[str, Any] = json.load(f)
     journal = Journal() if kind.endswith("recorded") else None
-    framed = kind in ("separated", "recorded", "prefork-separated", "prefork-recorded")
+
+    def framed(prefork: bool) -> Any:
+        return lambda *a: separated_host(*a, journal=journal, prefork=prefork)
+
     runs: dict[str, Any] = {
         "exec": exec_host,
         "session": session_host,
         "subshell": lambda *a: session_host(*a, subshell=True),
         "prefork": prefork_host,
+        "separated": framed(prefork=False),
+        "recorded": framed(prefork=False),
+        "prefork-separated": framed(prefork=True),
+        "prefork-recorded": framed(prefork=True),
     }
-    if framed:
-        prefork = kind.startswith("prefork-")
-        run = lambda *a: separated_host(*a, journal=journal, prefork=prefork)  # noqa: E731
-    else:
-        run = runs[kind]
+    run = runs[kind]
     addresses = spec["addresses"]
     errors: list[BaseException] = []
     lock = threading.Lock()
