@@ -13,7 +13,7 @@ from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.http import HttpSpec, redact_url, status_ok
 from tests.fixtures.web import CERT_DAYS, WebServers
-from tests.helpers import step_context
+from tests.helpers import in_thread, step_context
 
 
 def make_ctx(timeout: float | None = None, redactor: Redactor | None = None) -> StepContext:
@@ -242,7 +242,6 @@ def test_dry_run_safety_and_describe() -> None:
 def run_cancelled(url: str, cancel_after: float | None) -> tuple[BaseException, float]:
     """Run a GET of `url` with a long timeout; the second Ctrl-C (cancel_all)
     comes `cancel_after` seconds in, or before the step when None."""
-    import threading
     import time
 
     from engine.context import Cancellers
@@ -253,17 +252,8 @@ def run_cancelled(url: str, cancel_after: float | None) -> tuple[BaseException, 
     ctx = step_context("slow", 60, cancellable=cancellers.scope)
     step = get_step_type("http")
     spec = step.Spec.model_validate({"url": url, "verify": False})
-    errors: list[BaseException] = []
-
-    def request() -> None:
-        try:
-            step.run(spec, ctx)
-        except BaseException as exc:  # checked by the caller
-            errors.append(exc)
-
     started = time.monotonic()
-    thread = threading.Thread(target=request, daemon=True)
-    thread.start()
+    thread, errors = in_thread(lambda: step.run(spec, ctx))
     if cancel_after is not None:
         time.sleep(cancel_after)
         cancellers.cancel_all()

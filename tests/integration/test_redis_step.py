@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +18,7 @@ from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.redis import RedisStep, command_name, is_read_only, parse_info, split_command
 from tests.fixtures.services import RedisUser
-from tests.helpers import step_context
+from tests.helpers import in_thread, step_context
 
 STEP = get_step_type("redis")
 
@@ -268,16 +267,7 @@ def test_cancel_all_ends_a_blocking_command_in_the_server_too(
     # Longer than the join below: without the cancel, the join gives up first.
     ctx = step_context("wait-job", 60, cancellable=cancellers.scope)
     body = spec({"url": redis_url, "command": ["BLPOP", f"{redis_prefix}:jobs", "0"]})
-    errors: list[BaseException] = []
-
-    def step() -> None:
-        try:
-            STEP.run(body, ctx)
-        except BaseException as exc:  # checked below
-            errors.append(exc)
-
-    running = threading.Thread(target=step, daemon=True)
-    running.start()
+    running, errors = in_thread(lambda: STEP.run(body, ctx))
     deadline = time.monotonic() + 30
     while blocked() == baseline:
         assert running.is_alive() and time.monotonic() < deadline, errors

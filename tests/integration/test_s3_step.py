@@ -24,7 +24,7 @@ from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.s3 import S3Spec, parse_size, select_prune
 from tests.fixtures.s3server import S3Server
-from tests.helpers import step_context
+from tests.helpers import in_thread, step_context
 
 
 def make_ctx(dry_run: bool = False, redactor: Redactor | None = None) -> StepContext:
@@ -428,17 +428,8 @@ def test_second_ctrl_c_stops_an_upload_and_aborts_it(
     threading.Thread(target=writer, daemon=True).start()
     cancellers = Cancellers()
     ctx = step_context("upload", 120, cancellable=cancellers.scope)
-    errors: list[BaseException] = []
-
-    def upload() -> None:
-        try:
-            s3(s3_server, s3_bucket, ctx, action="put", key="dump.sql",
-               from_host=str(fifo), part_size="5MiB")  # fmt: skip
-        except BaseException as exc:  # checked below
-            errors.append(exc)
-
-    step = threading.Thread(target=upload, daemon=True)
-    step.start()
+    body = {"action": "put", "key": "dump.sql", "from_host": str(fifo), "part_size": "5MiB"}
+    step, errors = in_thread(lambda: s3(s3_server, s3_bucket, ctx, **body))
     assert first_part_written.wait(30)
     time.sleep(0.5)  # the first part is on its way
     cancellers.cancel_all()
