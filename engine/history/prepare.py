@@ -60,9 +60,9 @@ def prepare_resume(
     resolved = resolve_params(rb.params, resume_params(row, rb, parse_assignments(params, "-p")))
     recorded = dict(row.get("options") or {})
     extra_vars = dict(recorded.get("extra_vars") or {})
-    masked = [k for k, v in extra_vars.items() if masked(v)]
+    held_secrets = [k for k, v in extra_vars.items() if masked(v)]
     extra_vars.update(_extra_vars(extra))
-    still = [k for k in masked if masked(extra_vars.get(k))]
+    still = [k for k in held_secrets if masked(extra_vars.get(k))]
     if still:
         raise UsageError(
             f"extra var(s) {', '.join(still)} of run {row['id']} held a secret, which history "

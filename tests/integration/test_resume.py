@@ -364,3 +364,37 @@ def test_second_ctrl_c_ends_an_http_request_the_server_never_answers(tmp_path: P
     steps = json.loads(cli("history", run["id"], "--format", "json").stdout)["steps"]
     assert [s["id"] for s in steps] == ["health"]  # `after` was never scheduled
     assert steps[0]["state"] == "failed" and "interrupted (Ctrl-C)" in steps[0]["error"]
+
+
+DSN_EXTRA_VAR = """
+runbook: dsn-extra-var
+params:
+  dir: {type: str}
+steps:
+  - name: uses the dsn
+    shell: "echo {{ vars.dsn | quote }} > /dev/null; echo ran >> {{ params.dir }}/counter"
+  - name: flaky
+    shell: "test -f {{ params.dir }}/fixed"
+"""
+
+
+def test_resume_asks_again_for_an_extra_var_whose_password_history_masked(
+    tmp_path: Path,
+) -> None:
+    # A connection string given with -e is stored with its password masked; resume
+    # must ask for it again (exit 64), not crash (it exited 70: a name rebound).
+    rb = write(tmp_path, DSN_EXTRA_VAR)
+    dsn = "postgresql://u:pw-Secret-77@db/x"
+    res = cli("run", rb, "-p", f"dir={tmp_path}", "-e", f"dsn={dsn}")
+    assert res.exit_code == 3
+    run = _only_run()
+    assert "pw-Secret-77" not in json.dumps(run)
+
+    res = cli("resume", run["id"])
+    assert res.exit_code == 64, res.output
+    assert "dsn" in res.output and "-e" in res.output
+
+    (tmp_path / "fixed").touch()
+    res = cli("resume", run["id"], "-e", f"dsn={dsn}")
+    assert res.exit_code == 0, res.output
+    assert _lines(tmp_path / "counter") == ["ran"]  # the first step was not run again
