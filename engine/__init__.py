@@ -30,11 +30,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from engine.format.loader import load_runbook
+
     from .context import RunOptions
     from .errors import EngineError, RunbookInvalid
     from .host import Host, localhost
     from .inventory import load_inventory
-    from .loader import load_runbook
     from .results import RunResult, State
     from .runner import Run, run_runbook
 

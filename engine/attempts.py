@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from engine.format.model import Retry, Step
+from engine.steps.base import StepContext, get_step_type
+
 from . import outcome
 from .context import Interrupted
 from .errors import Aborted, HostUnreachable, StepError, TemplateError
 from .events import LogMessage
-from .model import Retry, Step
 from .results import FORBIDDEN_FIELDS, RESERVED_FIELDS, Metric, State, StepResult, worst
-from .steps.base import StepContext, get_step_type
 from .templating import compile_expression, render_value
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from .commands.options import max_connections_option, output_options
+from engine.commands.options import max_connections_option, output_options
+
 from .errors import EngineBug, EngineError, InvalidError, UsageError
 
 EXIT_USAGE = 64
@@ -84,7 +85,7 @@ def main() -> None:
 
 
 def _load(path: str) -> Any:
-    from .loader import load_runbook
+    from engine.format.loader import load_runbook
 
     return load_runbook(path)
 
@@ -189,12 +190,13 @@ def run_command(
     verbose: int,
 ) -> None:
     """Run RUNBOOK against the selected hosts."""
+    from engine.format.params import parse_assignments, resolve_params
+    from engine.history.session import recorded_options, recorded_run
+    from engine.reports.console import ConsoleReport
+    from engine.reports.jsonreport import JsonReport
+
     from .approvals import Operator, operator_name
     from .context import RunOptions
-    from .history.session import recorded_options, recorded_run
-    from .params import parse_assignments, resolve_params
-    from .reports.console import ConsoleReport
-    from .reports.jsonreport import JsonReport
     from .runner import Run, run_runbook
     from .secrets import Redactor, Secrets
 
@@ -286,7 +288,7 @@ def _print_steps(rb: Any) -> None:
 @click.option("-i", "--inventory", "inventory_path", help="Also validate this inventory.")
 def check_command(runbooks: tuple[str, ...], inventory_path: str | None) -> None:
     """Validate RUNBOOKS (and an inventory): exit 0, or 65 with every problem."""
-    from .lint import lint
+    from engine.format.lint import lint
 
     bad = 0
     if inventory_path:
@@ -317,7 +319,7 @@ def check_command(runbooks: tuple[str, ...], inventory_path: str | None) -> None
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def list_command(directory: str | None, fmt: str) -> None:
     """The runbook catalogue of DIRECTORY: emergency first, then by name."""
-    from .catalog import catalogue
+    from engine.format.catalog import catalogue
 
     root = (
         Path(directory)
@@ -348,7 +350,7 @@ def list_command(directory: str | None, fmt: str) -> None:
 @click.argument("runbook", type=click.Path(dir_okay=False))
 def show_command(runbook: str) -> None:
     """RUNBOOK as a readable checklist (markdown)."""
-    from .catalog import show_markdown
+    from engine.format.catalog import show_markdown
 
     click.echo(show_markdown(_load(runbook)), nl=False)
 
@@ -356,7 +358,7 @@ def show_command(runbook: str) -> None:
 @main.command("schema")
 def schema_command() -> None:
     """JSON Schema of the runbook format (for the YAML language server)."""
-    from .schema import runbook_schema
+    from engine.format.schema import runbook_schema
 
     click.echo(json.dumps(runbook_schema(), indent=2))
 
@@ -365,7 +367,7 @@ def schema_command() -> None:
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 def cron_command(directory: str | None) -> None:
     """Crontab lines for every runbook in DIRECTORY that has a schedule."""
-    from .catalog import cron_lines
+    from engine.format.catalog import cron_lines
 
     root = Path(directory) if directory else Path("runbooks")
     for line in cron_lines(root):
@@ -374,8 +376,8 @@ def cron_command(directory: str | None) -> None:
 
 # Commands that live in their own modules; imported here, cheaply (they import
 # their heavy parts inside the command functions).
-from .commands.history import history_command, resume_command  # noqa: E402
-from .commands.inventory import inventory_command  # noqa: E402
+from engine.commands.history import history_command, resume_command  # noqa: E402
+from engine.commands.inventory import inventory_command  # noqa: E402
 
 for _command in (inventory_command, history_command, resume_command):
     main.add_command(_command)

@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.connections.base import Connection
+
 from .approvals import Operator
-from .connections.base import Connection
 from .errors import Aborted, HostUnreachable
 from .events import EventBus
 from .host import Host

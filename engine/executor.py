@@ -18,13 +18,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from engine.format.model import Runbook, Step
+from engine.format.params import resolve_params
+
 from .attempts import TypedStepRun
 from .context import ConnectionHolder, Interrupted, RunContext
 from .errors import Aborted, HostUnreachable, StepError, TemplateError, UsageError
 from .events import Approval, HostFinished, StepFinished, StepStarted
 from .host import Host
-from .model import Runbook, Step
-from .params import resolve_params
 from .results import RESERVED_FIELDS, HostResult, State, StepResult, worst
 from .templating import compile_expression, render_value
 

@@ -138,9 +138,10 @@ def load_inventory(path: str | Path | None) -> Inventory:
 
 def parse_spec(file: str, text: str) -> Spec:
     """Tell the format apart by content and parse it."""
+    from engine.format.source import load_yaml
+
     from .inventory_ansible import looks_like_ansible_yaml, parse_ansible_yaml, parse_ini
     from .inventory_native import TOP_KEYS, parse_native
-    from .yamlsource import load_yaml
 
     if file.endswith((".ini", ".cfg")):
         return parse_ini(file, text)

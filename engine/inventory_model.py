@@ -14,8 +14,9 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.format.source import snippet
+
 from .errors import Location, Problem
-from .yamlsource import snippet
 
 HOST_FIELDS = (
     "address",
@@ -120,7 +121,7 @@ def check_field(name: str, value: Any) -> tuple[Any, str]:
             return None, f"host_key_policy must be one of {', '.join(POLICIES)}, not {value!r}"
         return value, ""
     if name == "connect_timeout":
-        from .model import parse_duration
+        from engine.format.model import parse_duration
 
         try:
             seconds = parse_duration(value)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.format.source import PathKey, YamlDoc, format_path
+
 from .inventory_model import (
     HOST_FIELDS,
     RESERVED_GROUPS,
@@ -16,7 +18,6 @@ from .inventory_model import (
     set_field,
     unknown_key_hint,
 )
-from .yamlsource import PathKey, YamlDoc, format_path
 
 TOP_KEYS = ("defaults", "vars", "groups", "hosts")
 GROUP_KEYS = ("vars", "hosts", "children")

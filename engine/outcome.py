@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.format.model import THRESHOLD_OP, Step
+from engine.steps.base import StepType
+
 from .errors import TemplateError
-from .model import THRESHOLD_OP, Step
 from .results import Metric, State
-from .steps.base import StepType
 from .templating import compile_expression, is_template, render_value
 
 

@@ -19,17 +19,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.connections.base import Connection, connection_types
+from engine.format.model import Runbook
+from engine.steps._dsn import dsn_passwords
+
 from .approvals import Operator
-from .connections.base import Connection, connection_types
 from .context import ConnectionHolder, ConnectionLimit, RunContext, RunOptions
 from .errors import EngineBug, EngineError
 from .events import EventBus, Processor, RunAborted, RunFinished, RunStarted, now_iso
 from .executor import HostExecutor
 from .host import Host
-from .model import Runbook
 from .results import HostResult, RunResult, State
 from .secrets import Redactor, Secrets
-from .steps._dsn import dsn_passwords
 
 
 def new_run_id() -> str:

@@ -17,12 +17,13 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError
+from engine.errors import UsageError
+
 from .options import max_connections_option, output_options
 
 
 def _store() -> Any:
-    from ..history import HistoryError, history_location, open_store
+    from engine.history import HistoryError, history_location, open_store
 
     location = history_location()
     if location is None:
@@ -50,9 +51,9 @@ def history_command(
     junit: str | None,
 ) -> None:
     """Recent runs; one run's timeline (RUN_ID); or a metric's trend (--metric)."""
-    from ..history import view
-    from ..history.replay import display_state, resolve_run_id
-    from ..history.store import RunQuery
+    from engine.history import view
+    from engine.history.replay import display_state, resolve_run_id
+    from engine.history.store import RunQuery
 
     if (report or junit) and not run_id:
         raise UsageError("--report and --junit need a RUN_ID")
@@ -103,16 +104,16 @@ def _json(doc: Any) -> None:
 def _rerender(store: Any, row: dict[str, Any], report: str | None, junit: str | None) -> None:
     from pathlib import Path
 
-    from ..history.replay import load_document
+    from engine.history.replay import load_document
 
     doc = load_document(store, row)
     if report:
-        from ..reports.html import render_html
+        from engine.reports.html import render_html
 
         Path(report).write_text(render_html(doc), encoding="utf-8")
         click.echo(f"wrote {report}")
     if junit:
-        from ..reports.junit import render_junit
+        from engine.reports.junit import render_junit
 
         Path(junit).write_text(render_junit(doc), encoding="utf-8")
         click.echo(f"wrote {junit}")
@@ -157,9 +158,9 @@ def resume_command(
     verbose: int,
 ) -> None:
     """Run RUN_ID's runbook again on its hosts, skipping the steps that succeeded."""
-    from ..history.prepare import prepare_resume
-    from ..history.session import recorded_run
-    from ..runner import run_runbook
+    from engine.history.prepare import prepare_resume
+    from engine.history.session import recorded_run
+    from engine.runner import run_runbook
 
     store = _store()
     try:

@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from ..errors import EngineError, InvalidError
-from ..host import Host
+from engine.errors import EngineError, InvalidError
+from engine.host import Host
 
 _SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|private_key|api_key", re.I)
 # What engine.sshconfig may fill in for ssh hosts.
@@ -38,7 +38,7 @@ def inventory_command(
     fmt: str,
 ) -> None:
     """The inventory's groups, hosts, connections and merged vars."""
-    from ..inventory import load_inventory
+    from engine.inventory import load_inventory
 
     try:
         inventory = load_inventory(inventory_path)
@@ -67,7 +67,7 @@ def inventory_command(
 def host_fields(host: Host) -> dict[str, Any]:
     """A host's connection fields as shown to people: password masked, unset left out."""
     out: dict[str, Any] = {}
-    from ..inventory_model import HOST_FIELDS  # not at import: keeps --help fast
+    from engine.inventory_model import HOST_FIELDS  # not at import: keeps --help fast
 
     for name in HOST_FIELDS:
         value = getattr(host, name)

@@ -13,10 +13,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 
-from ..registry import Registry
+from engine.registry import Registry
 
 if TYPE_CHECKING:
-    from ..host import Host
+    from engine.host import Host
 
 
 @dataclass

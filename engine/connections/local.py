@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
-from ..errors import StepError, StepTimeout
-from ..host import Host
+from engine.errors import StepError, StepTimeout
+from engine.host import Host
+
 from .base import Command, ExecResult
 
 # How long a killed command gets between SIGTERM and SIGKILL.

@@ -26,8 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from ..errors import EngineError, HostUnreachable, StepError
-from ..host import Host
+from engine.errors import EngineError, HostUnreachable, StepError
+from engine.host import Host
+
 from . import ssh_exec, ssh_jump, ssh_session, ssh_transport
 from .base import Command, ExecResult
 
@@ -169,8 +170,8 @@ class SSHConnection:
         template = self.host.password
         if not template:
             return None
-        from ..secrets import Redactor, Secrets
-        from ..templating import render_value
+        from engine.secrets import Redactor, Secrets
+        from engine.templating import render_value
 
         secrets: Any = self._secrets or Secrets(Redactor())
         context = {"secret": secrets, "env": os.environ, "host": self.host.template_value()}

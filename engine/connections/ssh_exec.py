@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StepError, StepTimeout
+from engine.errors import StepError, StepTimeout
+
 from .base import Command, ExecResult
 
 if TYPE_CHECKING:

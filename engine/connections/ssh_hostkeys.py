@@ -24,7 +24,7 @@ from pathlib import Path
 
 import paramiko
 
-from ..filecache import parsed
+from engine.filecache import parsed
 
 POLICIES = ("strict", "accept-new", "ignore")
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import EngineError
-from ..host import Host
+from engine.errors import EngineError
+from engine.host import Host
 
 
 class JumpSpecError(Exception):
@@ -48,7 +48,7 @@ def jump_host(
         port_number = int(port) if port else None
     except ValueError:
         raise JumpSpecError(f"jump {spec!r}: port {port!r} is not a number") from None
-    from ..sshconfig import options_for
+    from engine.sshconfig import options_for
 
     try:
         found = options_for(address)  # its `Host` block: it is no inventory host

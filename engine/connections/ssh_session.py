@@ -41,7 +41,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import StepError, StepTimeout
+from engine.errors import StepError, StepTimeout
+
 from .base import Command, ExecResult
 from .ssh_exec import _ENV_NAME, KILL_GRACE
 

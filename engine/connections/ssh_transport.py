@@ -36,7 +36,7 @@ def cached_key(path: str) -> Any:
     the problem."""
     import paramiko
 
-    from ..filecache import parsed
+    from engine.filecache import parsed
 
     try:
         return parsed(path, paramiko.PKey.from_path)

@@ -13,8 +13,9 @@ import os
 import socket
 from collections.abc import Iterable
 
-from ..errors import Aborted
-from ..events import now_iso
+from engine.errors import Aborted
+from engine.events import now_iso
+
 from .store import HistoryStore, LockHolder
 
 

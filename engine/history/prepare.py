@@ -11,7 +11,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UsageError
+from engine.errors import UsageError
+
 from .resume import plan_resume, resume_params
 from .store import HistoryStore
 
@@ -38,15 +39,16 @@ def prepare_resume(
     secrets_file: str | None = None,
     verbose: int = 0,
 ) -> PreparedResume:
-    from ..approvals import Operator, operator_name
-    from ..cli import _extra_vars, _select_hosts
-    from ..context import RunOptions
-    from ..loader import load_runbook
-    from ..params import parse_assignments, resolve_params
-    from ..reports.console import ConsoleReport
-    from ..reports.jsonreport import JsonReport
-    from ..runner import Run
-    from ..secrets import Redactor, Secrets
+    from engine.approvals import Operator, operator_name
+    from engine.cli import _extra_vars, _select_hosts
+    from engine.context import RunOptions
+    from engine.format.loader import load_runbook
+    from engine.format.params import parse_assignments, resolve_params
+    from engine.reports.console import ConsoleReport
+    from engine.reports.jsonreport import JsonReport
+    from engine.runner import Run
+    from engine.secrets import Redactor, Secrets
+
     from .replay import resolve_run_id
     from .resume import masked
 

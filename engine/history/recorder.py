@@ -17,7 +17,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import IO, Any
 
-from ..events import (
+from engine.events import (
     Approval,
     Event,
     HostFinished,
@@ -28,8 +28,9 @@ from ..events import (
     StepFinished,
     StepStarted,
 )
-from ..results import StepResult
-from ..secrets import Redactor
+from engine.results import StepResult
+from engine.secrets import Redactor
+
 from .store import CRASHED, RUNNING, EventRow, HistoryStore, MetricRow, StepRow
 
 RESUMED_SKIP = "resumed: already done"

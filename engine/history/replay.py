@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from ..errors import UsageError
-from ..reports.document import RunDocument, StepTiming
-from ..results import HostResult, Metric, RunResult, State, StepResult
+from engine.errors import UsageError
+from engine.reports.document import RunDocument, StepTiming
+from engine.results import HostResult, Metric, RunResult, State, StepResult
+
 from .lock import pid_alive
 from .store import RUNNING, HistoryStore
 

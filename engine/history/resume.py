@@ -17,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import Aborted, Location, Problem, RunbookInvalid, UsageError
-from ..model import Runbook, Step
-from ..results import State
-from ..secrets import MASK
+from engine.errors import Aborted, Location, Problem, RunbookInvalid, UsageError
+from engine.format.model import Runbook, Step
+from engine.results import State
+from engine.secrets import MASK
+
 from .replay import DIED, display_state, step_from_dict
 from .store import RUNNING, HistoryStore
 

@@ -10,15 +10,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..events import now_iso
+from engine.events import now_iso
+
 from . import history_location, open_store
 from .lock import acquire_locks, release_locks
 from .recorder import HistoryRecorder
 from .store import CRASHED, RUNNING, HistoryStore
 
 if TYPE_CHECKING:
-    from ..context import RunOptions
-    from ..runner import Run
+    from engine.context import RunOptions
+    from engine.runner import Run
 
 
 def recorded_options(options: RunOptions, limit: str | None) -> dict[str, Any]:
@@ -60,11 +61,11 @@ def recorded_run(
                 ),
             )
         if junit:
-            from ..reports.junit import junit_report
+            from engine.reports.junit import junit_report
 
             run.processors.append(junit_report(junit))
         if report:
-            from ..reports.html import html_report
+            from engine.reports.html import html_report
 
             run.processors.append(html_report(report))
         try:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import EngineError
+from engine.errors import EngineError
 
 # Run states beyond the step states: the run row is written before the run ends.
 RUNNING = "running"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import IO, Any
 
-from ..events import (
+from engine.events import (
     Approval,
     Event,
     HostFinished,
@@ -25,7 +25,7 @@ from ..events import (
     RunStarted,
     StepFinished,
 )
-from ..results import RunResult, State, StepResult
+from engine.results import RunResult, State, StepResult
 
 Segment = tuple[str, str]  # (text, rich style; "" for none)
 Line = list[Segment]

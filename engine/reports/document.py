@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..events import (
+from engine.events import (
     Approval,
     Event,
     LogMessage,
@@ -22,7 +22,7 @@ from ..events import (
     StepFinished,
     StepStarted,
 )
-from ..results import RunResult
+from engine.results import RunResult
 
 
 @dataclass

@@ -14,7 +14,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from ..results import HostResult, State, StepResult
+from engine.results import HostResult, State, StepResult
+
 from .document import DocumentCollector, RunDocument, file_report
 
 COLORS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from ..events import Event, LogMessage, RunFinished
+from engine.events import Event, LogMessage, RunFinished
 
 
 class JsonReport:

@@ -14,7 +14,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from ..results import HostResult, State, StepResult
+from engine.results import HostResult, State, StepResult
+
 from .document import DocumentCollector, RunDocument, file_report
 
 _INVALID_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from ..registry import Registry
+from engine.registry import Registry
 
 if TYPE_CHECKING:
-    from ..connections.base import Connection
-    from ..host import Host
-    from ..secrets import Redactor
+    from engine.connections.base import Connection
+    from engine.host import Host
+    from engine.secrets import Redactor
 
 
 class StepSpec(BaseModel):

@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from ..errors import Aborted, StepError
-from ..model import Duration
-from ..results import FORBIDDEN_FIELDS, RESERVED_FIELDS
-from ..templating import evaluate
+from engine.errors import Aborted, StepError
+from engine.format.model import Duration
+from engine.results import FORBIDDEN_FIELDS, RESERVED_FIELDS
+from engine.templating import evaluate
+
 from .base import StepContext, StepSpec, StepType
 
 

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..errors import ServiceError, StepError, StepTimeout
-from ..model import Duration
+from engine.errors import ServiceError, StepError, StepTimeout
+from engine.format.model import Duration
+
 from .base import StepContext, StepSpec, StepType
 
 if TYPE_CHECKING:

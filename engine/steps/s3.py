@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..errors import ServiceError, StepError, StepTimeout
-from ..model import Duration
+from engine.errors import ServiceError, StepError, StepTimeout
+from engine.format.model import Duration
+
 from .base import StepContext, StepSpec, StepType
 from .http import redact_url
 from .s3_stream import Deadline, Reader, parse_size

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import IO
 
-from ..errors import ServiceError, StepTimeout
+from engine.errors import ServiceError, StepTimeout
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"k": 10, "m": 20, "g": 30}

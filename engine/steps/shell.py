@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
-from ..connections.base import Command
-from ..errors import StepError
+from engine.connections.base import Command
+from engine.errors import StepError
+
 from .base import StepContext, StepSpec, StepType
 
 

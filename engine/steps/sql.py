@@ -50,7 +50,8 @@ from uuid import UUID
 
 from pydantic import Field, field_serializer
 
-from ..errors import ServiceError, StepTimeout
+from engine.errors import ServiceError, StepTimeout
+
 from ._dsn import dsn_passwords, redact_dsn, scrub
 from .base import StepContext, StepSpec, StepType
 

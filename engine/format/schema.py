@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from engine.steps.base import get_step_type, is_available, step_types
+
 from .model import RunbookHeader, StepCommon
-from .steps.base import get_step_type, is_available, step_types
 
 TEMPLATE = {"type": "string", "pattern": r"\{\{|\{%"}
 

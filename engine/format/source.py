@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Location, Problem
+from engine.errors import Location, Problem
 
 try:  # the C loader is ~10x faster; fall back where libyaml is missing
     from yaml import CSafeLoader as _Loader

@@ -6,10 +6,11 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidError
+from engine.errors import InvalidError
+from engine.steps.base import get_step_type
+
 from .loader import load_runbook
 from .model import Runbook, Step
-from .steps.base import get_step_type
 
 
 @dataclass

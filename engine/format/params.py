@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import UsageError
+from engine.errors import UsageError
+
 from .model import Param
 
 _TRUE = {"true", "yes", "y", "on", "1"}

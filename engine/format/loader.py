@@ -16,7 +16,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import Location, Problem, RunbookInvalid, TemplateError
+from engine.errors import Location, Problem, RunbookInvalid, TemplateError
+from engine.steps.base import StepType, get_step_type, step_types
+from engine.templating import (
+    NAMESPACES,
+    compile_expression,
+    compile_template,
+    is_template,
+    references,
+)
+
 from .model import (
     COMMON_FIELDS,
     THRESHOLD_OP,
@@ -27,9 +36,7 @@ from .model import (
     StepCommon,
     snake_case,
 )
-from .steps.base import StepType, get_step_type, step_types
-from .templating import NAMESPACES, compile_expression, compile_template, is_template, references
-from .yamlsource import PathKey, YamlDoc, format_path, load_yaml_file
+from .source import PathKey, YamlDoc, format_path, load_yaml_file
 
 # Fields of a step whose value is a bare expression, and which may see `result`.
 _EXPR_FIELDS = {"when": False, "until": True, "failed_when": True}
