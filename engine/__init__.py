@@ -31,26 +31,26 @@ __all__ = [
 
 if TYPE_CHECKING:
     from engine.format.loader import load_runbook
+    from engine.inventory.host import Host, localhost
+    from engine.inventory.loader import load_inventory
 
     from .context import RunOptions
     from .errors import EngineError, RunbookInvalid
-    from .host import Host, localhost
-    from .inventory import load_inventory
     from .results import RunResult, State
     from .runner import Run, run_runbook
 
 _WHERE = {
-    "EngineError": "errors",
-    "RunbookInvalid": "errors",
-    "RunOptions": "context",
-    "Host": "host",
-    "localhost": "host",
-    "load_inventory": "inventory",
-    "load_runbook": "loader",
-    "RunResult": "results",
-    "State": "results",
-    "Run": "runner",
-    "run_runbook": "runner",
+    "EngineError": "engine.errors",
+    "RunbookInvalid": "engine.errors",
+    "RunOptions": "engine.context",
+    "Host": "engine.inventory.host",
+    "localhost": "engine.inventory.host",
+    "load_inventory": "engine.inventory.loader",
+    "load_runbook": "engine.format.loader",
+    "RunResult": "engine.results",
+    "State": "engine.results",
+    "Run": "engine.runner",
+    "run_runbook": "engine.runner",
 }
 
 
@@ -59,5 +59,5 @@ def __getattr__(name: str) -> Any:
     if name in _WHERE:
         import importlib
 
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'engine' has no attribute {name!r}")

@@ -120,7 +120,7 @@ def _select_hosts(
     if inventory_path is None:
         # The default inventory is this machine: a runbook written for `databases`
         # runs here, as an SRE on the box would expect.
-        from .host import localhost
+        from engine.inventory.host import localhost
 
         hosts = [localhost()]
         if limit and limit not in ("all", "*", "localhost", "127.0.0.1"):
@@ -128,7 +128,7 @@ def _select_hosts(
                 f"--limit {limit!r} matches no host of the default inventory (localhost)"
             )
         return None, hosts
-    from .inventory import load_inventory
+    from engine.inventory.loader import load_inventory
 
     inventory = load_inventory(inventory_path)
     hosts = inventory.select_hosts(runbook.header.hosts, limit)
@@ -292,7 +292,7 @@ def check_command(runbooks: tuple[str, ...], inventory_path: str | None) -> None
 
     bad = 0
     if inventory_path:
-        from .inventory import load_inventory
+        from engine.inventory.loader import load_inventory
 
         try:
             load_inventory(inventory_path)

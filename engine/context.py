@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.connections.base import Connection
+from engine.inventory.host import Host
 
 from .approvals import Operator
 from .errors import Aborted, HostUnreachable
 from .events import EventBus
-from .host import Host
 from .results import StepResult
 from .secrets import Redactor, Secrets
 

@@ -20,12 +20,12 @@ from typing import Any
 
 from engine.format.model import Runbook, Step
 from engine.format.params import resolve_params
+from engine.inventory.host import Host
 
 from .attempts import TypedStepRun
 from .context import ConnectionHolder, Interrupted, RunContext
 from .errors import Aborted, HostUnreachable, StepError, TemplateError, UsageError
 from .events import Approval, HostFinished, StepFinished, StepStarted
-from .host import Host
 from .results import RESERVED_FIELDS, HostResult, State, StepResult, worst
 from .templating import compile_expression, render_value
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.connections.base import Connection, connection_types
 from engine.format.model import Runbook
+from engine.inventory.host import Host
 from engine.steps._dsn import dsn_passwords
 
 from .approvals import Operator
@@ -28,7 +29,6 @@ from .context import ConnectionHolder, ConnectionLimit, RunContext, RunOptions
 from .errors import EngineBug, EngineError
 from .events import EventBus, Processor, RunAborted, RunFinished, RunStarted, now_iso
 from .executor import HostExecutor
-from .host import Host
 from .results import HostResult, RunResult, State
 from .secrets import Redactor, Secrets
 

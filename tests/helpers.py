@@ -43,7 +43,7 @@ def step_context(
 ) -> Any:
     """A StepContext on localhost (local connection), for calling a step type directly."""
     from engine.connections.local import LocalConnection
-    from engine.host import localhost
+    from engine.inventory.host import localhost
     from engine.secrets import Redactor
     from engine.steps.base import StepContext
 

@@ -15,10 +15,10 @@ from typing import Any
 import click
 
 from engine.errors import EngineError, InvalidError
-from engine.host import Host
+from engine.inventory.host import Host
 
 _SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|private_key|api_key", re.I)
-# What engine.sshconfig may fill in for ssh hosts.
+# What engine.inventory.sshconfig may fill in for ssh hosts.
 _FROM_SSH_CONFIG = ("address", "user", "port", "key_file", "jump")
 
 
@@ -38,7 +38,7 @@ def inventory_command(
     fmt: str,
 ) -> None:
     """The inventory's groups, hosts, connections and merged vars."""
-    from engine.inventory import load_inventory
+    from engine.inventory.loader import load_inventory
 
     try:
         inventory = load_inventory(inventory_path)
@@ -67,7 +67,7 @@ def inventory_command(
 def host_fields(host: Host) -> dict[str, Any]:
     """A host's connection fields as shown to people: password masked, unset left out."""
     out: dict[str, Any] = {}
-    from engine.inventory_model import HOST_FIELDS  # not at import: keeps --help fast
+    from engine.inventory.model import HOST_FIELDS  # not at import: keeps --help fast
 
     for name in HOST_FIELDS:
         value = getattr(host, name)

@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 from engine.registry import Registry
 
 if TYPE_CHECKING:
-    from engine.host import Host
+    from engine.inventory.host import Host
 
 
 @dataclass

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import IO
 
 from engine.errors import StepError, StepTimeout
-from engine.host import Host
+from engine.inventory.host import Host
 
 from .base import Command, ExecResult
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from engine.errors import EngineError, HostUnreachable, StepError
-from engine.host import Host
+from engine.inventory.host import Host
 
 from . import ssh_exec, ssh_jump, ssh_session, ssh_transport
 from .base import Command, ExecResult
@@ -159,7 +159,7 @@ class SSHConnection:
 
     def target(self) -> Target:
         """Where to connect, as the host says: the inventory has already applied
-        ~/.ssh/config (engine/sshconfig.py) to what it left unset."""
+        ~/.ssh/config (engine/inventory/sshconfig.py) to what it left unset."""
         host = self.host
         port = host.port or 22
         user = host.user or getpass.getuser()

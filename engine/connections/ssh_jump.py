@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.errors import EngineError
-from engine.host import Host
+from engine.inventory.host import Host
 
 
 class JumpSpecError(Exception):
@@ -48,7 +48,7 @@ def jump_host(
         port_number = int(port) if port else None
     except ValueError:
         raise JumpSpecError(f"jump {spec!r}: port {port!r} is not a number") from None
-    from engine.sshconfig import options_for
+    from engine.inventory.sshconfig import options_for
 
     try:
         found = options_for(address)  # its `Host` block: it is no inventory host

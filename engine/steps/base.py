@@ -34,7 +34,7 @@ from engine.registry import Registry
 
 if TYPE_CHECKING:
     from engine.connections.base import Connection
-    from engine.host import Host
+    from engine.inventory.host import Host
     from engine.secrets import Redactor
 
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from engine.connections.local import LocalConnection
 from engine.context import Cancellers
 from engine.errors import ServiceError
-from engine.host import localhost
+from engine.inventory.host import localhost
 from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.redis import RedisStep, command_name, is_read_only, parse_info, split_command

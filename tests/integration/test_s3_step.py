@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from engine.connections.local import LocalConnection
 from engine.errors import ServiceError, StepError
-from engine.host import localhost
+from engine.inventory.host import localhost
 from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.s3 import S3Spec, parse_size, select_prune
@@ -295,7 +295,7 @@ MEMORY_PROBE = textwrap.dedent(
     """
     import json, resource, sys
     from engine.connections.local import LocalConnection
-    from engine.host import localhost
+    from engine.inventory.host import localhost
     from engine.secrets import Redactor
     from engine.steps.base import StepContext, get_step_type
 

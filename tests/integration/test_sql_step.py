@@ -12,7 +12,7 @@ import pytest
 from engine.connections.local import LocalConnection
 from engine.context import Cancellers
 from engine.errors import ServiceError, StepTimeout
-from engine.host import localhost
+from engine.inventory.host import localhost
 from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.sql import SqlStep, json_value

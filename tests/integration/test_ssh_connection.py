@@ -20,7 +20,7 @@ import pytest
 from engine.connections.base import Command
 from engine.connections.ssh import SSHConnection
 from engine.errors import HostUnreachable, StepError
-from engine.host import Host
+from engine.inventory.host import Host
 from tests.fixtures.sshd import SSHServer, keygen
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InventoryInvalid, Problem
-from engine.inventory import Inventory, load_inventory
+from engine.inventory.loader import Inventory, load_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 

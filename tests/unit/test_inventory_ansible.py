@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from engine.errors import InventoryInvalid, Problem
-from engine.inventory import Inventory, load_inventory
-from engine.inventory_ansible import expand_host_pattern, parse_value
+from engine.inventory.ansible import expand_host_pattern, parse_value
+from engine.inventory.loader import Inventory, load_inventory
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InventoryInvalid
-from engine.host import Host
-from engine.inventory import load_inventory
-from engine.sshconfig import apply_ssh_config
+from engine.inventory.host import Host
+from engine.inventory.loader import load_inventory
+from engine.inventory.sshconfig import apply_ssh_config
 
 CONFIG = """\
 Host db1
@@ -119,7 +119,7 @@ def test_a_broken_config_is_reported(tmp_path: Path) -> None:
 
 
 def test_an_unreadable_config_is_an_error_not_an_empty_one(tmp_path: Path) -> None:
-    from engine.sshconfig import load_ssh_config
+    from engine.inventory.sshconfig import load_ssh_config
 
     loop = tmp_path / "config"
     loop.symlink_to(loop)  # stat() fails with ELOOP (root reads anything, so no EACCES)

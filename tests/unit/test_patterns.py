@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import UsageError
-from engine.inventory import Inventory, load_inventory
-from engine.patterns import PatternError, split_pattern
+from engine.inventory.loader import Inventory, load_inventory
+from engine.inventory.patterns import PatternError, split_pattern
 
 INVENTORY = """
 defaults: {connection: local}

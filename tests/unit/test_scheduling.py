@@ -138,7 +138,7 @@ class FakeConnection:
 
 def test_the_limit_closes_the_most_recently_used_idle_connection() -> None:
     from engine.context import ConnectionHolder, ConnectionLimit
-    from engine.host import Host
+    from engine.inventory.host import Host
 
     log: list[str] = []
     limit = ConnectionLimit(2)
@@ -244,7 +244,7 @@ def test_a_processor_that_raises_any_exception_reaches_its_emitter_only() -> Non
 
 def test_a_reconnect_during_an_idle_close_stays_counted() -> None:
     from engine.context import ConnectionHolder, ConnectionLimit
-    from engine.host import Host
+    from engine.inventory.host import Host
 
     live: list[str] = []  # names of the connection objects open now
 

@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from .errors import UsageError
+from engine.errors import UsageError
 
 _GLOB_CHARS = ("*", "?", "[")
 _SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?\d+)|(\d+):(\d*))\]$")

@@ -2,7 +2,7 @@
 
 The native YAML, Ansible YAML and Ansible INI readers each turn a file into a
 `Spec` (declared groups and hosts, with where each came from); one builder in
-inventory.py then applies group membership, var precedence and the checks that
+loader.py then applies group membership, var precedence and the checks that
 span the file (unknown children, cycles, jump hosts). Keeping the formats apart
 from the semantics is what makes "an INI and a YAML inventory describing the
 same hosts give the same Inventory" true by construction.
@@ -14,9 +14,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import Location, Problem
 from engine.format.source import snippet
-
-from .errors import Location, Problem
 
 HOST_FIELDS = (
     "address",

@@ -4,7 +4,7 @@
     hosts = inventory.select_hosts("databases", limit="db*")  # PatternError if nothing matches
 
 Formats: the native YAML format, and Ansible's YAML (`all:`) and INI formats,
-told apart by content. Each is parsed into a `Spec` (inventory_model.py); the
+told apart by content. Each is parsed into a `Spec` (model.py); the
 builder below gives every format the same meaning, which is Ansible's:
 
 - every group without a parent is a child of `all`; a host in no group but `all`
@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InventoryInvalid, Location, Problem
+from engine.errors import InventoryInvalid, Location, Problem
+
 from .host import Host, localhost
-from .inventory_model import RESERVED_GROUPS, GroupDecl, Spec, did_you_mean
+from .model import RESERVED_GROUPS, GroupDecl, Spec, did_you_mean
 from .patterns import PatternError, evaluate
 
 __all__ = ["Group", "Inventory", "InventoryInvalid", "PatternError", "load_inventory"]
@@ -140,8 +141,8 @@ def parse_spec(file: str, text: str) -> Spec:
     """Tell the format apart by content and parse it."""
     from engine.format.source import load_yaml
 
-    from .inventory_ansible import looks_like_ansible_yaml, parse_ansible_yaml, parse_ini
-    from .inventory_native import TOP_KEYS, parse_native
+    from .ansible import looks_like_ansible_yaml, parse_ansible_yaml, parse_ini
+    from .native import TOP_KEYS, parse_native
 
     if file.endswith((".ini", ".cfg")):
         return parse_ini(file, text)
@@ -320,7 +321,7 @@ def _make_host(spec: Spec, name: str, groups: dict[str, Group], direct: list[str
         if fields.get("jump") == name and "jump" not in decl.fields:
             del fields["jump"]  # `defaults: {jump: bastion}` does not apply to bastion itself
     else:
-        from .inventory_ansible import connection_fields
+        from .ansible import connection_fields
 
         fields, host_vars, errors = connection_fields(merged)
         for error in errors:

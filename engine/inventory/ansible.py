@@ -24,10 +24,10 @@ import string
 import warnings
 from typing import Any
 
+from engine.errors import Location
 from engine.format.source import PathKey, YamlDoc, format_path
 
-from .errors import Location
-from .inventory_model import Spec, check_field, unknown_key_hint
+from .model import Spec, check_field, unknown_key_hint
 
 GROUP_KEYS = ("vars", "hosts", "children")
 

@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import InventoryInvalid, Location, Problem
+from engine.errors import InventoryInvalid, Location, Problem
+
 from .host import Host
 
 
@@ -40,7 +41,7 @@ def load_ssh_config(path: Path | None = None) -> Any:
         return None
     import paramiko
 
-    from .filecache import parsed
+    from engine.filecache import parsed
 
     try:
         return parsed(path, paramiko.SSHConfig.from_path)

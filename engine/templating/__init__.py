@@ -1,4 +1,7 @@
-"""The one Jinja2 environment: sandboxed, strict, native-typed, cached.
+"""Templates and expressions: compiled once, rendered per host, checked statically.
+
+The one Jinja2 environment (sandbox.py) is sandboxed, strict and native-typed;
+its filters are in filters.py.
 
 Two kinds of source text come out of a runbook:
 
@@ -15,22 +18,20 @@ back is data, not a template.
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from .errors import TemplateError
+from engine.errors import TemplateError
 
 if TYPE_CHECKING:
     from jinja2 import nodes
 
-    from .jinja_env import Environment
+    from .sandbox import Environment
 
-# The names a template may use (spec §2), and no others.
+# The names a template may use, and no others (docs/format.md, templates).
 NAMESPACES = frozenset({"params", "vars", "host", "steps", "result", "run", "env", "secret"})
 
 _MARKERS = ("{{", "{%", "{#")
@@ -41,68 +42,14 @@ def is_template(text: object) -> bool:
     return isinstance(text, str) and any(m in text for m in _MARKERS)
 
 
-# --------------------------------------------------------------------- filters
-
-
-def _quote(value: object) -> str:
-    return shlex.quote(str(value))
-
-
-def _duration(seconds: object) -> str:
-    total = int(float(seconds))  # type: ignore[arg-type]
-    if total < 60:
-        return f"{total}s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size:
-            parts.append(f"{total // size}{unit}")
-            total %= size
-    return " ".join(parts[:2])
-
-
-def _bytes(value: object) -> str:
-    size = float(value)  # type: ignore[arg-type]
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(size) < 1024 or unit == "PiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-def _to_json(value: object, indent: int | None = None) -> str:
-    return json.dumps(value, indent=indent, sort_keys=True, default=str)
-
-
-def _from_json(text: str) -> Any:
-    return json.loads(text)
-
-
-def _pct(value: object, total: object = None, digits: int = 1) -> str:
-    """`0.953 | pct` → "95.3%"; `used | pct(size)` → used/size as a percentage."""
-    ratio = float(value)  # type: ignore[arg-type]
-    if total is not None:
-        denominator = float(total)  # type: ignore[arg-type]
-        ratio = ratio / denominator if denominator else 0.0
-    return f"{ratio * 100:.{digits}f}%"
-
-
-FILTERS: dict[str, Callable[..., Any]] = {
-    "quote": _quote,
-    "duration": _duration,
-    "bytes": _bytes,
-    "to_json": _to_json,
-    "from_json": _from_json,
-    "pct": _pct,
-}
-
-
 # ----------------------------------------------------------------- environment
 
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    """The one environment, made on the first template (see jinja_env)."""
-    from .jinja_env import make_env
+    """The one environment, made on the first template (jinja2 is imported then)."""
+    from .filters import FILTERS
+    from .sandbox import make_env
 
     return make_env(FILTERS)
 

@@ -10,14 +10,7 @@ from typing import Any
 
 from engine.format.source import PathKey, YamlDoc, format_path
 
-from .inventory_model import (
-    HOST_FIELDS,
-    RESERVED_GROUPS,
-    Spec,
-    check_field,
-    set_field,
-    unknown_key_hint,
-)
+from .model import HOST_FIELDS, RESERVED_GROUPS, Spec, check_field, set_field, unknown_key_hint
 
 TOP_KEYS = ("defaults", "vars", "groups", "hosts")
 GROUP_KEYS = ("vars", "hosts", "children")
