@@ -30,27 +30,27 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from engine.execution.context import RunOptions
+    from engine.execution.runner import Run, run_runbook
     from engine.format.loader import load_runbook
     from engine.inventory.host import Host, localhost
     from engine.inventory.loader import load_inventory
 
-    from .context import RunOptions
     from .errors import EngineError, RunbookInvalid
     from .results import RunResult, State
-    from .runner import Run, run_runbook
 
 _WHERE = {
     "EngineError": "engine.errors",
     "RunbookInvalid": "engine.errors",
-    "RunOptions": "engine.context",
+    "RunOptions": "engine.execution.context",
     "Host": "engine.inventory.host",
     "localhost": "engine.inventory.host",
     "load_inventory": "engine.inventory.loader",
     "load_runbook": "engine.format.loader",
     "RunResult": "engine.results",
     "State": "engine.results",
-    "Run": "engine.runner",
-    "run_runbook": "engine.runner",
+    "Run": "engine.execution.runner",
+    "run_runbook": "engine.execution.runner",
 }
 
 

@@ -98,7 +98,7 @@ def _local() -> ConnectionFactory:
 
 
 def _ssh() -> ConnectionFactory:
-    from .ssh import SSHConnection
+    from engine.connections.ssh.connection import SSHConnection
 
     return SSHConnection
 

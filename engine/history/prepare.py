@@ -39,14 +39,14 @@ def prepare_resume(
     secrets_file: str | None = None,
     verbose: int = 0,
 ) -> PreparedResume:
-    from engine.approvals import Operator, operator_name
     from engine.cli import _extra_vars, _select_hosts
-    from engine.context import RunOptions
+    from engine.execution.approvals import Operator, operator_name
+    from engine.execution.context import RunOptions
+    from engine.execution.runner import Run
     from engine.format.loader import load_runbook
     from engine.format.params import parse_assignments, resolve_params
     from engine.reports.console import ConsoleReport
     from engine.reports.jsonreport import JsonReport
-    from engine.runner import Run
     from engine.secrets import Redactor, Secrets
 
     from .replay import resolve_run_id

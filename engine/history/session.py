@@ -18,8 +18,8 @@ from .recorder import HistoryRecorder
 from .store import CRASHED, RUNNING, HistoryStore
 
 if TYPE_CHECKING:
-    from engine.context import RunOptions
-    from engine.runner import Run
+    from engine.execution.context import RunOptions
+    from engine.execution.runner import Run
 
 
 def recorded_options(options: RunOptions, limit: str | None) -> dict[str, Any]:

@@ -57,7 +57,7 @@ class StepContext:
     variables: dict[str, Any] = field(default_factory=dict)  # the host's `vars`, writable by `set`
     template_context: Mapping[str, Any] = field(default_factory=dict)
     emit_log: Callable[[str, str], None] = lambda level, message: None
-    operator: Any = None  # engine.approvals.Operator: prompts, acknowledgements
+    operator: Any = None  # engine.execution.approvals.Operator: prompts, acknowledgements
     interrupted: Callable[[], bool] = lambda: False
     sleep: Callable[[float], bool] = lambda seconds: False  # True when interrupted
     # Runs an earlier step of this host again and returns its result (for `wait`).

@@ -167,7 +167,7 @@ def test_an_engine_bug_exits_70_and_the_run_is_recorded_as_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Python's own exit code for a crash is 1, which here means `warn`."""
-    from engine.executor import HostExecutor
+    from engine.execution.executor import HostExecutor
 
     real = HostExecutor._record
 

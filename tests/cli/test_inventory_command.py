@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from engine.commands.inventory import inventory_command
+from engine.cli.inventory import inventory_command
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "inventories" / "example.yaml")

@@ -135,7 +135,7 @@ def test_lock_of_another_control_node_is_honoured(backend: str) -> None:
 def test_lock_released_when_the_engine_raises(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine import runner
+    from engine.execution import runner
 
     def boom(run):  # an engine bug, after the lock was taken
         raise RuntimeError("engine bug")

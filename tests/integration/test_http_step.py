@@ -244,7 +244,7 @@ def run_cancelled(url: str, cancel_after: float | None) -> tuple[BaseException, 
     comes `cancel_after` seconds in, or before the step when None."""
     import time
 
-    from engine.context import Cancellers
+    from engine.execution.cancel import Cancellers
 
     cancellers = Cancellers()
     if cancel_after is None:

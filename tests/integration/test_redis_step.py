@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from engine.connections.local import LocalConnection
-from engine.context import Cancellers
 from engine.errors import ServiceError
+from engine.execution.cancel import Cancellers
 from engine.inventory.host import localhost
 from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type

@@ -407,7 +407,7 @@ def test_second_ctrl_c_stops_an_upload_and_aborts_it(
 ) -> None:
     import threading
 
-    from engine.context import Cancellers
+    from engine.execution.cancel import Cancellers
 
     fifo = tmp_path / "dump.fifo"  # a host file that is still being written
     os.mkfifo(fifo)
@@ -447,7 +447,7 @@ def test_second_ctrl_c_stops_an_upload_and_aborts_it(
 def test_an_s3_step_after_the_second_ctrl_c_sends_nothing(
     s3_server: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:
-    from engine.context import Cancellers
+    from engine.execution.cancel import Cancellers
 
     cancellers = Cancellers()
     cancellers.cancel_all()

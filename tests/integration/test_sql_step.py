@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from engine.connections.local import LocalConnection
-from engine.context import Cancellers
 from engine.errors import ServiceError, StepTimeout
+from engine.execution.cancel import Cancellers
 from engine.inventory.host import localhost
 from engine.secrets import Redactor
 from engine.steps.base import StepContext, get_step_type

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from engine.connections.base import Command
-from engine.connections.ssh import SSHConnection
+from engine.connections.ssh.connection import SSHConnection
 from engine.errors import HostUnreachable, StepError
 from engine.inventory.host import Host
 from tests.fixtures.sshd import SSHServer, keygen

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from engine.connections.base import Command, connection_for
-from engine.connections.ssh import SSHConnection
+from engine.connections.ssh.connection import SSHConnection
 from engine.errors import StepTimeout
 from tests.fixtures.sshd import SSHServer
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from engine.connections.base import Command
-from engine.connections.ssh import SSHConnection
+from engine.connections.ssh.connection import SSHConnection
 from engine.errors import StepError, StepTimeout
 from tests.fixtures.sshd import SSHServer
 

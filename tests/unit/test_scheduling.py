@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from engine.events import EventBus, LogMessage, _Ticket
-from engine.runner import Lockstep
+from engine.execution.lockstep import Lockstep
 from engine.secrets import Redactor
 
 
@@ -137,7 +137,7 @@ class FakeConnection:
 
 
 def test_the_limit_closes_the_most_recently_used_idle_connection() -> None:
-    from engine.context import ConnectionHolder, ConnectionLimit
+    from engine.connections.pool import ConnectionHolder, ConnectionLimit
     from engine.inventory.host import Host
 
     log: list[str] = []
@@ -243,7 +243,7 @@ def test_a_processor_that_raises_any_exception_reaches_its_emitter_only() -> Non
 
 
 def test_a_reconnect_during_an_idle_close_stays_counted() -> None:
-    from engine.context import ConnectionHolder, ConnectionLimit
+    from engine.connections.pool import ConnectionHolder, ConnectionLimit
     from engine.inventory.host import Host
 
     live: list[str] = []  # names of the connection objects open now

@@ -11,7 +11,7 @@ import paramiko
 import pytest
 
 from engine import filecache
-from engine.connections import ssh_hostkeys
+from engine.connections.ssh import hostkeys as ssh_hostkeys
 
 
 @pytest.fixture

@@ -158,9 +158,9 @@ def resume_command(
     verbose: int,
 ) -> None:
     """Run RUN_ID's runbook again on its hosts, skipping the steps that succeeded."""
+    from engine.execution.runner import run_runbook
     from engine.history.prepare import prepare_resume
     from engine.history.session import recorded_run
-    from engine.runner import run_runbook
 
     store = _store()
     try:

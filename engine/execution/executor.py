@@ -18,16 +18,17 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from engine.connections.pool import ConnectionHolder
+from engine.errors import Aborted, HostUnreachable, StepError, TemplateError, UsageError
+from engine.events import Approval, HostFinished, StepFinished, StepStarted
 from engine.format.model import Runbook, Step
 from engine.format.params import resolve_params
 from engine.inventory.host import Host
+from engine.results import RESERVED_FIELDS, HostResult, State, StepResult, worst
+from engine.templating import compile_expression, render_value
 
 from .attempts import TypedStepRun
-from .context import ConnectionHolder, Interrupted, RunContext
-from .errors import Aborted, HostUnreachable, StepError, TemplateError, UsageError
-from .events import Approval, HostFinished, StepFinished, StepStarted
-from .results import RESERVED_FIELDS, HostResult, State, StepResult, worst
-from .templating import compile_expression, render_value
+from .context import Interrupted, RunContext
 
 # Keys of StepResult.template_value() that are computed, not data of the step.
 _DERIVED = frozenset({"failed", "error"})

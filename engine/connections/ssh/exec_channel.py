@@ -25,9 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.connections.base import Command, ExecResult
 from engine.errors import StepError, StepTimeout
-
-from .base import Command, ExecResult
 
 if TYPE_CHECKING:
     import paramiko

@@ -4,7 +4,7 @@ Opening costs a TCP connect, a key exchange and authentication; every later
 command is one new channel on the same transport (no re-auth). The socket is
 ours, with TCP_NODELAY (paramiko leaves Nagle on, which adds ~45 ms to every
 exec round trip). paramiko is imported inside functions only, and the helper
-modules that import it at their top (ssh_hostkeys) are imported the same way.
+modules that import it at their top (hostkeys) are imported the same way.
 
 Jumps (`jump: bastion` or `jump: user@addr:port`) open the jump host's own
 SSHConnection, recursively, and use a direct-tcpip channel through it as the
@@ -26,11 +26,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from engine.connections.base import Command, ExecResult
 from engine.errors import EngineError, HostUnreachable, StepError
 from engine.inventory.host import Host
 
-from . import ssh_exec, ssh_jump, ssh_session, ssh_transport
-from .base import Command, ExecResult
+from . import exec_channel as ssh_exec
+from . import jump as ssh_jump
+from . import session as ssh_session
+from . import transport as ssh_transport
 
 if TYPE_CHECKING:
     import paramiko
@@ -67,7 +70,7 @@ class SSHConnection:
         self._jump: SSHConnection | None = None
         self._running: set[ssh_exec.Running] = set()
         self._running_lock = threading.Lock()
-        # The persistent shell for steps (ssh_session); exec per step without it.
+        # The persistent shell for steps (session.py); an exec channel per step without it.
         self.use_session = os.environ.get("RUNBOOK_SSH_SESSION", "1") != "0"
         self._session: ssh_session.ShellSession | None = None
         self._session_lock = threading.Lock()
@@ -93,7 +96,7 @@ class SSHConnection:
     def _connect(self) -> paramiko.SSHClient:
         import paramiko
 
-        from . import ssh_hostkeys
+        from . import hostkeys as ssh_hostkeys
 
         target = self.target()
         policy_name = self.host.host_key_policy or "strict"
@@ -342,7 +345,7 @@ class SSHConnection:
             raise
 
     def put(self, source: IO[bytes], path: str, mode: int | None = None) -> int:
-        from .ssh_transfer import upload
+        from .transfer import upload
 
         with self._sftp() as sftp:
             try:
@@ -352,7 +355,7 @@ class SSHConnection:
 
     @contextmanager
     def get(self, path: str) -> Iterator[IO[bytes]]:
-        from .ssh_transfer import SFTPReader
+        from .transfer import SFTPReader
 
         with self._sftp() as sftp:
             try:
@@ -380,7 +383,7 @@ class SSHConnection:
 
     @contextmanager
     def tunnel(self, remote_host: str, remote_port: int) -> Iterator[tuple[str, int]]:
-        from .ssh_transfer import Forwarder
+        from .transfer import Forwarder
 
         forwarder = Forwarder(self._transport(), (remote_host, int(remote_port)))
         forwarder.start()

@@ -14,9 +14,9 @@ from typing import Any
 
 import click
 
-from engine.commands.options import max_connections_option, output_options
+from engine.errors import EngineBug, EngineError, InvalidError, UsageError
 
-from .errors import EngineBug, EngineError, InvalidError, UsageError
+from .options import max_connections_option, output_options
 
 EXIT_USAGE = 64
 
@@ -190,15 +190,14 @@ def run_command(
     verbose: int,
 ) -> None:
     """Run RUNBOOK against the selected hosts."""
+    from engine.execution.approvals import Operator, operator_name
+    from engine.execution.context import RunOptions
+    from engine.execution.runner import Run, run_runbook
     from engine.format.params import parse_assignments, resolve_params
     from engine.history.session import recorded_options, recorded_run
     from engine.reports.console import ConsoleReport
     from engine.reports.jsonreport import JsonReport
-
-    from .approvals import Operator, operator_name
-    from .context import RunOptions
-    from .runner import Run, run_runbook
-    from .secrets import Redactor, Secrets
+    from engine.secrets import Redactor, Secrets
 
     rb = _load(runbook)
     inventory, hosts = _select_hosts(rb, inventory_path, limit)
@@ -376,8 +375,8 @@ def cron_command(directory: str | None) -> None:
 
 # Commands that live in their own modules; imported here, cheaply (they import
 # their heavy parts inside the command functions).
-from engine.commands.history import history_command, resume_command  # noqa: E402
-from engine.commands.inventory import inventory_command  # noqa: E402
+from .history import history_command, resume_command  # noqa: E402
+from .inventory import inventory_command  # noqa: E402
 
 for _command in (inventory_command, history_command, resume_command):
     main.add_command(_command)

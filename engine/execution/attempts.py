@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from engine.errors import Aborted, HostUnreachable, StepError, TemplateError
+from engine.events import LogMessage
 from engine.format.model import Retry, Step
+from engine.results import FORBIDDEN_FIELDS, RESERVED_FIELDS, Metric, State, StepResult, worst
 from engine.steps.base import StepContext, get_step_type
+from engine.templating import compile_expression, render_value
 
 from . import outcome
 from .context import Interrupted
-from .errors import Aborted, HostUnreachable, StepError, TemplateError
-from .events import LogMessage
-from .results import FORBIDDEN_FIELDS, RESERVED_FIELDS, Metric, State, StepResult, worst
-from .templating import compile_expression, render_value
 
 if TYPE_CHECKING:
     from .executor import HostExecutor

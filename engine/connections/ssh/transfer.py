@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
-from .base import iter_chunks
+from engine.connections.base import iter_chunks
 
 if TYPE_CHECKING:
     import paramiko

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.errors import TemplateError
 from engine.format.model import THRESHOLD_OP, Step
+from engine.results import Metric, State
 from engine.steps.base import StepType
-
-from .errors import TemplateError
-from .results import Metric, State
-from .templating import compile_expression, is_template, render_value
+from engine.templating import compile_expression, is_template, render_value
 
 
 def _eval(source: str, context: dict[str, Any]) -> Any:

@@ -27,7 +27,7 @@ Each step is isolated as if it had its own session:
 A session that died between steps is replaced before the next step. One that
 dies during a step fails that step (it may have half-run: it is not retried)
 and is replaced for the next. Steps that need what this channel cannot give
-(stdin, a pty) use ssh_exec instead, as does everything when the login shell
+(stdin, a pty) use exec_channel.py instead, as does everything when the login shell
 is not a POSIX shell: SSHConnection decides, see `eligible`.
 """
 
@@ -41,10 +41,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from engine.connections.base import Command, ExecResult
 from engine.errors import StepError, StepTimeout
 
-from .base import Command, ExecResult
-from .ssh_exec import _ENV_NAME, KILL_GRACE
+from .exec_channel import _ENV_NAME, KILL_GRACE
 
 if TYPE_CHECKING:
     import paramiko

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import Aborted
+from engine.errors import Aborted
 
 
 def operator_name(explicit: str | None = None) -> str:

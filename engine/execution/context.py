@@ -1,0 +1,120 @@
+"""What one run shares across its hosts: options, the event bus, the operator,
+the stop flag (Ctrl-C, max_fail), run_once results, the cancels of the second
+Ctrl-C (cancel.py) and the bound on open connections (connections/pool.py).
+
+Kept apart from executor.py so the runner and the step walk share one small
+vocabulary without either reaching into the other.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.connections.base import Connection
+from engine.connections.pool import ConnectionLimit
+from engine.errors import Aborted, HostUnreachable
+from engine.events import EventBus
+from engine.inventory.host import Host
+from engine.results import StepResult
+from engine.secrets import Redactor, Secrets
+
+from .approvals import Operator
+from .cancel import Cancellers
+
+
+class Interrupted(Aborted):
+    """Ctrl-C: stop now, run no cleanup steps, leave the run resumable."""
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    forks: int = 10
+    max_connections: int = 256  # open at once (threads, sockets): see ConnectionLimit
+    tags: frozenset[str] = frozenset()
+    skip_tags: frozenset[str] = frozenset()
+    start_at: str | None = None
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    # step ids (per host) that already succeeded in the run being resumed, with their results
+    resume_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+class RunOnce:
+    """Runs a `run_once` step on the first host that reaches it; others share the result."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._results: dict[str, tuple[threading.Event, list[StepResult]]] = {}
+
+    def get_or_run(
+        self,
+        key: str,
+        fn: Callable[[], StepResult],
+        may_hand_over: Callable[[], bool] = lambda: False,
+    ) -> tuple[StepResult, bool]:
+        """The step's result and whether this host ran it.
+
+        An owner whose host turns out unreachable before anything ran there
+        (`may_hand_over()`: it never connected) hands the step to the next host
+        that reaches it, as Ansible runs run_once on the first available host;
+        otherwise every waiting host would be aborted by one dead host.
+        """
+        while True:
+            with self._lock:
+                entry = self._results.get(key)
+                owner = entry is None
+                if owner:
+                    entry = self._results[key] = (threading.Event(), [])
+            assert entry is not None
+            done, box = entry
+            if owner:
+                try:
+                    box.append(fn())
+                except HostUnreachable:
+                    if may_hand_over():
+                        with self._lock:  # before done.set(): waiters find it gone
+                            del self._results[key]
+                    raise
+                finally:
+                    done.set()
+                return box[0], True
+            done.wait()
+            if box:
+                return box[0], False
+            with self._lock:
+                handed_over = self._results.get(key) is not entry
+            if not handed_over:
+                raise Aborted(f"run_once step {key} did not complete on its first host")
+
+
+@dataclass
+class RunContext:
+    """What every host of one run shares."""
+
+    run_id: str
+    options: RunOptions
+    bus: EventBus
+    redactor: Redactor
+    secrets: Secrets
+    operator: Operator
+    run_info: dict[str, Any]
+    connect: Callable[[Host], Connection]
+    connection_limit: ConnectionLimit | None = None
+    stop: threading.Event = field(default_factory=threading.Event)  # no new steps
+    stop_reason: str = ""
+    interrupted: bool = False
+    run_once: RunOnce = field(default_factory=RunOnce)
+    cancellers: Cancellers = field(default_factory=Cancellers)
+
+    def request_stop(self, reason: str, interrupt: bool = False) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+        self.interrupted = self.interrupted or interrupt
+        self.stop.set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless the run is interrupted; True when it was."""
+        return self.stop.wait(seconds) and self.interrupted
