@@ -2,19 +2,20 @@
 
 The executor and runner only emit events; console output, JSON, JUnit, HTML and
 the history store are processors listening to the same stream. Every event is
-redacted once, on its way into the bus, so no processor can leak a secret or a
-`sensitive` step's result by forgetting to redact.
+redacted once (`Event.redacted`, through engine/redaction.py), on its way into
+the bus, so no processor can leak a secret or a `sensitive` step's result by
+forgetting to redact.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from .redaction import Redactor, redact_result, redact_run
 from .results import RunResult, StepResult
-from .secrets import MASK, Redactor
 
 
 def now_iso() -> str:
@@ -27,6 +28,23 @@ class Event:
     at: str = field(default_factory=now_iso, kw_only=True)
 
     kind = "event"
+
+    def redacted(self, redactor: Redactor) -> Event:
+        """This event as processors may see it. Every text, mapping and list field
+        goes through the redactor, so a new event type is safe without a rule of
+        its own; events carrying results add the `sensitive` rule."""
+        if not redactor:
+            return self
+        changes = {
+            f.name: redactor(value)
+            for f in fields(self)
+            if f.name not in _NOT_REDACTED
+            and isinstance(value := getattr(self, f.name), str | dict | list)
+        }
+        return replace(self, **changes)
+
+
+_NOT_REDACTED = frozenset({"run_id", "at"})
 
 
 @dataclass
@@ -59,6 +77,10 @@ class StepFinished(Event):
     result: StepResult
     depth: int = 0
     kind = "step_finished"
+
+    def redacted(self, redactor: Redactor) -> StepFinished:
+        result = redact_result(self.result, redactor)  # a sensitive step even without secrets
+        return self if result is self.result else replace(self, result=result)
 
 
 @dataclass
@@ -98,6 +120,9 @@ class RunFinished(Event):
     result: RunResult
     kind = "run_finished"
 
+    def redacted(self, redactor: Redactor) -> RunFinished:
+        return replace(self, result=redact_run(self.result, redactor))
+
 
 class Processor(Protocol):
     """Consumes events. Called from worker threads, one event at a time.
@@ -108,52 +133,6 @@ class Processor(Protocol):
     """
 
     def handle(self, event: Event) -> None: ...
-
-
-def redact_result(result: StepResult, redactor: Redactor) -> StepResult:
-    if result.sensitive:
-        data: dict[str, Any] = {k: MASK for k in result.data}
-        rendered = {k: MASK for k in result.rendered} if result.rendered else result.rendered
-        return replace(result, data=data, rendered=rendered, error=redactor(result.error))
-    if not redactor:
-        return result
-    return replace(
-        result,
-        data=redactor(result.data),
-        rendered=redactor(result.rendered),
-        error=redactor(result.error),
-    )
-
-
-def redact_run(result: RunResult, redactor: Redactor) -> RunResult:
-    hosts = {}
-    for name, hr in result.hosts.items():
-        hosts[name] = replace(
-            hr,
-            steps=[redact_result(s, redactor) for s in hr.steps],
-            unreachable=redactor(hr.unreachable),
-            aborted=redactor(hr.aborted),
-        )
-    return replace(result, hosts=hosts, aborted=redactor(result.aborted))
-
-
-def redact_event(event: Event, redactor: Redactor) -> Event:
-    if isinstance(event, StepFinished):
-        result = redact_result(event.result, redactor)
-        return event if result is event.result else replace(event, result=result)
-    if isinstance(event, RunFinished):
-        return replace(event, result=redact_run(event.result, redactor))
-    if not redactor:
-        return event
-    if isinstance(event, LogMessage):
-        return replace(event, message=redactor.text(event.message))
-    if isinstance(event, Approval):
-        return replace(event, prompt=redactor.text(event.prompt))
-    if isinstance(event, RunStarted):
-        return replace(event, params=redactor(event.params))
-    if isinstance(event, RunAborted):
-        return replace(event, reason=redactor.text(event.reason))
-    return event
 
 
 class _Ticket:
@@ -191,7 +170,7 @@ class EventBus:
 
     def emit(self, event: Event) -> None:
         ticket = _Ticket()
-        safe = redact_event(event, self.redactor)  # outside the lock: others queue meanwhile
+        safe = event.redacted(self.redactor)  # outside the lock: others queue meanwhile
         with self._lock:
             self._queue.append((safe, ticket))
             wait, self._busy = self._busy, True

@@ -1,65 +1,25 @@
-"""`secret(name)` lookup and the redaction set.
+"""`secret(name)`: secrets from a `--secrets` file or the environment.
 
-A secret's value is registered with the run's Redactor the moment it is read,
-and every output channel (console, JSON, reports, history, error messages)
-passes what it writes through that Redactor. Secrets therefore never need to be
-known in advance: whatever a template actually used is what gets hidden.
+A secret's value is registered with the run's Redactor (engine/redaction.py)
+the moment it is read, and every output channel passes what it writes through
+that Redactor: whatever a template actually used is what gets hidden.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
 
 from .errors import SecretError
+from .redaction import Redactor
 
-MASK = "***"
-
-
-class Redactor:
-    """Replaces every registered secret value by `***`, in any nested data."""
-
-    def __init__(self) -> None:
-        self._values: list[str] = []
-        self._lock = threading.Lock()
-
-    def add(self, value: str) -> None:
-        if not value or len(value) < 3:
-            # Masking "a" or "1" everywhere would shred the output for nothing;
-            # such values are not secrets worth the name.
-            return
-        with self._lock:
-            if value not in self._values:
-                # Longest first, so a secret that contains another is masked whole.
-                self._values = sorted([*self._values, value], key=len, reverse=True)
-
-    def __bool__(self) -> bool:
-        return bool(self._values)
-
-    def text(self, text: str) -> str:
-        for value in self._values:
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
-
-    def __call__(self, data: Any) -> Any:
-        if not self._values:
-            return data
-        if isinstance(data, str):
-            return self.text(data)
-        if isinstance(data, bytes):
-            return self.text(data.decode("utf-8", "replace"))
-        if isinstance(data, Mapping):
-            return {k: self(v) for k, v in data.items()}
-        if isinstance(data, list | tuple):
-            return [self(v) for v in data]
-        return data
+if TYPE_CHECKING:
+    from .inventory.host import Host
 
 
 class Secrets:
@@ -91,6 +51,19 @@ class Secrets:
 
     def __call__(self, name: str) -> str:
         return self.get(name)
+
+    def password_for(self, host: Host) -> str | None:
+        """A host's `password:`, rendered: literal, or a template such as
+        "{{ secret('DB_PW') }}" (it sees secret(), env and the host). The value
+        joins the redaction set. Raises SecretError or TemplateError."""
+        if not host.password:
+            return None
+        from .templating import render_value
+
+        context = {"secret": self, "env": os.environ, "host": host.template_value()}
+        password = str(render_value(host.password, context))
+        self.redactor.add(password)
+        return password
 
 
 def load_secrets_file(path: Path) -> dict[str, str]:

@@ -44,7 +44,7 @@ def step_context(
     """A StepContext on localhost (local connection), for calling a step type directly."""
     from engine.connections.local import LocalConnection
     from engine.inventory.host import localhost
-    from engine.secrets import Redactor
+    from engine.redaction import Redactor
     from engine.steps.base import StepContext
 
     host = localhost()

@@ -195,9 +195,10 @@ def run_command(
     from engine.execution.runner import Run, run_runbook
     from engine.format.params import parse_assignments, resolve_params
     from engine.history.session import recorded_options, recorded_run
+    from engine.redaction import Redactor
     from engine.reports.console import ConsoleReport
     from engine.reports.jsonreport import JsonReport
-    from engine.secrets import Redactor, Secrets
+    from engine.secrets import Secrets
 
     rb = _load(runbook)
     inventory, hosts = _select_hosts(rb, inventory_path, limit)
@@ -223,9 +224,6 @@ def run_command(
         return
     redactor = Redactor()
     secrets = Secrets(redactor, secrets_file)
-    for name, param in rb.params.items():
-        if param.secret and resolved.get(name):
-            redactor.add(str(resolved[name]))
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     op = Operator(operator_name(operator), interactive, yes, frozenset(approve), step_mode)
     processors: list[Any] = []

@@ -9,15 +9,14 @@ vars whose name says they hold a secret are masked the same way.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import click
 
 from engine.errors import EngineError, InvalidError
 from engine.inventory.host import Host
+from engine.redaction import MASK, mask_secret_named
 
-_SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|private_key|api_key", re.I)
 # What engine.inventory.sshconfig may fill in for ssh hosts.
 _FROM_SSH_CONFIG = ("address", "user", "port", "key_file", "jump")
 
@@ -73,12 +72,8 @@ def host_fields(host: Host) -> dict[str, Any]:
         value = getattr(host, name)
         if value is None:
             continue
-        out[name] = "***" if name == "password" else value
+        out[name] = MASK if name == "password" else value
     return out
-
-
-def masked_vars(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: ("***" if _SECRET_NAME.search(str(k)) else v) for k, v in values.items()}
 
 
 def _origin(host: Host, name: str) -> str:
@@ -126,7 +121,7 @@ def _tree(inventory: Any, name: str, selected: set[str], depth: int, seen: set[s
         return []
     pad = "  " * depth
     lines = [f"{pad}@{name}" + (":" if group.vars else "")]
-    for key, value in masked_vars(group.vars).items():
+    for key, value in mask_secret_named(group.vars).items():
         lines.append(f"{pad}  {key} = {_scalar(value)}")
     if name in seen:  # a group under two parents: its members are shown once
         return lines
@@ -160,7 +155,7 @@ def _echo_vars(values: dict[str, Any], indent: str) -> None:
     import yaml
 
     click.echo(f"{indent}vars:")
-    text = yaml.safe_dump(masked_vars(values), default_flow_style=False, sort_keys=False)
+    text = yaml.safe_dump(mask_secret_named(values), default_flow_style=False, sort_keys=False)
     for line in text.rstrip("\n").splitlines():
         click.echo(f"{indent}  {line}")
 
@@ -174,7 +169,7 @@ def _host_json(host: Host) -> dict[str, Any]:
         "name": host.name,
         **host_fields(host),
         "groups": list(host.groups),
-        "vars": masked_vars(host.vars),
+        "vars": mask_secret_named(host.vars),
     }
 
 
@@ -188,7 +183,7 @@ def _as_json(inventory: Any, hosts: list[Host]) -> dict[str, Any]:
             name: {
                 "hosts": [h for h in g.hosts if h in selected],
                 "children": list(g.children),
-                "vars": masked_vars(g.vars),
+                "vars": mask_secret_named(g.vars),
             }
             for name, g in inventory.groups.items()
             if name == "all" or selected.intersection(g.all_hosts)

@@ -18,8 +18,9 @@ from engine.connections.pool import ConnectionLimit
 from engine.errors import Aborted, HostUnreachable
 from engine.events import EventBus
 from engine.inventory.host import Host
+from engine.redaction import Redactor
 from engine.results import StepResult
-from engine.secrets import Redactor, Secrets
+from engine.secrets import Secrets
 
 from .approvals import Operator
 from .cancel import Cancellers

@@ -25,9 +25,9 @@ from engine.errors import EngineBug, EngineError
 from engine.events import EventBus, Processor, RunAborted, RunFinished, RunStarted, now_iso
 from engine.format.model import Runbook
 from engine.inventory.host import Host
+from engine.redaction import Redactor
 from engine.results import HostResult, RunResult, State
-from engine.secrets import Redactor, Secrets
-from engine.steps._dsn import dsn_passwords
+from engine.secrets import Secrets
 
 from .approvals import Operator
 from .context import RunContext, RunOptions
@@ -113,15 +113,12 @@ class Runner:
     def execute(self) -> RunResult:
         run = self.run
         started = time.monotonic()
-        # Redact params declared secret before anything records them, and the
-        # passwords written in any connection string given as a param or extra var.
-        for name, param in run.runbook.params.items():
-            if param.secret and run.params.get(name):
-                run.redactor.add(str(run.params[name]))
-        for value in [*run.params.values(), *run.options.extra_vars.values()]:
-            if isinstance(value, str):
-                for password in dsn_passwords(value):
-                    run.redactor.add(password)
+        # Before anything records them: secret params, passwords in connection strings.
+        run.redactor.learn_run_inputs(
+            [name for name, param in run.runbook.params.items() if param.secret],
+            run.params,
+            run.options.extra_vars,
+        )
         self.bus.emit(
             RunStarted(
                 run.run_id,

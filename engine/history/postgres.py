@@ -7,23 +7,18 @@ recorded whatever happens to the engine afterwards.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from engine.redaction import redact_dsn, scrub
 
 from . import schema
 from .store import HistoryError, SqlStore
 
 # Serializes schema creation when several engines start on an empty database.
 _DDL_LOCK_KEY = 0x52554E424F4F4B  # "RUNBOOK"
-
-
-def redact_dsn(dsn: str) -> str:
-    """postgresql://user:secret@host/db → postgresql://user:***@host/db (and password=...)."""
-    dsn = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
-    return re.sub(r"(password\s*=\s*)\S+", r"\1***", dsn, flags=re.I)
 
 
 @dataclass
@@ -60,4 +55,4 @@ class PostgresStore(SqlStore):
 
 def _first_line(exc: Exception, dsn: str) -> str:
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return text.replace(dsn, redact_dsn(dsn))
+    return scrub(text, dsn)

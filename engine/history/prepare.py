@@ -45,12 +45,12 @@ def prepare_resume(
     from engine.execution.runner import Run
     from engine.format.loader import load_runbook
     from engine.format.params import parse_assignments, resolve_params
+    from engine.redaction import Redactor, is_masked
     from engine.reports.console import ConsoleReport
     from engine.reports.jsonreport import JsonReport
-    from engine.secrets import Redactor, Secrets
+    from engine.secrets import Secrets
 
     from .replay import resolve_run_id
-    from .resume import masked
 
     row = resolve_run_id(store, run_id)
     rb = load_runbook(row["path"])
@@ -62,9 +62,9 @@ def prepare_resume(
     resolved = resolve_params(rb.params, resume_params(row, rb, parse_assignments(params, "-p")))
     recorded = dict(row.get("options") or {})
     extra_vars = dict(recorded.get("extra_vars") or {})
-    held_secrets = [k for k, v in extra_vars.items() if masked(v)]
+    held_secrets = [k for k, v in extra_vars.items() if is_masked(v)]
     extra_vars.update(_extra_vars(extra))
-    still = [k for k in held_secrets if masked(extra_vars.get(k))]
+    still = [k for k in held_secrets if is_masked(extra_vars.get(k))]
     if still:
         raise UsageError(
             f"extra var(s) {', '.join(still)} of run {row['id']} held a secret, which history "
@@ -76,9 +76,6 @@ def prepare_resume(
     )
     redactor = Redactor()
     secrets = Secrets(redactor, secrets_file)
-    for name, param in rb.params.items():
-        if param.secret and resolved.get(name):
-            redactor.add(str(resolved[name]))
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     op = Operator(operator_name(operator), interactive, yes, frozenset(approve))
     processors: list[Any] = [

@@ -28,8 +28,8 @@ from engine.events import (
     StepFinished,
     StepStarted,
 )
+from engine.redaction import Redactor
 from engine.results import StepResult
-from engine.secrets import Redactor
 
 from .store import CRASHED, RUNNING, EventRow, HistoryStore, MetricRow, StepRow
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from engine.errors import Aborted, Location, Problem, RunbookInvalid, UsageError
 from engine.format.model import Runbook, Step
+from engine.redaction import is_masked
 from engine.results import State
-from engine.secrets import MASK
 
 from .replay import DIED, display_state, step_from_dict
 from .store import RUNNING, HistoryStore
@@ -119,7 +119,7 @@ def resume_params(row: dict[str, Any], runbook: Runbook, given: dict[str, str]) 
     missing = [
         name
         for name, value in merged.items()
-        if name not in given and masked(value) and value is not None
+        if name not in given and is_masked(value) and value is not None
     ]
     if missing:
         flags = " ".join(f"-p {n}=..." for n in missing)
@@ -128,13 +128,3 @@ def resume_params(row: dict[str, Any], runbook: Runbook, given: dict[str, str]) 
             f"does not keep: give them again ({flags})"
         )
     return {k: v for k, v in merged.items() if v is not None or k in given}
-
-
-def masked(value: Any) -> bool:
-    if isinstance(value, str):
-        return MASK in value
-    if isinstance(value, dict):
-        return any(masked(v) for v in value.values())
-    if isinstance(value, list):
-        return any(masked(v) for v in value)
-    return False

@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.errors import Location, Problem
 from engine.format.source import snippet
+from engine.redaction import MASK
 
 HOST_FIELDS = (
     "address",
@@ -149,7 +150,7 @@ def set_field(
         return
     if name in decl.fields and decl.fields[name] != value:
         first = decl.field_where[name]
-        shown = "***" if name == "password" else repr(decl.fields[name])
+        shown = MASK if name == "password" else repr(decl.fields[name])
         spec.problem(
             where,
             f"host {decl.name!r}: {name} is set twice with different values",

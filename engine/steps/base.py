@@ -35,7 +35,7 @@ from engine.registry import Registry
 if TYPE_CHECKING:
     from engine.connections.base import Connection
     from engine.inventory.host import Host
-    from engine.secrets import Redactor
+    from engine.redaction import Redactor
 
 
 class StepSpec(BaseModel):

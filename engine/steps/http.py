@@ -21,12 +21,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.errors import ServiceError, StepError, StepTimeout
 from engine.format.model import Duration
+from engine.redaction import dsn_passwords, mask, redact_dsn
 
 from .base import StepContext, StepSpec, StepType
 
@@ -118,21 +119,6 @@ def status_ok(status: int, expect: int | list[int] | str) -> bool:
     return any(lo <= status <= hi for lo, hi in status_matcher(expect))
 
 
-def redact_url(url: str) -> str:
-    """The URL with any userinfo password replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class HttpStep(StepType):
     name = "http"
     Spec = HttpSpec
@@ -147,7 +133,7 @@ class HttpStep(StepType):
         return spec.method in SAFE_METHODS
 
     def describe(self, spec: HttpSpec) -> str:
-        return f"{spec.method} {redact_url(spec.url)}"
+        return f"{spec.method} {redact_dsn(spec.url)}"
 
     def failure(self, spec: HttpSpec, data: dict[str, Any]) -> str | None:
         status = data.get("status")
@@ -156,7 +142,7 @@ class HttpStep(StepType):
         text = (data.get("text") or "").strip()
         snippet = text[:200] + ("..." if len(text) > 200 else "")
         return (
-            f"HTTP {status} from {spec.method} {redact_url(spec.url)} "
+            f"HTTP {status} from {spec.method} {redact_dsn(spec.url)} "
             f"(expected {_expect_text(spec.expect_status)})" + (f": {snippet}" if snippet else "")
         )
 
@@ -165,9 +151,9 @@ class HttpStep(StepType):
         sockets = _Sockets()  # for the operator's second Ctrl-C: shut down, not waited on
 
         def cancelled_error(when: str) -> ServiceError:
-            message = f"{spec.method} {redact_url(spec.url)}: cancelled: the run was interrupted"
+            message = f"{spec.method} {redact_dsn(spec.url)}: cancelled: the run was interrupted"
             return ServiceError(
-                "http", _scrub(f"{message} (Ctrl-C){when}", secrets), code="cancelled"
+                "http", mask(f"{message} (Ctrl-C){when}", secrets), code="cancelled"
             )
 
         with ctx.cancellable(sockets.shut_down) as cancelled:
@@ -195,7 +181,7 @@ class HttpStep(StepType):
     ) -> dict[str, Any]:
         import httpx
 
-        shown = redact_url(spec.url)
+        shown = redact_dsn(spec.url)
         timeout = _timeout(spec, ctx)
         deadline = time.monotonic() + timeout
         kwargs: dict[str, Any] = {"params": spec.params or None, "headers": spec.headers}
@@ -208,7 +194,7 @@ class HttpStep(StepType):
 
         def fail(message: str, code: str) -> ServiceError:
             return ServiceError(
-                "http", _scrub(f"{spec.method} {shown}: {message}", secrets), code=code
+                "http", mask(f"{spec.method} {shown}: {message}", secrets), code=code
             )
 
         started = time.monotonic()
@@ -228,9 +214,7 @@ class HttpStep(StepType):
         except httpx.TimeoutException as exc:
             kind = type(exc).__name__.replace("Timeout", "").lower() or "request"
             raise StepTimeout(
-                _scrub(
-                    f"http {spec.method} {shown}: timed out after {timeout:g}s ({kind})", secrets
-                )
+                mask(f"http {spec.method} {shown}: timed out after {timeout:g}s ({kind})", secrets)
             ) from None
         except httpx.ConnectError as exc:
             raise _connect_error(exc, spec, fail) from None
@@ -250,7 +234,7 @@ class HttpStep(StepType):
             "text": text,
             "truncated": truncated,
             "elapsed_ms": elapsed_ms,
-            "url": redact_url(str(response.url)),
+            "url": redact_dsn(str(response.url)),
             "tls": tls,
         }
         return data
@@ -319,25 +303,12 @@ def _shut_down(sock: socket.socket) -> None:
 
 def _register_secrets(spec: HttpSpec, ctx: StepContext) -> list[str]:
     """Passwords in the URL or in `auth` join the run's redaction set."""
-    found = []
-    try:
-        password = urlsplit(spec.url).password
-    except ValueError:
-        password = None
-    if password:
-        found.append(password)
+    found = dsn_passwords(spec.url)
     if spec.auth and spec.auth.password:
         found.append(spec.auth.password)
     for value in found:
         ctx.redactor.add(value)
     return found
-
-
-def _scrub(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        if value:
-            text = text.replace(value, "***")
-    return text
 
 
 def _timeout(spec: HttpSpec, ctx: StepContext) -> float:

@@ -31,8 +31,8 @@ from typing import Any
 from pydantic import field_serializer, field_validator, model_validator
 
 from engine.errors import ServiceError, StepError, StepTimeout
+from engine.redaction import dsn_passwords, redact_dsn, scrub
 
-from ._dsn import dsn_passwords, redact_dsn, scrub
 from .base import StepContext, StepSpec, StepType
 
 SERVICE = "redis"

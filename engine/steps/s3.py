@@ -24,9 +24,9 @@ from pydantic import Field, field_validator, model_validator
 
 from engine.errors import ServiceError, StepError, StepTimeout
 from engine.format.model import Duration
+from engine.redaction import mask, redact_dsn
 
 from .base import StepContext, StepSpec, StepType
-from .http import redact_url
 from .s3_stream import Deadline, Reader, parse_size
 
 Action = Literal["put", "get", "list", "head", "delete", "prune"]
@@ -365,10 +365,10 @@ class _Operation:
     # ------------------------------------------------------------- errors
 
     def scrub(self, text: str) -> str:
-        for value in (self.spec.secret_key, self.spec.access_key, self.spec.session_token):
-            if value:
-                text = text.replace(value, "***")
-        return self.ctx.redactor.text(text)
+        spec = self.spec
+        return self.ctx.redactor.text(
+            mask(text, (spec.secret_key, spec.access_key, spec.session_token))
+        )
 
     def translate(self, exc: Exception) -> StepError:
         """A botocore/boto3 exception as the engine error an operator can act on."""
@@ -379,7 +379,7 @@ class _Operation:
         if isinstance(exc, bx.ConnectTimeoutError | bx.ReadTimeoutError):
             return StepTimeout(self.scrub(f"s3 {spec.action} {where}: {exc}"))
         if isinstance(exc, bx.EndpointConnectionError):
-            endpoint = redact_url(spec.endpoint) if spec.endpoint else "the AWS S3 endpoint"
+            endpoint = redact_dsn(spec.endpoint) if spec.endpoint else "the AWS S3 endpoint"
             return self._error(f"cannot reach {endpoint} ({where})", "EndpointUnreachable")
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
             return self._error(

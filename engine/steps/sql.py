@@ -51,8 +51,8 @@ from uuid import UUID
 from pydantic import Field, field_serializer
 
 from engine.errors import ServiceError, StepTimeout
+from engine.redaction import dsn_passwords, redact_dsn, scrub
 
-from ._dsn import dsn_passwords, redact_dsn, scrub
 from .base import StepContext, StepSpec, StepType
 
 if TYPE_CHECKING:

@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from engine.errors import ServiceError, StepError, StepTimeout
-from engine.secrets import Redactor
+from engine.redaction import Redactor, redact_dsn
 from engine.steps.base import StepContext, get_step_type
-from engine.steps.http import HttpSpec, redact_url, status_ok
+from engine.steps.http import HttpSpec, status_ok
 from tests.fixtures.web import CERT_DAYS, WebServers
 from tests.helpers import in_thread, step_context
 
@@ -175,8 +175,8 @@ def test_userinfo_password_never_shown_in_errors() -> None:
     message = str(info.value)
     assert "s3cr3t-pass" not in message
     assert "admin:***@127.0.0.1" in message
-    assert redact_url(url) == f"http://admin:***@127.0.0.1:{port}/x"
-    assert redact_url("https://example.org/a?b=1") == "https://example.org/a?b=1"
+    assert redact_dsn(url) == f"http://admin:***@127.0.0.1:{port}/x"
+    assert redact_dsn("https://example.org/a?b=1") == "https://example.org/a?b=1"
 
 
 def test_https_without_verification_reports_certificate(web_servers: WebServers) -> None:

@@ -14,7 +14,7 @@ from engine.connections.local import LocalConnection
 from engine.errors import ServiceError
 from engine.execution.cancel import Cancellers
 from engine.inventory.host import localhost
-from engine.secrets import Redactor
+from engine.redaction import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.redis import RedisStep, command_name, is_read_only, parse_info, split_command
 from tests.fixtures.services import RedisUser

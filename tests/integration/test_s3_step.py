@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from engine.connections.local import LocalConnection
 from engine.errors import ServiceError, StepError
 from engine.inventory.host import localhost
-from engine.secrets import Redactor
+from engine.redaction import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.s3 import S3Spec, parse_size, select_prune
 from tests.fixtures.s3server import S3Server
@@ -296,7 +296,7 @@ MEMORY_PROBE = textwrap.dedent(
     import json, resource, sys
     from engine.connections.local import LocalConnection
     from engine.inventory.host import localhost
-    from engine.secrets import Redactor
+    from engine.redaction import Redactor
     from engine.steps.base import StepContext, get_step_type
 
     endpoint, bucket, path, access, secret = sys.argv[1:6]

@@ -13,7 +13,7 @@ from engine.connections.local import LocalConnection
 from engine.errors import ServiceError, StepTimeout
 from engine.execution.cancel import Cancellers
 from engine.inventory.host import localhost
-from engine.secrets import Redactor
+from engine.redaction import Redactor
 from engine.steps.base import StepContext, get_step_type
 from engine.steps.sql import SqlStep, json_value
 from tests.fixtures.services import PgDatabase

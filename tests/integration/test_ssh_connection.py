@@ -192,7 +192,8 @@ def test_a_jump_that_may_not_forward_fails_at_the_jump(
 
 def test_password_from_a_secret(sshd: SSHServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RB_TEST_SSH_PASSWORD", sshd.password)
-    from engine.secrets import Redactor, Secrets
+    from engine.redaction import Redactor
+    from engine.secrets import Secrets
 
     redactor = Redactor()
     host = sshd.host(

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from engine.errors import SecretError
+from engine.redaction import Redactor
 from engine.registry import Registry, RegistryError
-from engine.secrets import Redactor, Secrets
+from engine.secrets import Secrets
 from engine.steps.base import step_types
 
 

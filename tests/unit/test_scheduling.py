@@ -10,7 +10,7 @@ import pytest
 
 from engine.events import EventBus, LogMessage, _Ticket
 from engine.execution.lockstep import Lockstep
-from engine.secrets import Redactor
+from engine.redaction import Redactor
 
 
 class Trace:

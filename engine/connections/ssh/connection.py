@@ -29,6 +29,8 @@ from typing import IO, TYPE_CHECKING, Any
 from engine.connections.base import Command, ExecResult
 from engine.errors import EngineError, HostUnreachable, StepError
 from engine.inventory.host import Host
+from engine.redaction import Redactor
+from engine.secrets import Secrets
 
 from . import exec_channel as ssh_exec
 from . import jump as ssh_jump
@@ -56,7 +58,7 @@ class SSHConnection:
     def __init__(
         self,
         host: Host,
-        secrets: Callable[[str], str] | None = None,
+        secrets: Secrets | None = None,
         resolve_host: Callable[[str], Host] | None = None,
         *,
         _via: tuple[str, ...] = (),
@@ -170,25 +172,16 @@ class SSHConnection:
         return Target(host.address, port, user, key_files, host.jump)
 
     def _password(self) -> str | None:
-        template = self.host.password
-        if not template:
+        if not self.host.password:
             return None
-        from engine.secrets import Redactor, Secrets
-        from engine.templating import render_value
-
-        secrets: Any = self._secrets or Secrets(Redactor())
-        context = {"secret": secrets, "env": os.environ, "host": self.host.template_value()}
+        secrets = self._secrets or Secrets(Redactor())
         try:
-            password = render_value(template, context)
+            return secrets.password_for(self.host)
         except EngineError as exc:
             # SecretError / TemplateError name the secret, never its value.
             self._fail(f"cannot get the password: {exc}")
         except Exception as exc:  # jinja errors of any kind
             self._fail(f"cannot render the password template: {type(exc).__name__}")
-        redactor = getattr(secrets, "redactor", None)
-        if redactor is not None:
-            redactor.add(str(password))
-        return str(password)
 
     def _socket(self, target: Target) -> Any:
         if target.jump:

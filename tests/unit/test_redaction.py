@@ -1,10 +1,10 @@
-"""Passwords out of DSNs and URLs (engine.steps._dsn)."""
+"""engine.redaction: passwords out of DSNs and URLs, and events as processors see them."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.steps._dsn import dsn_passwords, redact_dsn, scrub
+from engine.redaction import dsn_passwords, redact_dsn, scrub
 from engine.steps.base import get_step_type
 
 
@@ -53,3 +53,39 @@ def test_dumped_specs_never_show_passwords() -> None:
     )
     assert "Zx9-pw" not in str(sql.model_dump()) and "Zx9-pw" not in str(redis.model_dump())
     assert sql.dsn == "postgresql://u:Zx9-pw@h/db"  # the real value is still there to connect
+
+
+def test_an_event_type_without_rules_of_its_own_is_redacted_whole() -> None:
+    from dataclasses import dataclass
+
+    from engine.events import Event, StepStarted
+    from engine.redaction import Redactor
+
+    @dataclass
+    class Note(Event):
+        text: str
+        tags: list[str]
+        count: int = 0
+        kind = "note"
+
+    redactor = Redactor()
+    redactor.add("s3cr3t-value")
+    note = Note("run-1", text="uses s3cr3t-value", tags=["s3cr3t-value", "ok"], count=2)
+    shown = note.redacted(redactor)
+    assert (shown.text, shown.tags, shown.count, shown.run_id) == (
+        "uses ***",
+        ["***", "ok"],
+        2,
+        "run-1",
+    )
+    started = StepStarted("run-1", host="h", step_id="s", name="rotate s3cr3t-value")
+    assert started.redacted(redactor).name == "rotate ***"
+    assert note.redacted(Redactor()) is note  # nothing to hide: the event as it is
+
+
+def test_url_passwords_and_credential_query_params_are_masked() -> None:
+    from engine.redaction import redact_dsn
+
+    assert redact_dsn("http://admin:pw@127.0.0.1:8080/x") == "http://admin:***@127.0.0.1:8080/x"
+    assert redact_dsn("https://example.org/a?b=1") == "https://example.org/a?b=1"
+    assert redact_dsn("https://h/a?token=t0k&b=1") == "https://h/a?token=***&b=1"
