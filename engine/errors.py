@@ -24,9 +24,11 @@ all of them before raising, so an author fixes a file in one pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from .results import INTERNAL_ERROR_EXIT
+from . import exitcodes
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,21 @@ class Problem:
         return text
 
 
+def did_you_mean(word: object, candidates: Iterable[str], n: int = 1) -> str:
+    """ "did you mean `shell`?" (or "`a` or `b`" with n > 1); "" when nothing is close.
+
+    The one spelling of the hint, for Problem.hint and for UsageError messages.
+    """
+    close = difflib.get_close_matches(str(word), sorted(set(candidates)), n=n, cutoff=0.6)
+    if not close:
+        return ""
+    return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"
+
+
 class EngineError(Exception):
     """Root of every error the engine raises on purpose."""
 
-    exit_code = 3
+    exit_code = exitcodes.FAILED
 
 
 class EngineBug(EngineError):
@@ -76,19 +89,19 @@ class EngineBug(EngineError):
     doing. Its own exit code, so automation cannot read it as `warn` (exit 1,
     what Python exits with on an uncaught exception) or as an operator's abort."""
 
-    exit_code = INTERNAL_ERROR_EXIT
+    exit_code = exitcodes.INTERNAL
 
 
 class UsageError(EngineError):
     """The operator asked for something impossible (flags, params)."""
 
-    exit_code = 64
+    exit_code = exitcodes.USAGE
 
 
 class InvalidError(EngineError):
     """An input file is wrong; nothing has been executed."""
 
-    exit_code = 65
+    exit_code = exitcodes.INVALID
 
     def __init__(self, problems: list[Problem], what: str = "runbook") -> None:
         self.problems = problems
@@ -153,23 +166,10 @@ class HostUnreachable(EngineError, ConnectionError):
 
 
 class SecretError(EngineError):
-    exit_code = 64
+    exit_code = exitcodes.USAGE
 
 
 class Aborted(EngineError):
     """The run stops on purpose: declined approval, interrupt, max_fail."""
 
-    exit_code = 4
-
-
-@dataclass
-class ErrorInfo:
-    """An exception flattened into data, as kept in a StepResult."""
-
-    type: str
-    message: str
-    details: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        return cls(type=type(exc).__name__, message=str(exc))
+    exit_code = exitcodes.ABORTED

@@ -9,12 +9,11 @@ an error rather than a silent override.
 
 from __future__ import annotations
 
-import difflib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from .errors import EngineError
+from .errors import EngineError, did_you_mean
 
 T = TypeVar("T")
 
@@ -82,9 +81,8 @@ class Registry(Generic[T]):
                     del self._lazy[name]
                     self._items[name] = item
                     return item
-        close = difflib.get_close_matches(name, self.names(), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise RegistryError(f"unknown {self.kind} {name!r}{hint}")
+        hint = did_you_mean(name, self.names())
+        raise RegistryError(f"unknown {self.kind} {name!r}" + (f"; {hint}" if hint else ""))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

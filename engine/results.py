@@ -1,4 +1,4 @@
-"""States, results and exit codes (spec §5).
+"""States and results: what a step, a host and a run come to.
 
 A result is data, never an exception: a step that raises becomes a `failed`
 StepResult that carries the message, and the run goes on for other hosts.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import exitcodes
 
 
 class State(enum.StrEnum):
@@ -29,18 +31,16 @@ class State(enum.StrEnum):
         return self in (State.FAILED, State.UNREACHABLE, State.ABORTED)
 
 
+# A state's severity is also the exit code of a run that ends in it.
 _SEVERITY = {
-    State.OK: 0,
-    State.SKIPPED: 0,
-    State.WARN: 1,
-    State.CRITICAL: 2,
-    State.FAILED: 3,
-    State.UNREACHABLE: 3,
-    State.ABORTED: 4,
+    State.OK: exitcodes.OK,
+    State.SKIPPED: exitcodes.OK,
+    State.WARN: exitcodes.WARN,
+    State.CRITICAL: exitcodes.CRITICAL,
+    State.FAILED: exitcodes.FAILED,
+    State.UNREACHABLE: exitcodes.FAILED,
+    State.ABORTED: exitcodes.ABORTED,
 }
-
-EXIT_CODES = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4}
-INTERNAL_ERROR_EXIT = 70  # sysexits.h EX_SOFTWARE: a bug, neither `warn` (1) nor an abort (4)
 
 
 def worst(states: list[State] | tuple[State, ...], default: State = State.OK) -> State:
@@ -192,7 +192,7 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         if self.internal_error:
-            return INTERNAL_ERROR_EXIT
+            return exitcodes.INTERNAL
         return exit_code(self.state)
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,11 +14,10 @@ from typing import Any
 
 import click
 
-from engine.errors import EngineBug, EngineError, InvalidError, UsageError
+from engine import exitcodes
+from engine.errors import EngineBug, EngineError, InvalidError, UsageError, did_you_mean
 
 from .options import max_connections_option, output_options
-
-EXIT_USAGE = 64
 
 
 class _Group(click.Group):
@@ -37,7 +36,7 @@ class _Group(click.Group):
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
-            exc.exit_code = EXIT_USAGE
+            exc.exit_code = exitcodes.USAGE
             raise
         except (click.ClickException, click.exceptions.Exit, click.Abort, EOFError):
             raise  # click's own: usage errors, exits, Ctrl-D at a prompt
@@ -205,13 +204,8 @@ def run_command(
     resolved = resolve_params(rb.params, parse_assignments(params, "-p"))
     ids = rb.step_ids()
     if start_at and start_at not in ids:
-        import difflib
-
-        close = difflib.get_close_matches(start_at, ids, n=1)
-        raise UsageError(
-            f"--start-at {start_at}: no such step id"
-            + (f" (did you mean {close[0]!r}?)" if close else "")
-        )
+        hint = did_you_mean(start_at, ids)
+        raise UsageError(f"--start-at {start_at}: no such step id" + (f" ({hint})" if hint else ""))
     for step_id in approve:
         if step_id not in ids:
             raise UsageError(f"--approve {step_id}: no such step id in {rb.name}")
@@ -308,7 +302,7 @@ def check_command(runbooks: tuple[str, ...], inventory_path: str | None) -> None
         click.echo(f"ok       {path}  ({len(rb.all_steps())} steps)")
         for w in warnings:
             click.echo(f"  warning: {w}")
-    sys.exit(65 if bad else 0)
+    sys.exit(exitcodes.INVALID if bad else exitcodes.OK)
 
 
 @main.command("list")

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from engine import exitcodes
 from engine.errors import EngineError, InvalidError
 from engine.inventory.host import Host
 from engine.redaction import MASK, mask_secret_named
@@ -47,7 +48,7 @@ def inventory_command(
                 click.echo(
                     f"error: host {host.name!r} is not matched by --limit {limit!r}", err=True
                 )
-                ctx.exit(64)
+                ctx.exit(exitcodes.USAGE)
             _show_host(host, fmt)
             return
         hosts = inventory.select(limit) if limit else list(inventory)

@@ -8,11 +8,13 @@ step on the same host; the runner closes them when the run ends.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 
+from engine.errors import StepError
 from engine.registry import Registry
 
 if TYPE_CHECKING:
@@ -41,9 +43,24 @@ class Command:
     def shell_words(self) -> list[str]:
         """The argv that runs this command, sudo included, before env/cwd."""
         words = ["/bin/sh", "-c", self.cmd] if self.cmd is not None else list(self.argv or [])
-        if self.become:
-            words = ["sudo", "-n", "-H", "-u", self.become, "--", *words]
-        return words
+        return become_words(self.become, words) if self.become else words
+
+    def env_words(self) -> list[str]:
+        """`env K=V ...` before a command: how env crosses sudo and a remote shell.
+        Raises StepError for a name no shell could export."""
+        bad = [k for k in self.env if not ENV_NAME.match(str(k))]
+        if bad:
+            raise StepError(f"invalid environment variable name(s): {', '.join(map(str, bad))}")
+        return ["env", *(f"{k}={v}" for k, v in self.env.items())] if self.env else []
+
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def become_words(user: str, words: list[str]) -> list[str]:
+    """`words` run as `user` through sudo: -n fails at once where sudo would ask
+    for a password (nobody can answer it), -H gives the user's own HOME."""
+    return ["sudo", "-n", "-H", "-u", user, "--", *words]
 
 
 @dataclass

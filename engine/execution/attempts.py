@@ -19,7 +19,7 @@ from engine.events import LogMessage
 from engine.format.model import Retry, Step
 from engine.results import FORBIDDEN_FIELDS, RESERVED_FIELDS, Metric, State, StepResult, worst
 from engine.steps.base import StepContext, get_step_type
-from engine.templating import compile_expression, render_value
+from engine.templating import holds, render_value
 
 from . import outcome
 from .context import Interrupted
@@ -263,7 +263,7 @@ class TypedStepRun:
         if common.until:
             value["state"] = "failed" if failure else state.value
             try:
-                until_met = failure is None and bool(compile_expression(common.until).render(rctx))
+                until_met = failure is None and holds(common.until, rctx)
             except TemplateError as exc:
                 until_met, failure = False, failure or f"until: {exc}"
             retry = not until_met

@@ -25,7 +25,7 @@ from engine.format.model import Runbook, Step
 from engine.format.params import resolve_params
 from engine.inventory.host import Host
 from engine.results import RESERVED_FIELDS, HostResult, State, StepResult, worst
-from engine.templating import compile_expression, render_value
+from engine.templating import holds, render_value
 
 from .attempts import TypedStepRun
 from .context import Interrupted, RunContext
@@ -153,7 +153,7 @@ class HostExecutor:
         when = step.common.when
         if when is not None:
             try:
-                go = when if isinstance(when, bool) else bool(self._eval(when, self.context))
+                go = holds(when, self.context)
             except TemplateError as exc:
                 return self._record(self._template_failure(step, "when", exc), depth)
             if not go:
@@ -370,9 +370,6 @@ class HostExecutor:
 
     def _sid(self, step: Step) -> str:
         return self.id_prefix + step.id
-
-    def _eval(self, source: str, context: dict[str, Any]) -> Any:
-        return compile_expression(source).render(context)
 
     def _skip_reason(self, step: Step, tags: frozenset[str]) -> str | None:
         opts = self.run.options

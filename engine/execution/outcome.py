@@ -13,11 +13,7 @@ from engine.errors import TemplateError
 from engine.format.model import THRESHOLD_OP, Step
 from engine.results import Metric, State
 from engine.steps.base import StepType
-from engine.templating import compile_expression, is_template, render_value
-
-
-def _eval(source: str, context: dict[str, Any]) -> Any:
-    return compile_expression(source).render(context)
+from engine.templating import evaluate, holds, is_template, render_value
 
 
 def failure(
@@ -31,8 +27,7 @@ def failure(
     common = step.common
     if common.failed_when is not None:
         try:
-            fw = common.failed_when
-            failed = fw if isinstance(fw, bool) else bool(_eval(fw, rctx))
+            failed = holds(common.failed_when, rctx)
         except TemplateError as exc:
             return error or f"failed_when: {exc}"
         if not failed:
@@ -43,7 +38,7 @@ def failure(
         return failure
     for expr in common.assert_:
         try:
-            ok = bool(_eval(expr, rctx))
+            ok = holds(expr, rctx)
         except TemplateError as exc:
             return f"assert: {exc}"
         if not ok:
@@ -66,7 +61,7 @@ def thresholds(step: Step, rctx: dict[str, Any]) -> dict[str, Metric]:
     metrics = {}
     for name, th in step.common.thresholds.items():
         try:
-            raw = _eval(th.value, rctx)
+            raw = evaluate(th.value, rctx)
             value = None if raw is None else float(raw)
         except (TypeError, ValueError) as exc:
             raise TemplateError(f"threshold {name}: value is not a number ({exc})") from None

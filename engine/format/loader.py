@@ -9,14 +9,13 @@ cannot fail halfway through a run for a reason knowable up front.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from engine.errors import Location, Problem, RunbookInvalid, TemplateError
+from engine.errors import Problem, RunbookInvalid, TemplateError, did_you_mean
 from engine.steps.base import StepType, get_step_type, step_types
 from engine.templating import (
     NAMESPACES,
@@ -59,11 +58,6 @@ def load_runbook(path: str | Path) -> Runbook:
         )
         raise RunbookInvalid(problems)
     return runbook
-
-
-def suggest(word: str, options: list[str] | set[str] | frozenset[str]) -> str:
-    close = difflib.get_close_matches(str(word), sorted(options), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else ""
 
 
 class _FileLoader:
@@ -180,7 +174,7 @@ class _FileLoader:
         if kind == "extra_forbidden":
             name = str(path[-1])
             allowed = {(f.alias or n) for n, f in model.model_fields.items()}
-            self._problem(path, f"unknown key `{name}`", suggest(name, allowed), key=True)
+            self._problem(path, f"unknown key `{name}`", did_you_mean(name, allowed), key=True)
         elif kind == "missing":
             self._problem(path[:-1], f"missing required key `{path[-1]}`")
         else:
@@ -220,7 +214,7 @@ class _FileLoader:
         if not type_keys and "assert" in raw:
             type_keys = ["assert"]  # a step whose only type-like key is `assert`
         for key in unknown:
-            hint = suggest(key, COMMON_FIELDS | set(step_types.names()))
+            hint = did_you_mean(key, COMMON_FIELDS | set(step_types.names()))
             self._problem((*path, key), f"unknown key `{key}`", hint, key=True)
         if len(type_keys) > 1:
             found = ", ".join(f"`{k}`" for k in type_keys)
@@ -316,7 +310,7 @@ class _FileLoader:
         declared = child.params
         for name in params:
             if name not in declared:
-                hint = suggest(name, set(declared))
+                hint = did_you_mean(name, set(declared))
                 self._problem(
                     (*path, "params", name), f"{target} has no param `{name}`", hint, True
                 )
@@ -388,7 +382,7 @@ class _FileLoader:
                 self._problem(
                     (*step.path, "wait", "check"),
                     f"unknown step id `{target}`",
-                    suggest(target, set(self.step_ids)),
+                    did_you_mean(target, set(self.step_ids)),
                 )
 
     def _check_text(
@@ -414,17 +408,19 @@ class _FileLoader:
             elif name in NAMESPACES:
                 self._problem(path, f"`{name}` is not available here")
             else:
-                hint = suggest(name, allowed) or "names are: " + ", ".join(sorted(allowed))
+                hint = did_you_mean(name, allowed) or "names are: " + ", ".join(sorted(allowed))
                 self._problem(path, f"unknown name `{name}`", hint)
         if "steps" in refs.names or refs.steps:
             for ref in sorted(refs.steps):
                 if ref not in self.step_ids:
                     self._problem(
-                        path, f"unknown step id `{ref}`", suggest(ref, set(self.step_ids))
+                        path, f"unknown step id `{ref}`", did_you_mean(ref, set(self.step_ids))
                     )
         for ref in sorted(refs.params):
             if ref not in self.param_names:
-                self._problem(path, f"undeclared param `{ref}`", suggest(ref, self.param_names))
+                self._problem(
+                    path, f"undeclared param `{ref}`", did_you_mean(ref, self.param_names)
+                )
 
 
 def _has_templates(body: Any, stype: StepType) -> bool:
@@ -478,11 +474,3 @@ def _resolve_loc(raw: Any, loc: tuple[Any, ...], kind: str) -> tuple[PathKey, bo
         if is_template(node):
             return tuple(path), True
     return tuple(path), False
-
-
-def file_location(step: Step) -> Location:
-    return Location(step.file, step.line)
-
-
-def step_type_of(step: Step) -> StepType:
-    return get_step_type(step.type)

@@ -92,9 +92,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-PARAM_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
-
-
 class Param(_Strict):
     type: Literal["str", "int", "float", "bool", "list", "dict"] = "str"
     default: Any = None

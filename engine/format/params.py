@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.errors import UsageError
+from engine.errors import UsageError, did_you_mean
 
 from .model import Param
 
@@ -62,13 +62,11 @@ def coerce_param(name: str, param: Param, value: Any) -> Any:
 
 def resolve_params(declared: dict[str, Param], given: dict[str, Any]) -> dict[str, Any]:
     """Declared params with the given values, defaults filled in. Raises UsageError."""
-    import difflib
-
     errors = []
     for name in given:
         if name not in declared:
-            close = difflib.get_close_matches(name, list(declared), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name, declared)
+            hint = f" ({hint})" if hint else ""
             known = ", ".join(declared) or "none"
             errors.append(f"unknown param {name!r}{hint}; declared params: {known}")
     out: dict[str, Any] = {}

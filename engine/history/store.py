@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine import exitcodes
 from engine.errors import EngineError
 
 # Run states beyond the step states: the run row is written before the run ends.
@@ -52,7 +53,7 @@ TABLES = ("runs", "events", "step_results", "metrics", "locks")
 class HistoryError(EngineError):
     """The history store cannot be opened or written (exit 64: fix the environment)."""
 
-    exit_code = 64
+    exit_code = exitcodes.USAGE
 
 
 @dataclass

@@ -45,8 +45,5 @@ class Host:
         }
 
 
-LOCALHOST = Host(name="localhost", address="127.0.0.1", connection="local", groups=["all"])
-
-
 def localhost() -> Host:
     return Host(name="localhost", address="127.0.0.1", connection="local", groups=["all"])

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InventoryInvalid, Location, Problem
+from engine.errors import InventoryInvalid, Location, Problem, did_you_mean
 
 from .host import Host, localhost
-from .model import RESERVED_GROUPS, GroupDecl, Spec, did_you_mean
+from .model import RESERVED_GROUPS, GroupDecl, Spec
 from .patterns import PatternError, evaluate
 
 __all__ = ["Group", "Inventory", "InventoryInvalid", "PatternError", "load_inventory"]

@@ -10,11 +10,10 @@ same hosts give the same Inventory" true by construction.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import Location, Problem
+from engine.errors import Location, Problem, did_you_mean
 from engine.format.source import snippet
 from engine.redaction import MASK
 
@@ -91,11 +90,6 @@ class Spec:
         if name not in self.hosts:
             self.hosts[name] = HostDecl(name, where)
         return self.hosts[name]
-
-
-def did_you_mean(name: object, candidates: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else ""
 
 
 def unknown_key_hint(name: object, candidates: list[str] | tuple[str, ...]) -> str:

@@ -17,13 +17,12 @@ of the terms, so a batch (`serial`) is the same whichever way the pattern is spe
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from engine.errors import UsageError
+from engine.errors import UsageError, did_you_mean
 
 _GLOB_CHARS = ("*", "?", "[")
 _SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?\d+)|(\d+):(\d*))\]$")
@@ -186,10 +185,7 @@ def _show(pattern: str | Sequence[str]) -> str:
 def _close_hint(name: str, universe: HostUniverse) -> str:
     groups = [g for g in universe.group_members if g not in ("all", "ungrouped")]
     candidates = [*groups, *universe.host_names]
-    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
-    if close:
-        return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"
-    return _groups_hint(universe)
+    return did_you_mean(name, candidates, n=3) or _groups_hint(universe)
 
 
 def _groups_hint(universe: HostUniverse) -> str:

@@ -152,18 +152,9 @@ def get_step_type(name: str) -> StepType:
     return inst
 
 
-def available_step_types() -> list[str]:
-    """Step types whose implementation can be imported here, for the validator."""
-    return step_types.names()
-
-
 def is_available(name: str) -> bool:
     try:
         get_step_type(name)
     except (ImportError, AttributeError):
         return False
     return True
-
-
-def model_fields_of(spec_cls: type[BaseModel]) -> Mapping[str, Any]:
-    return spec_cls.model_fields

@@ -152,11 +152,13 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
 
 
 def evaluate(source: str, context: Mapping[str, Any]) -> Any:
+    """A bare expression's value. Raises TemplateError."""
     return compile_expression(source).render(context)
 
 
-def truthy(source: str, context: Mapping[str, Any]) -> bool:
-    return bool(evaluate(source, context))
+def holds(condition: str | bool, context: Mapping[str, Any]) -> bool:
+    """A condition (`when`, `failed_when`): a literal true/false, or an expression's truth."""
+    return condition if isinstance(condition, bool) else bool(evaluate(condition, context))
 
 
 # ------------------------------------------------------------- static analysis

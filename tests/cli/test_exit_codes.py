@@ -103,7 +103,7 @@ def test_unknown_param_is_usage_error(tmp_path: Path) -> None:
     result = cli("run", write(tmp_path, PARAMS), "-p", "cuont=3")
     assert result.exit_code == 64
     assert "unknown param 'cuont'" in result.stderr
-    assert "did you mean 'count'" in result.stderr
+    assert "did you mean `count`" in result.stderr
 
 
 def test_bad_param_type_is_usage_error(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_bad_flag_is_usage_error(tmp_path: Path) -> None:
 def test_unknown_start_at_is_usage_error(tmp_path: Path) -> None:
     result = cli("run", write(tmp_path, FAILED), "--start-at", "neverr_reached")
     assert result.exit_code == 64
-    assert "did you mean 'never_reached'" in result.stderr
+    assert "did you mean `never_reached`" in result.stderr
 
 
 def test_invalid_runbook_exits_65(tmp_path: Path) -> None:

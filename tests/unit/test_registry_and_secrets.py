@@ -19,7 +19,7 @@ def test_registry_refuses_duplicates_and_suggests() -> None:
     reg.register("shell", 1)
     with pytest.raises(RegistryError, match="twice"):
         reg.register("shell", 2)
-    with pytest.raises(RegistryError, match="did you mean 'shell'"):
+    with pytest.raises(RegistryError, match="did you mean `shell`"):
         reg.get("shel")
 
 

@@ -16,7 +16,6 @@ reports 128+N as its rc, as shells do, instead of paramiko's -1.
 
 from __future__ import annotations
 
-import re
 import select
 import shlex
 import threading
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.connections.base import Command, ExecResult
+from engine.connections.base import Command, ExecResult, become_words
 from engine.errors import StepError, StepTimeout
 
 if TYPE_CHECKING:
@@ -39,7 +38,6 @@ _INLINE_STDIN = 256 * 1024
 _READ = 1 << 20
 # Longest poll() sleep: bounds the cost of a wake-up paramiko lost.
 _POLL = 0.1
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def remote_line(command: Command) -> str:
@@ -50,13 +48,9 @@ def remote_line(command: Command) -> str:
         words = [str(w) for w in command.argv or []]
         if not words:
             raise StepError("empty argv: nothing to run")
-    if command.env:
-        bad = [k for k in command.env if not _ENV_NAME.match(str(k))]
-        if bad:
-            raise StepError(f"invalid environment variable name(s): {', '.join(map(str, bad))}")
-        words = ["env", *(f"{k}={v}" for k, v in command.env.items()), *words]
+    words = [*command.env_words(), *words]
     if command.become:
-        words = ["sudo", "-n", "-H", "-u", command.become, "--", *words]
+        words = become_words(command.become, words)
     line = "echo $$; "
     if command.cwd:
         line += f"cd {shlex.quote(command.cwd)} && "

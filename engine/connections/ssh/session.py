@@ -41,10 +41,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engine.connections.base import Command, ExecResult
+from engine.connections.base import Command, ExecResult, become_words
 from engine.errors import StepError, StepTimeout
 
-from .exec_channel import _ENV_NAME, KILL_GRACE
+from .exec_channel import KILL_GRACE
 
 if TYPE_CHECKING:
     import paramiko
@@ -83,12 +83,8 @@ _OWN_PID = re.compile(r"\$\$|\$\{\$\}|\bPPID\b")
 
 def step_line(command: Command, token: str) -> str:
     """The framed line the session shell runs for one step."""
-    exports = ""
-    if command.env:
-        bad = [k for k in command.env if not _ENV_NAME.match(str(k))]
-        if bad:
-            raise StepError(f"invalid environment variable name(s): {', '.join(map(str, bad))}")
-        exports = "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in command.env.items())
+    env_words = command.env_words()  # checks the names
+    exports = "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in command.env.items())
     if command.become:
         # sudo needs a program: a shell (or the argv) under sudo, env passed through it.
         words = (
@@ -96,9 +92,7 @@ def step_line(command: Command, token: str) -> str:
             if command.cmd is not None
             else [str(w) for w in command.argv or []]
         )
-        if command.env:
-            words = ["env", *(f"{k}={v}" for k, v in command.env.items()), *words]
-        body = "exec " + shlex.join(["sudo", "-n", "-H", "-u", command.become, "--", *words])
+        body = "exec " + shlex.join(become_words(command.become, [*env_words, *words]))
         exports = ""
     elif command.cmd is not None:
         if _OWN_PID.search(command.cmd):
