@@ -25,10 +25,11 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-from .results import RunResult, StepResult
+if TYPE_CHECKING:
+    from .results import RunResult, StepResult
 
 MASK = "***"
 

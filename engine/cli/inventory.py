@@ -9,13 +9,14 @@ vars whose name says they hold a secret are masked the same way.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from engine import exitcodes
-from engine.errors import EngineError, InvalidError
-from engine.inventory.host import Host
+from engine.errors import UsageError
+
+if TYPE_CHECKING:
+    from engine.inventory.host import Host
 from engine.redaction import MASK, mask_secret_named
 
 # What engine.inventory.sshconfig may fill in for ssh hosts.
@@ -29,9 +30,7 @@ _FROM_SSH_CONFIG = ("address", "user", "port", "key_file", "jump")
 )
 @click.option("-l", "--limit", metavar="PATTERN", help="Only the hosts matching PATTERN.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@click.pass_context
 def inventory_command(
-    ctx: click.Context,
     inventory_path: str | None,
     host_name: str | None,
     limit: str | None,
@@ -40,24 +39,14 @@ def inventory_command(
     """The inventory's groups, hosts, connections and merged vars."""
     from engine.inventory.loader import load_inventory
 
-    try:
-        inventory = load_inventory(inventory_path)
-        if host_name:
-            host = inventory.get(host_name)
-            if limit and host.name not in {h.name for h in inventory.select(limit)}:
-                click.echo(
-                    f"error: host {host.name!r} is not matched by --limit {limit!r}", err=True
-                )
-                ctx.exit(exitcodes.USAGE)
-            _show_host(host, fmt)
-            return
-        hosts = inventory.select(limit) if limit else list(inventory)
-    except InvalidError as exc:
-        click.echo(str(exc), err=True)
-        ctx.exit(exc.exit_code)
-    except EngineError as exc:
-        click.echo(f"error: {exc}", err=True)
-        ctx.exit(exc.exit_code)
+    inventory = load_inventory(inventory_path)
+    if host_name:
+        host = inventory.get(host_name)
+        if limit and host.name not in {h.name for h in inventory.select(limit)}:
+            raise UsageError(f"host {host.name!r} is not matched by --limit {limit!r}")
+        _show_host(host, fmt)
+        return
+    hosts = inventory.select(limit) if limit else list(inventory)
     if fmt == "json":
         click.echo(json.dumps(_as_json(inventory, hosts), indent=2, default=str))
         return

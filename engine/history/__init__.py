@@ -1,47 +1,19 @@
 """Run history: every event of every run, durable as it happens.
 
-    store = open_store()            # $RUNBOOK_HISTORY (a PostgreSQL DSN) or SQLite
-                                    # at $RUNBOOK_HOME/history.db
-    HistoryRecorder(store, ...)     # an event processor that writes the run
-    acquire_locks / release         # one run of a runbook per host at a time
-    plan_resume(store, run_id, rb)  # what a resumed run may skip
-
-Back-ends are imported lazily: psycopg only when the DSN asks for it.
+open_store()                    # location.py: $RUNBOOK_HISTORY (a PostgreSQL
+                                # DSN) or SQLite at $RUNBOOK_HOME/history.db
+store.py, sqlite.py, postgres.py  the store protocol and its two back-ends
+recorder.py                     an event processor that writes the run
+session.py                      recorded_run(): history, locks, file reports
+lock.py                         one run of a runbook per host at a time
+resume.py                       what a resumed run repeats and may skip
+replay.py                       a run rebuilt from its rows (reports, resume)
+view.py                         `runbook history` as text
 """
 
 from __future__ import annotations
 
-import os
-
+from .location import history_location, open_history, open_store
 from .store import HistoryError, HistoryStore
 
-__all__ = ["HistoryError", "HistoryStore", "history_location", "open_store"]
-
-DISABLED = ("off", "none", "disabled")
-
-
-def history_location() -> str | None:
-    """Where history goes: a DSN, a SQLite path, or None when RUNBOOK_HISTORY=off."""
-    target = os.environ.get("RUNBOOK_HISTORY", "").strip()
-    if target.lower() in DISABLED:
-        return None
-    if target:
-        return target
-    from .sqlite import default_path
-
-    return str(default_path())
-
-
-def open_store(location: str | None = None) -> HistoryStore:
-    """Open (and create if needed) the history store at `location` or the default."""
-    target = location or history_location()
-    if target is None:
-        raise HistoryError("run history is disabled (RUNBOOK_HISTORY=off)")
-    if target.startswith(("postgresql://", "postgres://")) or "dbname=" in target:
-        from .postgres import PostgresStore
-
-        return PostgresStore.open(target)
-    from .sqlite import SQLiteStore
-
-    path = target.removeprefix("sqlite:///").removeprefix("sqlite://")
-    return SQLiteStore.open(path)
+__all__ = ["HistoryError", "HistoryStore", "history_location", "open_history", "open_store"]

@@ -22,7 +22,7 @@ from engine.format.model import Runbook, Step
 from engine.redaction import is_masked
 from engine.results import State
 
-from .replay import DIED, display_state, step_from_dict
+from .replay import DIED, display_state, resolve_run_id, step_from_dict
 from .store import RUNNING, HistoryStore
 
 DONE = frozenset({State.OK, State.WARN, State.CRITICAL, State.SKIPPED})
@@ -31,12 +31,65 @@ NOT_DONE_SKIPS = ("dry run",)
 
 @dataclass
 class ResumePlan:
-    run: dict[str, Any]
+    """What a resume repeats of its run, and what it may skip."""
+
+    run: dict[str, Any]  # the original run's history row
+    runbook: Runbook  # the file as it is now (same step ids)
+    # host → step id → the result it finished with, for templates
     resume_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # resolved, secret ones given again
+    extra_vars: dict[str, Any] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
         return sum(len(v) for v in self.resume_results.values())
+
+    @property
+    def recorded_options(self) -> dict[str, Any]:
+        """launch.recorded_options() of the original run."""
+        return dict(self.run.get("options") or {})
+
+    @property
+    def inventory_path(self) -> str | None:
+        inventory = self.run.get("inventory") or "localhost"
+        return None if inventory == "localhost" else inventory
+
+    @property
+    def limit(self) -> str:
+        """The original run's hosts, as a pattern: a resume runs on no others."""
+        return ",".join(self.run.get("hosts") or [])
+
+    def banner(self, inventory_digest: str) -> str:
+        """The line shown before a resume starts: what is kept, and what changed since."""
+        row, notes = self.run, []
+        if row.get("runbook_digest") and row["runbook_digest"] != self.runbook.digest:
+            notes.append("the runbook file changed since (same step ids)")
+        if row.get("inventory_digest") and inventory_digest != row["inventory_digest"]:
+            notes.append("the inventory changed since")
+        return (
+            f"resuming run {row['id']} of {self.runbook.name} ({row.get('state')}): "
+            f"{self.done} finished step result(s) on {len(self.resume_results)} host(s) "
+            "are kept" + ("; note: " + ", ".join(notes) if notes else "")
+        )
+
+
+def prepare_resume(
+    store: HistoryStore, run_id: str, *, params: dict[str, str], extra_vars: dict[str, Any]
+) -> ResumePlan:
+    """The plan for resuming `run_id` (a prefix will do), with -p / -e given again.
+
+    Raises UsageError for an unknown run or a secret that must be given again,
+    RunbookInvalid when the step ids changed, Aborted while the run is alive.
+    """
+    from engine.format.loader import load_runbook
+    from engine.format.params import resolve_params
+
+    row = resolve_run_id(store, run_id)
+    runbook = load_runbook(row["path"])
+    plan = plan_resume(store, row, runbook)
+    plan.params = resolve_params(runbook.params, resume_params(row, runbook, params))
+    plan.extra_vars = resume_extra_vars(row, extra_vars)
+    return plan
 
 
 def check_step_ids(row: dict[str, Any], runbook: Runbook) -> None:
@@ -66,6 +119,7 @@ def check_step_ids(row: dict[str, Any], runbook: Runbook) -> None:
 
 
 def plan_resume(store: HistoryStore, row: dict[str, Any], runbook: Runbook) -> ResumePlan:
+    """The finished results of `row`'s run that `runbook` may skip (nothing runs)."""
     state = display_state(row)
     if state == RUNNING:
         raise Aborted(
@@ -78,7 +132,7 @@ def plan_resume(store: HistoryStore, row: dict[str, Any], runbook: Runbook) -> R
     last: dict[str, dict[str, dict[str, Any]]] = {}
     for s in store.step_rows(row["id"]):
         last.setdefault(s.host, {})[s.step_id] = {**s.result, "host": s.host}
-    plan = ResumePlan(row)
+    plan = ResumePlan(row, runbook)
     for host, results in last.items():
         done = {sid: d for sid, d in results.items() if _is_done(d)}
         kept: dict[str, dict[str, Any]] = {}
@@ -128,3 +182,17 @@ def resume_params(row: dict[str, Any], runbook: Runbook, given: dict[str, str]) 
             f"does not keep: give them again ({flags})"
         )
     return {k: v for k, v in merged.items() if v is not None or k in given}
+
+
+def resume_extra_vars(row: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The original -e values with the given ones over them; masked values must be given again."""
+    merged = dict((row.get("options") or {}).get("extra_vars") or {})
+    held_secrets = [k for k, v in merged.items() if is_masked(v)]
+    merged.update(given)
+    still = [k for k in held_secrets if is_masked(merged.get(k))]
+    if still:
+        raise UsageError(
+            f"extra var(s) {', '.join(still)} of run {row['id']} held a secret, which history "
+            "does not keep: give them again with -e"
+        )
+    return merged

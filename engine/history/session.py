@@ -12,26 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from engine.events import now_iso
 
-from . import history_location, open_store
+from .location import history_location, open_store
 from .lock import acquire_locks, release_locks
 from .recorder import HistoryRecorder
 from .store import CRASHED, RUNNING, HistoryStore
 
 if TYPE_CHECKING:
-    from engine.execution.context import RunOptions
     from engine.execution.runner import Run
-
-
-def recorded_options(options: RunOptions, limit: str | None) -> dict[str, Any]:
-    """The choices a resume must repeat, as stored in the run row (redacted there)."""
-    return {
-        "tags": sorted(options.tags),
-        "skip_tags": sorted(options.skip_tags),
-        "start_at": options.start_at,
-        "extra_vars": options.extra_vars,
-        "forks": options.forks,
-        "limit": limit,
-    }
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""`runbook inventory`, through click's CliRunner on the command object."""
+"""`runbook inventory`, through click's CliRunner."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from engine.cli.inventory import inventory_command
+from engine.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "inventories" / "example.yaml")
@@ -30,7 +30,7 @@ def _no_ssh_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def invoke(*args: str) -> Result:
-    return CliRunner().invoke(inventory_command, list(args))
+    return CliRunner().invoke(main, ["inventory", *args])
 
 
 def test_text_shows_the_tree_connections_and_merged_vars() -> None:

@@ -1,0 +1,105 @@
+"""Commands about runbook files, not runs: check, list, show, schema, cron."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from engine import exitcodes
+from engine.errors import InvalidError
+
+
+@click.command("check")
+@click.argument("runbooks", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-i", "--inventory", "inventory_path", help="Also validate this inventory.")
+def check_command(runbooks: tuple[str, ...], inventory_path: str | None) -> None:
+    """Validate RUNBOOKS (and an inventory): exit 0, or 65 with every problem."""
+    from engine.format.lint import lint
+    from engine.format.loader import load_runbook
+
+    bad = 0
+    if inventory_path:
+        from engine.inventory.loader import load_inventory
+
+        try:
+            load_inventory(inventory_path)
+            click.echo(f"ok       {inventory_path}")
+        except InvalidError as exc:
+            bad += 1
+            click.echo(str(exc), err=True)
+    for path in runbooks:
+        try:
+            rb = load_runbook(path)
+        except InvalidError as exc:
+            bad += 1
+            click.echo(str(exc), err=True)
+            continue
+        warnings = lint(rb)
+        click.echo(f"ok       {path}  ({len(rb.all_steps())} steps)")
+        for w in warnings:
+            click.echo(f"  warning: {w}")
+    sys.exit(exitcodes.INVALID if bad else exitcodes.OK)
+
+
+@click.command("list")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def list_command(directory: str | None, fmt: str) -> None:
+    """The runbook catalogue of DIRECTORY: emergency first, then by name."""
+    from engine.format.catalog import catalogue
+
+    root = (
+        Path(directory)
+        if directory
+        else (Path("runbooks") if Path("runbooks").is_dir() else Path("."))
+    )
+    entries = catalogue(root)
+    if fmt == "json":
+        click.echo(json.dumps([{**e.__dict__, "path": str(e.path)} for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo(f"no runbooks under {root}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("kind", "runbook", "schedule", "description", "path"):
+        table.add_column(col)
+    for e in entries:
+        style = {"emergency": "bold red", "invalid": "magenta"}.get(e.kind, "")
+        desc = e.error if e.error else e.description
+        table.add_row(e.kind, e.name, e.schedule or "", desc, str(e.path), style=style)
+    Console(soft_wrap=True).print(table)
+
+
+@click.command("show")
+@click.argument("runbook", type=click.Path(dir_okay=False))
+def show_command(runbook: str) -> None:
+    """RUNBOOK as a readable checklist (markdown)."""
+    from engine.format.catalog import show_markdown
+    from engine.format.loader import load_runbook
+
+    click.echo(show_markdown(load_runbook(runbook)), nl=False)
+
+
+@click.command("schema")
+def schema_command() -> None:
+    """JSON Schema of the runbook format (for the YAML language server)."""
+    from engine.format.schema import runbook_schema
+
+    click.echo(json.dumps(runbook_schema(), indent=2))
+
+
+@click.command("cron")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def cron_command(directory: str | None) -> None:
+    """Crontab lines for every runbook in DIRECTORY that has a schedule."""
+    from engine.format.catalog import cron_lines
+
+    root = Path(directory) if directory else Path("runbooks")
+    for line in cron_lines(root):
+        click.echo(line)

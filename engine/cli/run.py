@@ -1,0 +1,238 @@
+"""`runbook run` and `runbook resume`: the two ways a run starts.
+
+Both build their Run through engine/launch.py and wrap it in the same
+recording, locking and reports (engine/history/session.py), so a run and its
+resume cannot drift apart. Exit codes beyond a run's own (engine/exitcodes.py):
+resume says 64 for an unknown run id or a secret that must be given again, 65
+when the runbook's step ids changed since the run (nothing is executed), 4
+while the original run is still alive.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .options import max_connections_option, output_options
+
+if TYPE_CHECKING:
+    from engine.events import Processor
+    from engine.execution.runner import Run
+    from engine.format.model import Runbook, Step
+    from engine.history.store import HistoryStore
+
+
+@click.command("run")
+@click.argument("runbook", type=click.Path(dir_okay=False))
+@click.option("-i", "--inventory", "inventory_path", help="Inventory file (default: localhost).")
+@click.option("-l", "--limit", help="Further limit the selected hosts to a pattern.")
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A runbook param."
+)
+@click.option(
+    "-e", "--extra-vars", "extra", multiple=True, metavar="NAME=VALUE|@FILE", help="Override vars."
+)
+@click.option(
+    "--dry-run", "--check", "dry_run", is_flag=True, help="Run only steps that change nothing."
+)
+@click.option("-f", "--forks", default=10, show_default=True, type=click.IntRange(1, 1000))
+@max_connections_option
+@click.option("--yes", is_flag=True, help="Approve every confirm: and manual step.")
+@click.option("--approve", multiple=True, metavar="STEP_ID", help="Approve this step (repeatable).")
+@click.option("--step", "step_mode", is_flag=True, help="Ask before every step.")
+@click.option("-t", "--tags", multiple=True, help="Only steps with these tags (comma-separated).")
+@click.option("--skip-tags", multiple=True, help="Skip steps with these tags.")
+@click.option("--start-at", metavar="STEP_ID", help="Skip the steps before this one.")
+@click.option("--list-hosts", is_flag=True, help="Print the hosts that would run, and exit.")
+@click.option("--list-steps", is_flag=True, help="Print the steps that would run, and exit.")
+@output_options("running this")
+def run_command(
+    runbook: str,
+    inventory_path: str | None,
+    limit: str | None,
+    params: tuple[str, ...],
+    extra: tuple[str, ...],
+    dry_run: bool,
+    forks: int,
+    max_connections: int,
+    yes: bool,
+    approve: tuple[str, ...],
+    step_mode: bool,
+    tags: tuple[str, ...],
+    skip_tags: tuple[str, ...],
+    start_at: str | None,
+    list_hosts: bool,
+    list_steps: bool,
+    fmt: str,
+    junit: str | None,
+    report: str | None,
+    operator: str | None,
+    secrets_file: str | None,
+    verbose: int,
+) -> None:
+    """Run RUNBOOK against the selected hosts."""
+    from engine import launch
+    from engine.execution.context import RunOptions
+    from engine.format.loader import load_runbook
+    from engine.format.params import parse_assignments, resolve_params
+
+    rb = load_runbook(runbook)
+    inventory, hosts = launch.select_hosts(rb, inventory_path, limit)
+    resolved = resolve_params(rb.params, parse_assignments(params, "-p"))
+    launch.check_step_ids(rb, start_at=start_at, approve=approve)
+    if list_hosts:
+        for h in hosts:
+            click.echo(f"{h.name}\t{h.connection}\t{h.address}")
+        return
+    if list_steps:
+        _print_steps(rb)
+        return
+    options = RunOptions(
+        dry_run=dry_run,
+        forks=forks,
+        max_connections=max_connections,
+        tags=launch.split_tags(tags),
+        skip_tags=launch.split_tags(skip_tags),
+        start_at=start_at,
+        extra_vars=launch.parse_extra_vars(extra),
+    )
+    run = launch.build_run(
+        rb,
+        inventory,
+        hosts,
+        resolved,
+        options,
+        operator=launch.operator(operator, yes=yes, approve=approve, step_mode=step_mode),
+        processors=reporters(fmt, verbose),
+        secrets_file=secrets_file,
+    )
+    _execute(run, launch.recorded_options(options, limit), junit, report)
+
+
+@click.command("resume")
+@click.argument("run_id")
+@click.option("--yes", is_flag=True, help="Approve every confirm: and manual step.")
+@click.option("--approve", multiple=True, metavar="STEP_ID", help="Approve this step (repeatable).")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Give a param again (needed for secret params, which history does not keep).",
+)
+@click.option(
+    "-e",
+    "--extra-vars",
+    "extra",
+    multiple=True,
+    metavar="NAME=VALUE|@FILE",
+    help="Override vars (on top of the run's own -e values).",
+)
+@click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Default: the run's own.")
+@max_connections_option
+@output_options("resuming")
+def resume_command(
+    run_id: str,
+    yes: bool,
+    approve: tuple[str, ...],
+    params: tuple[str, ...],
+    extra: tuple[str, ...],
+    forks: int | None,
+    max_connections: int,
+    fmt: str,
+    junit: str | None,
+    report: str | None,
+    operator: str | None,
+    secrets_file: str | None,
+    verbose: int,
+) -> None:
+    """Run RUN_ID's runbook again on its hosts, skipping the steps that succeeded."""
+    from engine import launch
+    from engine.format.params import parse_assignments
+    from engine.history.location import open_history
+    from engine.history.resume import prepare_resume
+
+    store = open_history()
+    try:
+        plan = prepare_resume(
+            store,
+            run_id,
+            params=parse_assignments(params, "-p"),
+            extra_vars=launch.parse_extra_vars(extra),
+        )
+        rb = plan.runbook
+        launch.check_step_ids(rb, approve=approve)
+        inventory, hosts = launch.select_hosts(rb, plan.inventory_path, plan.limit)
+        recorded = plan.recorded_options
+        options = launch.options_from_record(
+            recorded,
+            forks=forks,
+            max_connections=max_connections,
+            extra_vars=plan.extra_vars,
+            resume_results=plan.resume_results,
+        )
+        run = launch.build_run(
+            rb,
+            inventory,
+            hosts,
+            plan.params,
+            options,
+            operator=launch.operator(operator, yes=yes, approve=approve),
+            processors=reporters(fmt, verbose),
+            secrets_file=secrets_file,
+            resumed_from=plan.run["id"],
+        )
+        click.echo(plan.banner(run.inventory_digest), err=True)
+        record = launch.recorded_options(options, recorded.get("limit"))
+        _execute(run, record, junit, report, store)
+    finally:
+        store.close()
+
+
+def reporters(fmt: str, verbose: int) -> list[Processor]:
+    """What the operator sees on stdout: the live console, or one JSON document."""
+    if fmt == "json":
+        from engine.reports.jsonreport import JsonReport
+
+        return [JsonReport(sys.stdout)]
+    from engine.reports.console import ConsoleReport
+
+    return [ConsoleReport(sys.stdout, verbosity=verbose)]
+
+
+def _execute(
+    run: Run,
+    record: dict[str, Any],
+    junit: str | None,
+    report: str | None,
+    store: HistoryStore | None = None,
+) -> None:
+    """Run it recorded, locked and reported; exit with its exit code."""
+    from engine.execution.runner import run_runbook
+    from engine.history.session import recorded_run
+
+    with recorded_run(run, options=record, junit=junit, report=report, store=store) as recorded:
+        result = run_runbook(recorded)
+    sys.exit(result.exit_code)
+
+
+def _print_steps(rb: Runbook) -> None:
+    def show(steps: list[Step], depth: int) -> None:
+        for s in steps:
+            tags = f"  [tags: {', '.join(s.common.tags)}]" if s.common.tags else ""
+            click.echo(f"{'  ' * depth}{s.id}\t{s.type}\t{s.name}{tags}")
+            for section in ("steps", "rescue", "always"):
+                if s.children.get(section):
+                    if section != "steps":
+                        click.echo(f"{'  ' * (depth + 1)}({section})")
+                    show(s.children[section], depth + 1)
+
+    show(rb.steps, 0)
+    for section in ("rescue", "always"):
+        steps = getattr(rb, section)
+        if steps:
+            click.echo(f"({section})")
+            show(steps, 1)
