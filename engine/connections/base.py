@@ -9,6 +9,7 @@ step on the same host; the runner closes them when the run ends.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -127,6 +128,15 @@ connection_types.register_lazy("ssh", _ssh)
 def connection_for(host: Host) -> Connection:
     """A new, not yet opened connection for `host`."""
     return connection_types.get(host.connection)(host)
+
+
+def wait_slice(deadline: float | None, most: float) -> float | None:
+    """How long the next wait may last: `most`, or less as `deadline` (a
+    time.monotonic() value) nears; None once it has passed."""
+    if deadline is None:
+        return most
+    left = deadline - time.monotonic()
+    return None if left <= 0 else min(most, left)
 
 
 def iter_chunks(stream: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:

@@ -9,6 +9,7 @@ approvals, blocks, includes, recording): this module is everything between
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,10 @@ from . import outcome
 from .context import Interrupted
 
 if TYPE_CHECKING:
-    from .executor import HostExecutor
+    from engine.connections.base import Connection
+    from engine.inventory.host import Host
+
+    from .context import RunContext
 
 
 @dataclass
@@ -41,15 +45,28 @@ class _Attempt:
     skip_reason: str = "dry run: not executed"
 
 
+@dataclass
+class StepScope:
+    """What one typed step sees of its host's walk; the executor fills it in."""
+
+    host: Host
+    step_id: str  # as recorded: with the include's prefix
+    context: dict[str, Any]  # the template context: params, vars, host, steps, ...
+    variables: dict[str, Any]  # the host's vars, which `set` writes
+    connection: Callable[[], Connection]  # opened on first use
+    rerun: Callable[[str], dict[str, Any]]  # `wait: {check: id}` runs an earlier step
+    dry_skipped: set[str]  # steps a dry run did not execute; a skipped one joins
+
+
 class TypedStepRun:
     """Every attempt of one typed step on one host (a new one per run of the step)."""
 
-    def __init__(self, executor: HostExecutor, step: Step) -> None:
-        self.ex = executor
-        self.run = executor.run
+    def __init__(self, run: RunContext, step: Step, scope: StepScope) -> None:
+        self.run = run
         self.step = step
+        self.scope = scope
         self.stype = get_step_type(step.type)
-        self.sid = executor.id_prefix + step.id
+        self.sid = scope.step_id
         self.attempts = 0
 
     def result(self) -> StepResult:
@@ -60,29 +77,10 @@ class TypedStepRun:
             retry = self._policy()
         except StepError as exc:
             return StepResult(
-                step_id=self.sid, name=step.name, host=self.ex.host.name, state=State.FAILED,
+                step_id=self.sid, name=step.name, host=self.scope.host.name, state=State.FAILED,
                 error=str(exc), dry_run=dry_run, ignored=step.common.ignore_errors,
             )  # fmt: skip
-        if retry is None:
-            attempt = self._attempt()
-        else:
-            # tenacity only for steps that retry: ~15 ms of imports the others never pay.
-            from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
-
-            retrying = Retrying(
-                stop=stop_after_attempt(retry.attempts),
-                wait=wait_exponential(
-                    multiplier=retry.delay,
-                    exp_base=retry.backoff,
-                    max=retry.max_delay if retry.max_delay is not None else float("inf"),
-                ),
-                retry=retry_if_result(lambda a: a.retry),
-                sleep=self._sleep,
-                retry_error_callback=lambda state: (
-                    state.outcome.result() if state.outcome else None
-                ),
-            )
-            attempt = retrying(self._attempt)
+        attempt = self._attempt() if retry is None else self._retried(retry)
         failure = attempt.failure
         if step.common.until and not attempt.until_met and not attempt.dry_run_skip:
             failure = (
@@ -91,7 +89,7 @@ class TypedStepRun:
         res = StepResult(
             step_id=self.sid,
             name=step.name,
-            host=self.ex.host.name,
+            host=self.scope.host.name,
             state=State.FAILED if failure else attempt.state,
             data=attempt.data,
             duration_ms=int((time.monotonic() - started) * 1000),
@@ -104,10 +102,29 @@ class TypedStepRun:
             rendered=attempt.rendered,
         )
         if attempt.dry_run_skip:
-            self.ex.dry_skipped.add(step.id)
+            self.scope.dry_skipped.add(step.id)
             res.state = State.SKIPPED
             res.skip_reason = attempt.skip_reason
         return res
+
+    def _retried(self, retry: Retry) -> _Attempt:
+        """Attempts until one needs no retry or the policy is spent; the last one."""
+        # tenacity only for steps that retry: ~15 ms of imports the others never pay.
+        from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
+
+        retrying = Retrying(
+            stop=stop_after_attempt(retry.attempts),
+            wait=wait_exponential(
+                multiplier=retry.delay,
+                exp_base=retry.backoff,
+                max=retry.max_delay if retry.max_delay is not None else float("inf"),
+            ),
+            retry=retry_if_result(lambda a: a.retry),
+            sleep=self._sleep,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        attempt: _Attempt = retrying(self._attempt)
+        return attempt
 
     def _policy(self) -> Retry | None:
         """The step's retry policy; a templated one is rendered for this host."""
@@ -115,7 +132,9 @@ class TypedStepRun:
         if step.retry_template is None:
             return step.common.retry
         try:
-            values = {k: render_value(v, self.ex.context) for k, v in step.retry_template.items()}
+            values = {
+                k: render_value(v, self.scope.context) for k, v in step.retry_template.items()
+            }
             return Retry.model_validate(values)
         except TemplateError as exc:
             raise StepError(f"retry: {exc}") from None
@@ -141,12 +160,12 @@ class TypedStepRun:
                     rendered[key] = value
                     continue
                 try:
-                    rendered[key] = render_value(value, self.ex.context)
+                    rendered[key] = render_value(value, self.scope.context)
                 except TemplateError as exc:
                     raise TemplateError(exc.reason, field=f"{step.type}.{key}") from None
         else:
             try:
-                rendered = render_value(body, self.ex.context)
+                rendered = render_value(body, self.scope.context)
             except TemplateError as exc:
                 raise TemplateError(exc.reason, field=step.type) from None
         try:
@@ -164,13 +183,13 @@ class TypedStepRun:
         try:
             spec = self._render_spec()
         except (TemplateError, StepError) as exc:
-            if dry_run and self.ex.dry_skipped and isinstance(exc, TemplateError):
+            if dry_run and self.scope.dry_skipped and isinstance(exc, TemplateError):
                 note = {"not_rendered": f"depends on a step the dry run did not execute ({exc})"}
                 return _Attempt({}, None, State.SKIPPED, {}, dry_run_skip=True, rendered=note)
             return _Attempt({}, str(exc), State.FAILED, {})
         if step.type == "assert" and common.message and not getattr(spec, "message", None):
             # `assert: [...]` with `message:` beside it: the step's own message.
-            text = outcome.message(common.message, self.ex.context)
+            text = outcome.message(common.message, self.scope.context)
             spec = spec.model_copy(update={"message": text})
         if dry_run and not (common.safe or stype.dry_run_safe(spec)):
             return _Attempt(
@@ -205,25 +224,25 @@ class TypedStepRun:
         return shown
 
     def _context(self) -> StepContext:
-        ex, run = self.ex, self.run
+        scope, run = self.scope, self.run
         return StepContext(
-            host=ex.host,
+            host=scope.host,
             step_id=self.sid,
             timeout=self.step.common.timeout,
             dry_run=run.options.dry_run,
             redactor=run.redactor,
-            get_connection=ex.connection.get,
-            variables=ex.vars,
-            template_context=ex.context,
+            get_connection=scope.connection,
+            variables=scope.variables,
+            template_context=scope.context,
             emit_log=lambda level, msg: run.bus.emit(
                 LogMessage(
-                    run.run_id, host=ex.host.name, step_id=self.sid, level=level, message=msg
+                    run.run_id, host=scope.host.name, step_id=self.sid, level=level, message=msg
                 )
             ),
             operator=run.operator,
             interrupted=lambda: run.interrupted,
             sleep=run.sleep,
-            rerun=ex.rerun,
+            rerun=scope.rerun,
             cancellable=run.cancellers.scope,
         )
 
@@ -241,7 +260,7 @@ class TypedStepRun:
             "attempts": self.attempts,
             "dry_run": self.run.options.dry_run,
         }
-        rctx = {**self.ex.context, "result": value}
+        rctx = {**self.scope.context, "result": value}
         failure = outcome.failure(step, self.stype, spec, data, error, rctx)
         metrics: dict[str, Metric] = {}
         state = State.OK

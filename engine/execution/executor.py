@@ -27,7 +27,7 @@ from engine.inventory.host import Host
 from engine.results import RESERVED_FIELDS, HostResult, State, StepResult, worst
 from engine.templating import holds, render_value
 
-from .attempts import TypedStepRun
+from .attempts import StepScope, TypedStepRun
 from .context import Interrupted, RunContext
 
 # Keys of StepResult.template_value() that are computed, not data of the step.
@@ -264,7 +264,16 @@ class HostExecutor:
     # ---------------------------------------------------------- typed steps
 
     def _run_typed(self, step: Step) -> StepResult:
-        return TypedStepRun(self, step).result()
+        scope = StepScope(
+            host=self.host,
+            step_id=self._sid(step),
+            context=self.context,
+            variables=self.vars,
+            connection=self.connection.get,
+            rerun=self.rerun,
+            dry_skipped=self.dry_skipped,
+        )
+        return TypedStepRun(self.run, step, scope).result()
 
     def rerun(self, step_id: str) -> dict[str, Any]:
         """`wait: {check: id}`: run an earlier step again; its result becomes ours."""

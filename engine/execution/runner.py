@@ -113,6 +113,34 @@ class Runner:
     def execute(self) -> RunResult:
         run = self.run
         started = time.monotonic()
+        self._start()
+        previous = self._install_sigint()
+        bug: Exception | None = None
+        bug_reason = ""
+        try:
+            max_fail = parse_limit(run.runbook.header.max_fail, len(run.hosts))
+            for batch in batches(run.hosts, run.runbook.header.serial):
+                if self.ctx.stop.is_set():
+                    break
+                self._run_batch(batch, max_fail)
+        except EngineError:
+            raise  # on purpose (a bad max_fail, the history unwritable): its own exit code
+        except Exception as exc:  # a bug in the engine: record the run as cut short
+            bug = exc
+            bug_reason = run.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self._restore_sigint(previous)
+            self._close_connections()
+        self._finish(started, bug_reason if bug is not None else None)
+        if bug is not None:
+            raise EngineBug(
+                f"{bug_reason} (a bug in the engine: the run is recorded in state `error` "
+                "and can be resumed; RUNBOOK_DEBUG=1 prints the traceback)"
+            ) from bug
+        return self.result
+
+    def _start(self) -> None:
+        run = self.run
         # Before anything records them: secret params, passwords in connection strings.
         run.redactor.learn_run_inputs(
             [name for name, param in run.runbook.params.items() if param.secret],
@@ -134,44 +162,24 @@ class Runner:
                 resumed_from=run.resumed_from,
             )
         )
-        previous = self._install_sigint()
-        bug: Exception | None = None
-        bug_reason = ""
-        try:
-            max_fail = parse_limit(run.runbook.header.max_fail, len(run.hosts))
-            for batch in batches(run.hosts, run.runbook.header.serial):
-                if self.ctx.stop.is_set():
-                    break
-                self._run_batch(batch, max_fail)
-        except EngineError:
-            raise  # on purpose (a bad max_fail, the history unwritable): its own exit code
-        except Exception as exc:  # a bug in the engine: record the run as cut short
-            bug = exc
-            bug_reason = run.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
-        finally:
-            self._restore_sigint(previous)
-            self._close_connections()
+
+    def _finish(self, started: float, bug: str | None) -> None:
+        """The run's end in the result and the events (reports, the history's final
+        row: state `error`, exit 70, for a bug)."""
         if bug is not None:
-            self.result.aborted = self.result.internal_error = bug_reason
+            self.result.aborted = self.result.internal_error = bug
         elif self.ctx.stop.is_set():
             self.result.aborted = self.ctx.stop_reason
         self.result.finished_at = now_iso()
         self.result.duration_ms = int((time.monotonic() - started) * 1000)
         try:
             if self.result.aborted:
-                self.bus.emit(RunAborted(run.run_id, reason=self.result.aborted))
-            # Reports and the history's final row (state `error`, exit 70 for a bug).
-            self.bus.emit(RunFinished(run.run_id, result=self.result))
+                self.bus.emit(RunAborted(self.run.run_id, reason=self.result.aborted))
+            self.bus.emit(RunFinished(self.run.run_id, result=self.result))
         except Exception:
             if bug is None:
                 raise
             # The bug may be in a processor itself: the run's end is best effort then.
-        if bug is not None:
-            raise EngineBug(
-                f"{bug_reason} (a bug in the engine: the run is recorded in state `error` "
-                "and can be resumed; RUNBOOK_DEBUG=1 prints the traceback)"
-            ) from bug
-        return self.result
 
     def interrupt(self) -> None:
         """First call: stop scheduling. Second: kill what is running.

@@ -207,6 +207,43 @@ class _FileLoader:
         if not isinstance(raw, dict):
             self._problem(path, "a step is a mapping with `name:` and one step type")
             return None
+        type_name = self._type_of(raw, path)
+        if type_name is None:
+            return None
+        common, retry_template = self._common_of(raw, type_name, path)
+        try:
+            stype = get_step_type(type_name)
+        except Exception as exc:  # an entry point that fails to import
+            self._problem((*path, type_name), f"step type `{type_name}` cannot be loaded: {exc}")
+            # Keep its id known, so references to it do not pile up as more errors.
+            self.step_ids.setdefault(common.id or snake_case(common.name or "step"), path)
+            return None
+        body = stype.normalize(raw[type_name])
+        spec, templated = self._validate_lenient(stype.Spec, body, (*path, type_name))
+        if _has_templates(body, stype):
+            templated = True  # rendered per host, then validated again
+        step = Step(
+            common=common,
+            type=type_name,
+            body=body,
+            id=self._claim_id(common, path),
+            path=path,
+            file=str(self.path),
+            line=self.doc.location(path).line,
+            retry_template=retry_template,
+            spec=None if templated else spec,
+        )
+        if type_name == "block" and isinstance(body, dict):
+            for section in ("steps", "rescue", "always"):
+                raw_list = body.get(section, [])
+                if isinstance(raw_list, list):
+                    step.children[section] = self._steps(raw_list, (*path, "block", section))
+        elif type_name == "include" and spec is not None:
+            step.included = self._include(spec.runbook, spec.params, (*path, "include"))
+        return step
+
+    def _type_of(self, raw: dict[str, Any], path: PathKey) -> str | None:
+        """The step's one type key; None (with the problem recorded) if it has not one."""
         # `in step_types` finds built-ins without reading plugins' entry points (~10 ms);
         # only a name that is not built in makes it look further.
         type_keys = [k for k in raw if k not in COMMON_FIELDS and k in step_types]
@@ -225,12 +262,17 @@ class _FileLoader:
                 types = ", ".join(step_types.names())
                 self._problem(path, f"step has no type: add one of {types}")
             return None
-        type_name = type_keys[0]
+        return type_keys[0]
+
+    def _common_of(
+        self, raw: dict[str, Any], type_name: str, path: PathKey
+    ) -> tuple[StepCommon, dict[str, Any] | None]:
+        """The common fields, validated, and a `retry:` whose values are templates
+        (rendered per host when the step runs; checked here as far as literal)."""
         common_raw = {k: v for k, v in raw.items() if k in COMMON_FIELDS and k != type_name}
         retry_template = None
         retry_raw = common_raw.get("retry")
         if isinstance(retry_raw, dict) and any(is_template(v) for v in retry_raw.values()):
-            # Rendered per host when the step runs; checked here as far as literal.
             retry_template = retry_raw
             common_raw = {**common_raw, "retry": {}}
             literal = {k: v for k, v in retry_raw.items() if not is_template(v)}
@@ -250,17 +292,10 @@ class _FileLoader:
             self._problem(
                 (*path, "until"), "`until` needs `retry` (e.g. retry: {attempts: 10, delay: 5s})"
             )
-        try:
-            stype = get_step_type(type_name)
-        except Exception as exc:  # an entry point that fails to import
-            self._problem((*path, type_name), f"step type `{type_name}` cannot be loaded: {exc}")
-            # Keep its id known, so references to it do not pile up as more errors.
-            self.step_ids.setdefault(common.id or snake_case(common.name or "step"), path)
-            return None
-        body = stype.normalize(raw[type_name])
-        spec, templated = self._validate_lenient(stype.Spec, body, (*path, type_name))
-        if _has_templates(body, stype):
-            templated = True  # rendered per host, then validated again
+        return common, retry_template
+
+    def _claim_id(self, common: StepCommon, path: PathKey) -> str:
+        """The step's id (`id:`, or its name in snake_case), refused if already used."""
         step_id = common.id or snake_case(common.name or "step")
         if step_id in self.step_ids:
             first = format_path(self.step_ids[step_id])
@@ -271,26 +306,7 @@ class _FileLoader:
             )
         else:
             self.step_ids[step_id] = path
-        line, _col = self.doc.location(path).line, 0
-        step = Step(
-            common=common,
-            type=type_name,
-            body=body,
-            id=step_id,
-            path=path,
-            file=str(self.path),
-            line=line,
-            retry_template=retry_template,
-            spec=None if templated else spec,
-        )
-        if type_name == "block" and isinstance(body, dict):
-            for section in ("steps", "rescue", "always"):
-                raw_list = body.get(section, [])
-                if isinstance(raw_list, list):
-                    step.children[section] = self._steps(raw_list, (*path, "block", section))
-        elif type_name == "include" and spec is not None:
-            step.included = self._include(spec.runbook, spec.params, (*path, "include"))
-        return step
+        return step_id
 
     def _include(self, target: str, params: dict[str, Any], path: PathKey) -> Runbook | None:
         if is_template(target):

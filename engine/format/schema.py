@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from engine.steps.base import get_step_type, is_available, step_types
+from engine.steps.base import StepType, get_step_type, is_available, step_types
 
 from .model import RunbookHeader, StepCommon
 
@@ -21,6 +21,7 @@ TEMPLATE = {"type": "string", "pattern": r"\{\{|\{%"}
 
 
 def runbook_schema() -> dict[str, Any]:
+    """The schema of a runbook file: the header, and `Step` as one variant per type."""
     # A plugin that cannot be imported here is left out rather than breaking the schema.
     types = {name: get_step_type(name) for name in step_types.names() if is_available(name)}
     models: list[tuple[type[BaseModel], Any]] = [
@@ -37,37 +38,14 @@ def runbook_schema() -> dict[str, Any]:
 
     header = resolved(RunbookHeader)
     common = resolved(StepCommon)
-    variants = []
-    for name, stype in sorted(types.items()):
-        body: dict[str, Any] = {"$ref": keys[(stype.Spec, "validation")]["$ref"]}
-        shorthands = []
-        if stype.normalize("x") != "x":
-            shorthands.append({"type": "string"})
-        if stype.normalize(["x"]) != ["x"]:
-            shorthands.append({"type": "array", "items": {"type": "string"}})
-        if shorthands:
-            body = {"anyOf": [body, *shorthands]}
-        props = dict(common["properties"])
-        if name == "assert":
-            props.pop("assert", None)
-        props[name] = body
-        variants.append(
-            {
-                "title": f"{name} step",
-                "type": "object",
-                "properties": props,
-                "required": ["name", name],
-                "additionalProperties": False,
-            }
-        )
+    variants = [_step_variant(name, stype, common, keys) for name, stype in sorted(types.items())]
     defs["Step"] = {"oneOf": variants}
-    for name in ("BlockSpec",):
-        if name in defs:
-            for section in ("steps", "rescue", "always"):
-                defs[name]["properties"][section] = {
-                    "type": "array",
-                    "items": {"$ref": "#/$defs/Step"},
-                }
+    if "BlockSpec" in defs:
+        for section in ("steps", "rescue", "always"):
+            defs["BlockSpec"]["properties"][section] = {
+                "type": "array",
+                "items": {"$ref": "#/$defs/Step"},
+            }
     schema = dict(header)
     schema["properties"] = dict(header["properties"])
     for section in ("steps", "rescue", "always"):
@@ -81,6 +59,31 @@ def runbook_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Runbook"
     return schema
+
+
+def _step_variant(
+    name: str, stype: StepType, common: dict[str, Any], keys: dict[Any, Any]
+) -> dict[str, Any]:
+    """The schema of a step of type `name`: the common fields and its body (or a shorthand)."""
+    body: dict[str, Any] = {"$ref": keys[(stype.Spec, "validation")]["$ref"]}
+    shorthands = []
+    if stype.normalize("x") != "x":
+        shorthands.append({"type": "string"})
+    if stype.normalize(["x"]) != ["x"]:
+        shorthands.append({"type": "array", "items": {"type": "string"}})
+    if shorthands:
+        body = {"anyOf": [body, *shorthands]}
+    props = dict(common["properties"])
+    if name == "assert":
+        props.pop("assert", None)
+    props[name] = body
+    return {
+        "title": f"{name} step",
+        "type": "object",
+        "properties": props,
+        "required": ["name", name],
+        "additionalProperties": False,
+    }
 
 
 def _allow_templates(node: Any) -> Any:

@@ -116,76 +116,47 @@ class HistoryRecorder:
         step_id = getattr(event, "step_id", None)
         step: StepRow | None = None
         metrics: list[MetricRow] = []
-        if isinstance(event, RunStarted):
-            payload = _plain(event)
-        elif isinstance(event, StepStarted):
+        if isinstance(event, StepStarted):
             self._started[(event.host, event.step_id)] = event.at
-            payload = {"name": event.name, "depth": event.depth}
+            payload: dict[str, Any] = {"name": event.name, "depth": event.depth}
         elif isinstance(event, StepFinished):
-            r = event.result
-            step_id = r.step_id
-            payload = {
-                "name": r.name,
-                "state": r.state.value,
-                "depth": event.depth,
-                "duration_ms": r.duration_ms,
-                "attempts": r.attempts,
-                "error": r.error,
-                "skip_reason": r.skip_reason,
-                "ignored": r.ignored,
-                "rescued": r.rescued,
-                "approved_by": r.approved_by,
-                "metrics": {k: m.to_dict() for k, m in r.metrics.items()},
-            }
-            step = StepRow(
-                event.run_id,
-                event.host,
-                r.step_id,
-                self.seq,
-                r.name,
-                r.state.value,
-                self._started.pop((event.host, r.step_id), None),
-                event.at,
-                r.duration_ms,
-                r.error,
-                step_payload(r),
-            )
-            if r.skip_reason != RESUMED_SKIP:  # a resumed value was not measured again
-                metrics = [
-                    MetricRow(
-                        event.run_id,
-                        event.host,
-                        r.step_id,
-                        name,
-                        m.value,
-                        m.state.value,
-                        event.at,
-                        m.unit,
-                    )
-                    for name, m in r.metrics.items()
-                ]
+            step_id = event.result.step_id
+            payload = _step_finished_payload(event)
+            step, metrics = self._step_rows(event)
         elif isinstance(event, RunFinished):
-            res = event.result
-            payload = {
-                "state": res.state.value,
-                "exit_code": res.exit_code,
-                "aborted": res.aborted,
-                "duration_ms": res.duration_ms,
-                "hosts": {
-                    name: {
-                        "state": h.state.value,
-                        "unreachable": h.unreachable,
-                        "aborted": h.aborted,
-                    }
-                    for name, h in res.hosts.items()
-                },
-            }
+            payload = _run_finished_payload(event)
         elif isinstance(event, LogMessage | Approval | HostFinished | RunAborted):
             payload = {k: v for k, v in _plain(event).items() if k not in ("host", "step_id")}
-        else:
+        else:  # RunStarted, and any event type without a rule here
             payload = _plain(event)
         row = EventRow(event.run_id, self.seq, event.at, event.kind, host, step_id, payload)
         return row, step, metrics
+
+    def _step_rows(self, event: StepFinished) -> tuple[StepRow, list[MetricRow]]:
+        """The step's result row, and a row per threshold it measured."""
+        r = event.result
+        step = StepRow(
+            event.run_id,
+            event.host,
+            r.step_id,
+            self.seq,
+            r.name,
+            r.state.value,
+            self._started.pop((event.host, r.step_id), None),
+            event.at,
+            r.duration_ms,
+            r.error,
+            step_payload(r),
+        )
+        if r.skip_reason == RESUMED_SKIP:  # a resumed value was not measured again
+            return step, []
+        metrics = [
+            MetricRow(
+                event.run_id, event.host, r.step_id, name, m.value, m.state.value, event.at, m.unit
+            )
+            for name, m in r.metrics.items()
+        ]
+        return step, metrics
 
     def _run_finished(self, event: RunFinished) -> None:
         res = event.result
@@ -235,3 +206,34 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         return asdict(value)
     return value
+
+
+def _step_finished_payload(event: StepFinished) -> dict[str, Any]:
+    r = event.result
+    return {
+        "name": r.name,
+        "state": r.state.value,
+        "depth": event.depth,
+        "duration_ms": r.duration_ms,
+        "attempts": r.attempts,
+        "error": r.error,
+        "skip_reason": r.skip_reason,
+        "ignored": r.ignored,
+        "rescued": r.rescued,
+        "approved_by": r.approved_by,
+        "metrics": {k: m.to_dict() for k, m in r.metrics.items()},
+    }
+
+
+def _run_finished_payload(event: RunFinished) -> dict[str, Any]:
+    res = event.result
+    return {
+        "state": res.state.value,
+        "exit_code": res.exit_code,
+        "aborted": res.aborted,
+        "duration_ms": res.duration_ms,
+        "hosts": {
+            name: {"state": h.state.value, "unreachable": h.unreachable, "aborted": h.aborted}
+            for name, h in res.hosts.items()
+        },
+    }

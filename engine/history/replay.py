@@ -10,7 +10,7 @@ from engine.reports.document import RunDocument, StepTiming
 from engine.results import HostResult, Metric, RunResult, State, StepResult
 
 from .lock import pid_alive
-from .store import RUNNING, HistoryStore
+from .store import RUNNING, EventRow, HistoryStore
 
 DIED = "died"  # shown for a run whose engine is gone without recording its end
 
@@ -74,6 +74,7 @@ def resolve_run_id(store: HistoryStore, given: str) -> dict[str, Any]:
 
 
 def load_document(store: HistoryStore, row: dict[str, Any]) -> RunDocument:
+    """The run of `row` as its reports need it, rebuilt from its rows."""
     run_id = row["id"]
     result = RunResult(
         run_id=run_id,
@@ -90,41 +91,7 @@ def load_document(store: HistoryStore, row: dict[str, Any]) -> RunDocument:
         res = step_from_dict({**s.result, "host": s.host})
         result.hosts.setdefault(s.host, HostResult(s.host)).steps.append(res)
         timings[(s.host, s.step_id)] = StepTiming(s.started_at, s.finished_at)
-    logs: list[dict[str, Any]] = []
-    approvals: list[dict[str, Any]] = []
-    for e in store.events(run_id):
-        p = e.payload
-        if e.kind == "step_finished" and (e.host, e.step_id) in timings:
-            timings[(e.host or "", e.step_id or "")].depth = int(p.get("depth") or 0)
-        elif e.kind == "log":
-            logs.append(
-                {
-                    "at": e.at,
-                    "host": e.host,
-                    "step": e.step_id,
-                    "level": p.get("level"),
-                    "message": p.get("message"),
-                }
-            )
-        elif e.kind == "approval":
-            approvals.append(
-                {
-                    "at": e.at,
-                    "host": e.host,
-                    "step": e.step_id,
-                    "approved": p.get("approved"),
-                    "by": p.get("by"),
-                    "prompt": p.get("prompt"),
-                }
-            )
-        elif e.kind == "run_finished":
-            result.aborted = p.get("aborted")
-            result.duration_ms = int(p.get("duration_ms") or 0)
-            for name, h in (p.get("hosts") or {}).items():
-                hr = result.hosts.setdefault(name, HostResult(name))
-                hr.unreachable = h.get("unreachable")
-                hr.aborted = h.get("aborted")
-    state = display_state(row)
+    logs, approvals = _replay_events(store.events(run_id), result, timings)
     return RunDocument(
         run_id=run_id,
         runbook=row["runbook"],
@@ -138,9 +105,42 @@ def load_document(store: HistoryStore, row: dict[str, Any]) -> RunDocument:
         started_at=row["started_at"] or "",
         finished_at=row.get("finished_at") or "",
         resumed_from=row.get("resumed_from"),
-        state=state,
+        state=display_state(row),
         exit_code=row.get("exit_code"),
         timings=timings,
         logs=logs,
         approvals=approvals,
     )
+
+
+def _replay_events(
+    events: list[EventRow], result: RunResult, timings: dict[tuple[str, str], StepTiming]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What only the events hold: step depths, logs, approvals, and the run's end
+    (written into `result` and `timings`); returns (logs, approvals)."""
+    logs: list[dict[str, Any]] = []
+    approvals: list[dict[str, Any]] = []
+    for e in events:
+        p = e.payload
+        where = {"at": e.at, "host": e.host, "step": e.step_id}
+        if e.kind == "step_finished" and (e.host, e.step_id) in timings:
+            timings[(e.host or "", e.step_id or "")].depth = int(p.get("depth") or 0)
+        elif e.kind == "log":
+            logs.append({**where, "level": p.get("level"), "message": p.get("message")})
+        elif e.kind == "approval":
+            approvals.append(
+                {
+                    **where,
+                    "approved": p.get("approved"),
+                    "by": p.get("by"),
+                    "prompt": p.get("prompt"),
+                }
+            )
+        elif e.kind == "run_finished":
+            result.aborted = p.get("aborted")
+            result.duration_ms = int(p.get("duration_ms") or 0)
+            for name, h in (p.get("hosts") or {}).items():
+                hr = result.hosts.setdefault(name, HostResult(name))
+                hr.unreachable = h.get("unreachable")
+                hr.aborted = h.get("aborted")
+    return logs, approvals

@@ -184,12 +184,6 @@ class HttpStep(StepType):
         shown = redact_dsn(spec.url)
         timeout = _timeout(spec, ctx)
         deadline = time.monotonic() + timeout
-        kwargs: dict[str, Any] = {"params": spec.params or None, "headers": spec.headers}
-        if "json_body" in spec.model_fields_set:
-            kwargs["json"] = spec.json_body
-        elif spec.body is not None:
-            kwargs["content"] = spec.body.encode()
-        kwargs["extensions"] = {"trace": trace}  # tells _Sockets each connection opened
         auth = (spec.auth.username, spec.auth.password) if spec.auth else None
 
         def fail(message: str, code: str) -> ServiceError:
@@ -206,7 +200,7 @@ class HttpStep(StepType):
                     follow_redirects=spec.follow_redirects,
                     auth=auth,
                 ) as client,
-                client.stream(spec.method, spec.url, **kwargs) as response,
+                client.stream(spec.method, spec.url, **_request_args(spec, trace)) as response,
             ):
                 tls = _peer_certificate(response)
                 raw, truncated = _read_body(response, deadline, timeout)
@@ -226,7 +220,7 @@ class HttpStep(StepType):
             raise fail(f"{type(exc).__name__}: {exc}", type(exc).__name__) from None
 
         text = _decode(raw, response)
-        data: dict[str, Any] = {
+        return {
             "status": response.status_code,
             "reason": response.reason_phrase,
             "headers": {k.lower(): v for k, v in response.headers.items()},
@@ -237,7 +231,6 @@ class HttpStep(StepType):
             "url": redact_dsn(str(response.url)),
             "tls": tls,
         }
-        return data
 
 
 class _Sockets:
@@ -285,6 +278,17 @@ class _Sockets:
             for dup in self._dups:
                 dup.close()
             self._dups = []
+
+
+def _request_args(spec: HttpSpec, trace: Callable[[str, dict[str, Any]], None]) -> dict[str, Any]:
+    """httpx's arguments for the request itself: query, headers, body, trace."""
+    args: dict[str, Any] = {"params": spec.params or None, "headers": spec.headers}
+    if "json_body" in spec.model_fields_set:
+        args["json"] = spec.json_body
+    elif spec.body is not None:
+        args["content"] = spec.body.encode()
+    args["extensions"] = {"trace": trace}  # tells _Sockets each connection opened
+    return args
 
 
 def _ends_at_close(data: dict[str, Any]) -> bool:

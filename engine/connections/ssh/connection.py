@@ -134,33 +134,41 @@ class SSHConnection:
                 sock=sock,
                 transport_factory=ssh_transport.make_transport,
             )
-        except ssh_hostkeys.HostKeyRejected as exc:
-            self._abandon(client, sock, str(exc))
-        except paramiko.BadHostKeyException as exc:
-            message = ssh_hostkeys.changed_key_message(
+        except (ssh_hostkeys.HostKeyRejected, paramiko.SSHException, EOFError, OSError) as exc:
+            reason = self._connect_failure(exc, client, target, known, password is not None)
+            self._abandon(client, sock, reason)
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(KEEPALIVE)
+        return client
+
+    def _connect_failure(
+        self, exc: BaseException, client: Any, target: Target, known: str, password: bool
+    ) -> str:
+        """Why the handshake or authentication failed, and what to do about it."""
+        import paramiko
+
+        from . import hostkeys as ssh_hostkeys
+
+        if isinstance(exc, ssh_hostkeys.HostKeyRejected):
+            return str(exc)
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return ssh_hostkeys.changed_key_message(
                 target.address, target.port, exc.key, exc.expected_key, known
             )
-            self._abandon(client, sock, message)
-        except paramiko.PasswordRequiredException:
-            self._abandon(client, sock, "the key file is encrypted: load it into ssh-agent")
-        except paramiko.AuthenticationException:
-            self._abandon(client, sock, self._auth_failed(target, password is not None))
-        except (paramiko.SSHException, EOFError) as exc:
+        if isinstance(exc, paramiko.PasswordRequiredException):
+            return "the key file is encrypted: load it into ssh-agent"
+        if isinstance(exc, paramiko.AuthenticationException):
+            return self._auth_failed(target, password)
+        if isinstance(exc, paramiko.SSHException | EOFError):
             # paramiko raises a symptom ("No existing session") when it stops waiting
             # for the handshake, or when its transport thread failed: say the cause.
             transport = client.get_transport()
             cause = transport.get_exception() if transport is not None else None
             if cause is None and transport is not None and transport.is_active():
-                cause = f"no SSH handshake within {timeout:g}s (connect_timeout)"
-            self._abandon(
-                client, sock, f"SSH handshake with {_where(target)} failed: {cause or exc}"
-            )
-        except OSError as exc:
-            self._abandon(client, sock, f"connection to {_where(target)} failed: {_reason(exc)}")
-        transport = client.get_transport()
-        assert transport is not None
-        transport.set_keepalive(KEEPALIVE)
-        return client
+                cause = f"no SSH handshake within {self.host.connect_timeout:g}s (connect_timeout)"
+            return f"SSH handshake with {_where(target)} failed: {cause or exc}"
+        return f"connection to {_where(target)} failed: {_reason(exc)}"  # an OSError
 
     def target(self) -> Target:
         """Where to connect, as the host says: the inventory has already applied

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.connections.base import Command, ExecResult, become_words
+from engine.connections.base import Command, ExecResult, become_words, wait_slice
 from engine.errors import StepError, StepTimeout
 
 if TYPE_CHECKING:
@@ -160,12 +160,9 @@ def _collect(
     poller.register(channel.fileno(), select.POLLIN)
     out_done = err_done = False
     while not (out_done and err_done):
-        wait = _POLL
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return out, err, True
-            wait = min(wait, left)
+        wait = wait_slice(deadline, _POLL)
+        if wait is None:
+            return out, err, True
         try:
             poller.poll(wait * 1000)  # poll, not select: fds above 1023 with many hosts
         except (OSError, ValueError):
@@ -178,14 +175,7 @@ def _collect(
             if channel.recv_ready():
                 chunk = channel.recv(_READ)
                 if head is not None:
-                    head += chunk
-                    if b"\n" in head:
-                        marker, _, rest = bytes(head).partition(b"\n")
-                        running.pgid = _pid(marker)
-                        running.started.set()
-                        # No pid: the login shell is not a POSIX shell; keep it all.
-                        out += rest if running.pgid is not None else head
-                        head = None
+                    head = _take_pid_line(running, head + chunk, out)
                 else:
                     out += chunk
             elif eof:
@@ -198,6 +188,19 @@ def _collect(
     if head:
         out += head  # no marker line: the login shell is not a POSIX shell
     return out, err, False
+
+
+def _take_pid_line(running: Running, head: bytearray, out: bytearray) -> bytearray | None:
+    """The command's first line is its process group id (`echo $$`): once it is
+    whole, note it and pass the rest on to `out`; until then keep it (returned)."""
+    if b"\n" not in head:
+        return head
+    marker, _, rest = bytes(head).partition(b"\n")
+    running.pgid = _pid(marker)
+    running.started.set()
+    # No pid: the login shell is not a POSIX shell; keep it all.
+    out += rest if running.pgid is not None else head
+    return None
 
 
 def _pid(marker: bytes) -> int | None:

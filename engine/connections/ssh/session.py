@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engine.connections.base import Command, ExecResult, become_words
+from engine.connections.base import Command, ExecResult, become_words, wait_slice
 from engine.errors import StepError, StepTimeout
 
 from .exec_channel import KILL_GRACE
@@ -235,13 +235,11 @@ class ShellSession:
 
         The stderr marker is the last thing a step sends, so the thread sleeps on
         stderr and takes stdout as it finds it ready: one wake-up usually finds
-        the output and both markers there (waking on every stdout packet cost
-        ~25% more CPU a step). A step whose stdout flows (a read of _FLOWING or
-        more) is read as it comes instead, so the window both streams share never
-        fills with unread data. Blocking reads in slices of _SLICE: no select()
-        on paramiko's fd pipe (a write and a read syscall per packet, and fds
-        above 1023 refused), and a probe of the shell now and then.
-        """
+        the output and both markers (waking on every stdout packet cost ~25% more
+        CPU a step). Flowing stdout (a read of _FLOWING or more) is read as it
+        comes, so the window both streams share never fills. Blocking reads in
+        slices of _SLICE, not select() on paramiko's fd pipe (two syscalls a
+        packet, fds above 1023 refused); a probe of the shell now and then."""
         out, err = partial or (bytearray(), bytearray())
         out_end = b"\n" + token + b" "
         err_end = b"\n" + token + b"\n"
@@ -251,12 +249,9 @@ class ShellSession:
         channel = self.channel
         next_probe = time.monotonic() + _PROBE_EVERY
         while rc is None or not err_done:
-            wait = _SLICE
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return out, err, None
-                wait = min(wait, left)
+            wait = wait_slice(deadline, _SLICE)
+            if wait is None:
+                return out, err, None
             got = False
             if rc is None and channel.recv_ready():
                 data = channel.recv(_READ)
@@ -284,17 +279,19 @@ class ShellSession:
                 raise SessionLost("the session shell ended during the step")
             got = got or bool(data)
             if not got and time.monotonic() >= next_probe:
-                # A shell that died leaves no EOF while the step's processes still
-                # hold the streams open: ask the host whether it lives, now and then.
                 next_probe = time.monotonic() + _PROBE_EVERY
-                if (
-                    channel.exit_status_ready()
-                    or self._probe(f"kill -0 {self.shell_pid} 2>/dev/null") == 1
-                ):
+                if not self._shell_alive():
                     raise SessionLost(
                         "the session shell ended during the step (its processes may still run)"
                     )
         return out, err, rc
+
+    def _shell_alive(self) -> bool:
+        """A shell that died leaves no EOF while the step's processes still hold
+        the streams open: ask the host whether it lives (now and then, when idle)."""
+        if self.channel.exit_status_ready():
+            return False
+        return self._probe(f"kill -0 {self.shell_pid} 2>/dev/null") != 1
 
     def close(self) -> None:
         try:
