@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from . import exitcodes
 
@@ -136,7 +137,7 @@ class TemplateError(EngineError):
 class StepError(EngineError):
     """A step could not do its job. The executor records it as `failed`."""
 
-    def __init__(self, message: str, *, data: dict | None = None) -> None:
+    def __init__(self, message: str, *, data: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         # Whatever the step did produce before failing (rc, stdout, ...), so that
         # failed_when / rescue steps can still look at it.
@@ -150,7 +151,9 @@ class StepTimeout(StepError, TimeoutError):
 class ServiceError(StepError):
     """A service (PostgreSQL, Redis, HTTP, S3) refused or failed the request."""
 
-    def __init__(self, service: str, message: str, *, code: str = "", data: dict | None = None):
+    def __init__(
+        self, service: str, message: str, *, code: str = "", data: dict[str, Any] | None = None
+    ) -> None:
         self.service = service
         self.code = code
         prefix = f"{service} error" + (f" [{code}]" if code else "")

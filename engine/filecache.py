@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ def parsed(path: str | os.PathLike[str], parse: Callable[[str], T]) -> T:
     with _lock:
         hit = _cache.get(key)
         if hit is not None and hit[0] == stamp:
-            return hit[1]  # type: ignore[no-any-return]
+            return cast(T, hit[1])  # stored by this same `parse`
         value = parse(name)
         _cache[key] = (stamp, value)
         return value

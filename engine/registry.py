@@ -45,6 +45,19 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind} {name!r} is registered twice")
         self._lazy[name] = loader
 
+    def register_path(self, name: str, path: str) -> None:
+        """Register a name implemented at "package.module:attribute", imported on
+        first use: how built-ins stay out of `runbook --help` start-up."""
+        module, _, attribute = path.partition(":")
+
+        def load() -> T:
+            import importlib
+
+            item: T = getattr(importlib.import_module(module), attribute)
+            return item
+
+        self.register_lazy(name, load)
+
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:
             return

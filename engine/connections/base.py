@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from engine.errors import StepError
 from engine.registry import Registry
 
 if TYPE_CHECKING:
     from engine.inventory.host import Host
+    from engine.secrets import Secrets
 
 
 @dataclass
@@ -64,6 +65,12 @@ def become_words(user: str, words: list[str]) -> list[str]:
     return ["sudo", "-n", "-H", "-u", user, "--", *words]
 
 
+class Readable(Protocol):
+    """What `put` reads from: a file, a pipe, an S3 body (no seeking, no length)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 @dataclass
 class ExecResult:
     rc: int
@@ -84,11 +91,11 @@ class Connection(Protocol):
         """Run and wait. On timeout, kill the command's processes and raise StepTimeout."""
         ...
 
-    def put(self, source: IO[bytes], path: str, mode: int | None = None) -> int:
+    def put(self, source: Readable, path: str, mode: int | None = None) -> int:
         """Stream `source` into the file `path` on the host; return bytes written."""
         ...
 
-    def get(self, path: str) -> AbstractContextManager[IO[bytes]]:
+    def get(self, path: str) -> AbstractContextManager[Readable]:
         """A readable stream of the host's file `path`."""
         ...
 
@@ -102,27 +109,27 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-ConnectionFactory = Callable[["Host"], Connection]
+class ConnectionFactory(Protocol):
+    """How the runner makes a host's connection: a connection class, typically.
+    `secrets` renders a password template; `resolve_host` finds a jump host by
+    name. Types that need neither accept and ignore them."""
+
+    def __call__(
+        self,
+        host: Host,
+        *,
+        secrets: Secrets | None = None,
+        resolve_host: Callable[[str], Host] | None = None,
+    ) -> Connection: ...
+
 
 connection_types: Registry[ConnectionFactory] = Registry(
     "connection type", "runbook_engine.connections"
 )
 
 
-def _local() -> ConnectionFactory:
-    from .local import LocalConnection
-
-    return LocalConnection
-
-
-def _ssh() -> ConnectionFactory:
-    from engine.connections.ssh.connection import SSHConnection
-
-    return SSHConnection
-
-
-connection_types.register_lazy("local", _local)
-connection_types.register_lazy("ssh", _ssh)
+connection_types.register_path("local", "engine.connections.local:LocalConnection")
+connection_types.register_path("ssh", "engine.connections.ssh.connection:SSHConnection")
 
 
 def connection_for(host: Host) -> Connection:
@@ -139,6 +146,6 @@ def wait_slice(deadline: float | None, most: float) -> float | None:
     return None if left <= 0 else min(most, left)
 
 
-def iter_chunks(stream: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+def iter_chunks(stream: Readable, size: int = 1 << 20) -> Iterator[bytes]:
     while chunk := stream.read(size):
         yield chunk

@@ -12,12 +12,11 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
 
 from engine.errors import StepError, StepTimeout
 from engine.inventory.host import Host
 
-from .base import Command, ExecResult
+from .base import Command, ExecResult, Readable
 
 # How long a killed command gets between SIGTERM and SIGKILL.
 KILL_GRACE = 2.0
@@ -70,7 +69,7 @@ class LocalConnection:
                 self._running.discard(proc)
         return ExecResult(proc.returncode, stdout, stderr)
 
-    def put(self, source: IO[bytes], path: str, mode: int | None = None) -> int:
+    def put(self, source: Readable, path: str, mode: int | None = None) -> int:
         written = 0
         with open(path, "wb") as out:
             while chunk := source.read(1 << 20):
@@ -81,7 +80,7 @@ class LocalConnection:
         return written
 
     @contextmanager
-    def get(self, path: str) -> Iterator[IO[bytes]]:
+    def get(self, path: str) -> Iterator[Readable]:
         with open(path, "rb") as stream:
             yield stream
 

@@ -99,6 +99,7 @@ class ConnectionHolder:
             if self._busy or self._conn is None:
                 return False
             conn = self._detach()
+        assert conn is not None  # checked above, under the same lock
         try:
             conn.close()
         except Exception:

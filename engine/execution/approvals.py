@@ -35,7 +35,8 @@ Ask = Callable[[str, list[str]], str]  # (question, choices) → the chosen answ
 def _terminal_ask(question: str, choices: list[str]) -> str:
     import click
 
-    return click.prompt(question, type=click.Choice(choices), show_choices=True, err=True)
+    answer: str = click.prompt(question, type=click.Choice(choices), show_choices=True, err=True)
+    return answer
 
 
 @dataclass

@@ -19,7 +19,7 @@ from engine.errors import Aborted, HostUnreachable, StepError, TemplateError
 from engine.events import LogMessage
 from engine.format.model import Retry, Step
 from engine.results import FORBIDDEN_FIELDS, RESERVED_FIELDS, Metric, State, StepResult, worst
-from engine.steps.base import StepContext, get_step_type
+from engine.steps.base import StepContext, StepSpec, get_step_type
 from engine.templating import holds, render_value
 
 from . import outcome
@@ -216,7 +216,7 @@ class TypedStepRun:
             data = {}
         return self._judge(spec, data, error)
 
-    def _shown(self, spec: Any, describe: bool = True) -> dict[str, Any]:
+    def _shown(self, spec: StepSpec, describe: bool = True) -> dict[str, Any]:
         """What a dry run reports it would have executed."""
         shown = spec.model_dump(exclude_none=True, exclude_defaults=True, by_alias=True)
         if describe and self.stype.describe(spec):

@@ -262,7 +262,7 @@ class Runner:
 
     def _connect(self, host: Host) -> Connection:
         factory = connection_types.get(host.connection)
-        return factory(host, secrets=self.secrets, resolve_host=self.run.resolve_host)  # type: ignore[call-arg]
+        return factory(host, secrets=self.secrets, resolve_host=self.run.resolve_host)
 
     def _close_connections(self) -> None:
         with self._lock:

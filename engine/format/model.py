@@ -113,11 +113,12 @@ THRESHOLD_OP = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$", re.DOTALL)
 
 class Threshold(_Strict):
     value: Expression
-    warn: str | int | float | None = None
-    critical: str | int | float | None = None
+    warn: str | None = None
+    critical: str | None = None
     unit: str | None = None
 
-    @field_validator("warn", "critical")
+    # Before type validation, so a bare number gets the advice, not "not a string".
+    @field_validator("warn", "critical", mode="before")
     @classmethod
     def _operator(cls, v: Any) -> Any:
         if v is None:

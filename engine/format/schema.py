@@ -34,7 +34,8 @@ def runbook_schema() -> dict[str, Any]:
 
     def resolved(model: type[BaseModel]) -> dict[str, Any]:
         ref = keys[(model, "validation")]["$ref"].split("/")[-1]
-        return defs[ref]
+        schema: dict[str, Any] = defs[ref]
+        return schema
 
     header = resolved(RunbookHeader)
     common = resolved(StepCommon)
@@ -66,7 +67,7 @@ def _step_variant(
 ) -> dict[str, Any]:
     """The schema of a step of type `name`: the common fields and its body (or a shorthand)."""
     body: dict[str, Any] = {"$ref": keys[(stype.Spec, "validation")]["$ref"]}
-    shorthands = []
+    shorthands: list[dict[str, Any]] = []
     if stype.normalize("x") != "x":
         shorthands.append({"type": "string"})
     if stype.normalize(["x"]) != ["x"]:

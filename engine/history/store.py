@@ -165,7 +165,7 @@ class SqlStore:
         """A timestamp as read back: ISO text in both back-ends."""
         if value is None or isinstance(value, str):
             return value
-        return value.isoformat(timespec="milliseconds")
+        return str(value.isoformat(timespec="milliseconds"))  # a datetime from psycopg
 
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)

@@ -162,12 +162,12 @@ def _summary(doc: RunDocument) -> str:
             )
     rows = []
     for host in doc.hosts or list(doc.result.hosts):
-        hr = doc.result.hosts.get(host)
-        hstate = hr.state.value if hr else "not started"
+        found = doc.result.hosts.get(host)
+        hstate = found.state.value if found else "not started"
         note = ""
-        if hr and (hr.unreachable or hr.aborted):
-            note = f'<span class="err">{escape(hr.unreachable or hr.aborted or "")}</span>'
-        n = len(hr.steps) if hr else 0
+        if found and (found.unreachable or found.aborted):
+            note = f'<span class="err">{escape(found.unreachable or found.aborted or "")}</span>'
+        n = len(found.steps) if found else 0
         rows.append(
             f"<tr><td>{escape(host)}</td><td>{_badge(hstate)}</td>"
             f'<td class="num">{n}</td><td>{note}</td></tr>'

@@ -111,33 +111,21 @@ step_types: Registry[type[StepType]] = Registry("step type", "runbook_engine.ste
 
 # Built-ins, imported on first use so that `runbook --help` never imports
 # psycopg, boto3 or httpx.
-_BUILTINS = {
-    "shell": ("shell", "ShellStep"),
-    "sql": ("sql", "SqlStep"),
-    "redis": ("redis", "RedisStep"),
-    "http": ("http", "HttpStep"),
-    "s3": ("s3", "S3Step"),
-    "assert": ("control", "AssertStep"),
-    "set": ("control", "SetStep"),
-    "log": ("control", "LogStep"),
-    "wait": ("control", "WaitStep"),
-    "manual": ("control", "ManualStep"),
-    "include": ("control", "IncludeStep"),
-    "block": ("control", "BlockStep"),
-}
-
-
-def _loader(module: str, cls: str) -> Callable[[], type[StepType]]:
-    def load() -> type[StepType]:
-        import importlib
-
-        return getattr(importlib.import_module(f"engine.steps.{module}"), cls)
-
-    return load
-
-
-for _name, (_module, _cls) in _BUILTINS.items():
-    step_types.register_lazy(_name, _loader(_module, _cls))
+for _name, _path in {
+    "shell": "engine.steps.shell:ShellStep",
+    "sql": "engine.steps.sql:SqlStep",
+    "redis": "engine.steps.redis:RedisStep",
+    "http": "engine.steps.http:HttpStep",
+    "s3": "engine.steps.s3:S3Step",
+    "assert": "engine.steps.control:AssertStep",
+    "set": "engine.steps.control:SetStep",
+    "log": "engine.steps.control:LogStep",
+    "wait": "engine.steps.control:WaitStep",
+    "manual": "engine.steps.control:ManualStep",
+    "include": "engine.steps.control:IncludeStep",
+    "block": "engine.steps.control:BlockStep",
+}.items():
+    step_types.register_path(_name, _path)
 
 
 _instances: dict[str, StepType] = {}

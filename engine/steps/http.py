@@ -336,7 +336,9 @@ def _verify(verify: bool | str) -> bool | ssl.SSLContext:
         raise StepError(f"http.verify: cannot load CA bundle {verify!r}: {reason}") from None
 
 
-def _connect_error(exc: Exception, spec: HttpSpec, fail: Any) -> ServiceError:
+def _connect_error(
+    exc: Exception, spec: HttpSpec, fail: Callable[[str, str], ServiceError]
+) -> ServiceError:
     text = str(exc)
     target = urlsplit(spec.url)
     where = f"{target.hostname}:{target.port or (443 if target.scheme == 'https' else 80)}"

@@ -232,7 +232,7 @@ def _run(
     except (ValueError, rex.RedisError) as exc:
         raise ServiceError(SERVICE, f"invalid url {where}: {scrub(str(exc), spec.url)}") from None
     # Raw replies: the few parsed ones are parsed here, by PARSERS below.
-    client.response_callbacks = {}
+    client.response_callbacks.clear()
     # The operator's second Ctrl-C closes the socket: that ends a blocking command
     # (BLPOP, WAIT...) in the server too; redis has no cancel for a request.
     with ctx.cancellable(client.connection_pool.disconnect) as cancelled:

@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -132,7 +133,8 @@ class S3Step(StepType):
             op = _Operation(spec, ctx, cancelled)
             try:
                 op.deadline.check()  # a step that starts after the Ctrl-C sends nothing
-                return getattr(op, f"do_{spec.action}")()
+                action: Callable[[], dict[str, Any]] = getattr(op, f"do_{spec.action}")
+                return action()
             except StepError:
                 raise
             except Exception as exc:
@@ -192,7 +194,7 @@ class _Operation:
         ctype = spec.content_type or mimetypes.guess_type(spec.key or "")[0]
         if ctype:
             extra["ContentType"] = ctype
-        part = spec.part_size or DEFAULT_PART_SIZE
+        part = int(spec.part_size or DEFAULT_PART_SIZE)  # parsed to bytes by the Spec
         config = TransferConfig(
             multipart_threshold=part, multipart_chunksize=part, max_concurrency=IN_MEMORY_PARTS
         )

@@ -8,9 +8,12 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import IO
+from typing import TYPE_CHECKING
 
 from engine.errors import ServiceError, StepTimeout
+
+if TYPE_CHECKING:
+    from engine.connections.base import Readable
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"k": 10, "m": 20, "g": 30}
@@ -65,7 +68,7 @@ class Reader:
     number of buffers, instead of assuming it may seek around a host file.
     """
 
-    def __init__(self, stream: IO[bytes], deadline: Deadline) -> None:
+    def __init__(self, stream: Readable, deadline: Deadline) -> None:
         self._stream = stream
         self._deadline = deadline
         self.count = 0

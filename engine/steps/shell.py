@@ -79,7 +79,7 @@ class ShellStep(StepType):
         return f"command exited with rc {data.get('rc')}" + (f": {last[0]}" if last[0] else "")
 
     def describe(self, spec: ShellSpec) -> str:
-        text = spec.cmd if spec.cmd is not None else " ".join(spec.argv or [])
+        text = spec.cmd if spec.cmd is not None else " ".join(map(str, spec.argv or []))
         return f"$ {text}" + (f"  (as {spec.become})" if spec.become else "")
 
 

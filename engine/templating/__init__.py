@@ -181,12 +181,12 @@ def references(compiled: Compiled) -> References:
     ast = compiled.ast
     refs.names = set(jinja2.meta.find_undeclared_variables(ast))
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
+        target = getattr(node, "node", None)  # find_all is typed as yielding plain nodes
         if not isinstance(target, nodes.Name):
             continue
         if isinstance(node, nodes.Getattr):
             key: object = node.attr
-        elif isinstance(node.arg, nodes.Const):
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
             key = node.arg.value
         else:
             continue

@@ -13,8 +13,8 @@ def _quote(value: object) -> str:
     return shlex.quote(str(value))
 
 
-def _duration(seconds: object) -> str:
-    total = int(float(seconds))  # type: ignore[arg-type]
+def _duration(seconds: float | str) -> str:
+    total = int(float(seconds))
     if total < 60:
         return f"{total}s"
     parts = []
@@ -25,8 +25,8 @@ def _duration(seconds: object) -> str:
     return " ".join(parts[:2])
 
 
-def _bytes(value: object) -> str:
-    size = float(value)  # type: ignore[arg-type]
+def _bytes(value: float | str) -> str:
+    size = float(value)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(size) < 1024 or unit == "PiB":
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
@@ -42,11 +42,11 @@ def _from_json(text: str) -> Any:
     return json.loads(text)
 
 
-def _pct(value: object, total: object = None, digits: int = 1) -> str:
+def _pct(value: float | str, total: float | str | None = None, digits: int = 1) -> str:
     """`0.953 | pct` → "95.3%"; `used | pct(size)` → used/size as a percentage."""
-    ratio = float(value)  # type: ignore[arg-type]
+    ratio = float(value)
     if total is not None:
-        denominator = float(total)  # type: ignore[arg-type]
+        denominator = float(total)
         ratio = ratio / denominator if denominator else 0.0
     return f"{ratio * 100:.{digits}f}%"
 

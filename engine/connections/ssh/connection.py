@@ -24,9 +24,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from engine.connections.base import Command, ExecResult
+from engine.connections.base import Command, ExecResult, Readable
 from engine.errors import EngineError, HostUnreachable, StepError
 from engine.inventory.host import Host
 from engine.redaction import Redactor
@@ -125,7 +126,8 @@ class SSHConnection:
                 username=target.user,
                 password=password,
                 pkey=pkey,
-                key_filename=None if pkey else (target.key_files or None),
+                # Only a key the cache could not load: paramiko then says why.
+                key_filename=target.key_files[0] if target.key_files and not pkey else None,
                 allow_agent=True,
                 look_for_keys=not target.key_files,
                 timeout=timeout,
@@ -143,7 +145,7 @@ class SSHConnection:
         return client
 
     def _connect_failure(
-        self, exc: BaseException, client: Any, target: Target, known: str, password: bool
+        self, exc: BaseException, client: Any, target: Target, known: Path, password: bool
     ) -> str:
         """Why the handshake or authentication failed, and what to do about it."""
         import paramiko
@@ -253,10 +255,10 @@ class SSHConnection:
             f"(tried: {', '.join(tried)})"
         )
 
-    def _fail(self, message: str) -> Any:
+    def _fail(self, message: str) -> NoReturn:
         raise HostUnreachable(self.host.name, message)
 
-    def _abandon(self, client: Any, sock: Any, message: str) -> None:
+    def _abandon(self, client: Any, sock: Any, message: str) -> NoReturn:
         client.close()
         try:
             sock.close()
@@ -345,7 +347,7 @@ class SSHConnection:
                 raise HostUnreachable(self.host.name, f"connection lost: {exc}") from None
             raise
 
-    def put(self, source: IO[bytes], path: str, mode: int | None = None) -> int:
+    def put(self, source: Readable, path: str, mode: int | None = None) -> int:
         from .transfer import upload
 
         with self._sftp() as sftp:
@@ -355,7 +357,7 @@ class SSHConnection:
                 raise StepError(f"{self.host.name}: cannot write {path}: {_reason(exc)}") from None
 
     @contextmanager
-    def get(self, path: str) -> Iterator[IO[bytes]]:
+    def get(self, path: str) -> Iterator[Readable]:
         from .transfer import SFTPReader
 
         with self._sftp() as sftp:
@@ -365,7 +367,7 @@ class SSHConnection:
             except OSError as exc:
                 raise StepError(f"{self.host.name}: cannot read {path}: {_reason(exc)}") from None
             with SFTPReader(handle, size) as reader:
-                yield reader  # type: ignore[misc]
+                yield reader
 
     @contextmanager
     def _sftp(self) -> Iterator[paramiko.SFTPClient]:
@@ -495,5 +497,5 @@ def _where(target: Target) -> str:
     return f"{target.address}:{target.port}"
 
 
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc) or type(exc).__name__
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

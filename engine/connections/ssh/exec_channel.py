@@ -127,9 +127,8 @@ def _feed_stdin(channel: paramiko.Channel, data: bytes | None) -> threading.Thre
 
     def feed() -> None:
         try:
-            view = memoryview(data)
-            for start in range(0, len(view), 1 << 16):
-                channel.sendall(view[start : start + (1 << 16)])
+            for start in range(0, len(data), 1 << 16):
+                channel.sendall(data[start : start + (1 << 16)])
             channel.shutdown_write()
         except (OSError, EOFError):
             pass  # the command exited without reading all of it, as with a pipe

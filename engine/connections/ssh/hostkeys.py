@@ -131,6 +131,8 @@ def _parsed(path: Path) -> paramiko.HostKeys:
 def append_host_key(known_hosts: Path, name: str, key: paramiko.PKey) -> None:
     """Append `name key` to known_hosts, creating it (and ~/.ssh) private."""
     line = paramiko.hostkeys.HostKeyEntry([name], key).to_line()
+    if line is None:  # paramiko gives None only for an entry without a key
+        raise HostKeyRejected(f"cannot record the host key of {name}: the key is empty")
     with _write_lock:
         try:
             known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -248,6 +248,7 @@ class ShellSession:
         flowing = False
         channel = self.channel
         next_probe = time.monotonic() + _PROBE_EVERY
+        data: bytes | None
         while rc is None or not err_done:
             wait = wait_slice(deadline, _SLICE)
             if wait is None:
@@ -274,7 +275,7 @@ class ShellSession:
                     if data:
                         err_done = _append(err, data, err_end)
             except TimeoutError:
-                data = None
+                data = None  # nothing came in this slice (EOF would be b"")
             if data == b"":
                 raise SessionLost("the session shell ended during the step")
             got = got or bool(data)

@@ -13,9 +13,9 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-from engine.connections.base import iter_chunks
+from engine.connections.base import Readable, iter_chunks
 
 if TYPE_CHECKING:
     import paramiko
@@ -26,7 +26,7 @@ CHUNK = 1 << 20
 WINDOW = 8 << 20
 
 
-def upload(sftp: paramiko.SFTPClient, source: IO[bytes], path: str, mode: int | None) -> int:
+def upload(sftp: paramiko.SFTPClient, source: Readable, path: str, mode: int | None) -> int:
     written = 0
     with sftp.open(path, "wb") as out:
         # Pipelined: paramiko does not wait for an ack after each 32 KiB write;
