@@ -4,6 +4,8 @@ Fixtures that start real servers live in tests/fixtures/<area>.py, one module
 per area, and are registered here so every test directory can use them.
 """
 
+import pytest
+
 pytest_plugins: list[str] = [
     "tests.fixtures.web",
     "tests.fixtures.s3server",
@@ -11,3 +13,29 @@ pytest_plugins: list[str] = [
     "tests.fixtures.history",
     "tests.fixtures.sshd",
 ]
+
+
+# A test that uses one of these fixtures needs that server: it gets the marker,
+# so `-m "not (ssh or postgres or redis or s3 or browser)"` is the lane that
+# runs with no server at all (CONTRIBUTING.md).
+SERVER_MARKERS = {
+    "sshd": "ssh",
+    "sshd_jump": "ssh",
+    "pg_database": "postgres",
+    "pg_table": "postgres",
+    "pg_history_dsn": "postgres",
+    "redis_url": "redis",
+    "redis_prefix": "redis",
+    "redis_user": "redis",
+    "s3_server": "s3",
+    "s3_bucket": "s3",
+    "chromium": "browser",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            marker = SERVER_MARKERS.get(fixture)
+            if marker is not None:
+                item.add_marker(marker)

@@ -56,6 +56,10 @@ class Command:
         return ["env", *(f"{k}={v}" for k, v in self.env.items())] if self.env else []
 
 
+# Seconds a killed step gets between SIGTERM and SIGKILL (timeout, second Ctrl-C).
+# Connections take `kill_grace=` to change it (tests use a fraction of a second).
+KILL_GRACE = 2.0
+
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -16,16 +16,14 @@ from contextlib import contextmanager
 from engine.errors import StepError, StepTimeout
 from engine.inventory.host import Host
 
-from .base import Command, ExecResult, Readable
-
-# How long a killed command gets between SIGTERM and SIGKILL.
-KILL_GRACE = 2.0
+from .base import KILL_GRACE, Command, ExecResult, Readable
 
 
 class LocalConnection:
-    def __init__(self, host: Host, **_options: object) -> None:
+    def __init__(self, host: Host, *, kill_grace: float = KILL_GRACE, **_options: object) -> None:
         # Options (secrets, resolve_host) matter to remote connections only.
         self.host = host
+        self.kill_grace = kill_grace
         self._running: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
 
@@ -58,7 +56,7 @@ class LocalConnection:
         try:
             stdout, stderr = proc.communicate(command.stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            _kill_group(proc, self.kill_grace)
             stdout, stderr = proc.communicate()
             raise StepTimeout(
                 f"timed out after {timeout:g}s; killed the command's process group",
@@ -93,13 +91,13 @@ class LocalConnection:
         with self._lock:
             running = list(self._running)
         for proc in running:
-            _kill_group(proc)
+            _kill_group(proc, self.kill_grace)
 
     def close(self) -> None:
         self.interrupt()
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     """SIGTERM the command's process group, then SIGKILL what is left."""
     try:
         pgid = os.getpgid(proc.pid)
@@ -111,7 +109,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         except ProcessLookupError:
             return
         try:
-            proc.wait(timeout=KILL_GRACE)
+            proc.wait(timeout=grace)
             # The shell is gone; its children may not be. One more SIGKILL to the group.
             os.killpg(pgid, signal.SIGKILL)
         except (subprocess.TimeoutExpired, ProcessLookupError):

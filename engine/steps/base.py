@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -68,6 +69,8 @@ class StepContext:
     cancellable: Callable[[Callable[[], None]], AbstractContextManager[threading.Event]] = (
         lambda cancel: nullcontext(threading.Event())
     )
+    # The wall clock, for ages and expiry (S3 objects, certificates); tests move it.
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @property
     def connection(self) -> Connection:

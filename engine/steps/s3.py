@@ -289,7 +289,7 @@ class _Operation:
         }
         if newest:
             modified = datetime.fromisoformat(newest["last_modified"])
-            data["newest"]["age_seconds"] = round((datetime.now(UTC) - modified).total_seconds(), 1)
+            data["newest"]["age_seconds"] = round((self.ctx.now() - modified).total_seconds(), 1)
         return data
 
     def _list(self, limit: int | None = None) -> tuple[list[dict[str, Any]], bool]:
@@ -326,7 +326,7 @@ class _Operation:
     def do_prune(self) -> dict[str, Any]:
         spec = self.spec
         objects, _ = self._list()
-        doomed = select_prune(objects, spec.keep_last, spec.older_than, datetime.now(UTC))
+        doomed = select_prune(objects, spec.keep_last, spec.older_than, self.ctx.now())
         doomed_keys = {o["key"] for o in doomed}
         kept = [o for o in objects if o["key"] not in doomed_keys]
         deleted: list[str] = []

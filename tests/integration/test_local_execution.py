@@ -75,7 +75,7 @@ def test_timeout_kills_the_sleeping_child(tmp_path: Path) -> None:
         runbook: timeout
         steps:
           - name: sleepy
-            timeout: 500ms
+            timeout: 200ms
             shell: "sh -c 'sleep 30; echo {marker}' & sleep 30"
         """,
     )
@@ -84,7 +84,7 @@ def test_timeout_kills_the_sleeping_child(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     assert code == 3
     step = steps_of(doc)["sleepy"]
-    assert "timed out after 0.5s" in step["error"]
+    assert "timed out after 0.2s" in step["error"]
     assert elapsed < 20, "the runbook waited for the child instead of killing it"
     # Neither the shell nor its background child survived.
     found = subprocess.run(

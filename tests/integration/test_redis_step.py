@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from engine.connections.local import LocalConnection
 from engine.errors import ServiceError
@@ -16,7 +15,6 @@ from engine.execution.cancel import Cancellers
 from engine.inventory.host import localhost
 from engine.redaction import Redactor
 from engine.steps.base import StepContext, get_step_type
-from engine.steps.redis import RedisStep, command_name, is_read_only, parse_info, split_command
 from tests.fixtures.services import RedisUser
 from tests.helpers import in_thread, step_context
 
@@ -33,10 +31,6 @@ def spec(body: dict[str, Any]) -> Any:
 
 def run(body: dict[str, Any], **ctx: Any) -> dict[str, Any]:
     return STEP.run(spec(body), make_ctx(**ctx))
-
-
-def test_registered_under_redis() -> None:
-    assert isinstance(STEP, RedisStep)
 
 
 def test_set_then_get(redis_url: str, redis_prefix: str) -> None:
@@ -74,21 +68,6 @@ def test_info_is_parsed_with_numbers(redis_url: str, redis_prefix: str) -> None:
 
     memory = run({"url": redis_url, "command": "INFO memory"})["value"]
     assert "used_memory" in memory and "keyspace_hits" not in memory
-
-
-def test_parse_info_unit() -> None:
-    text = (
-        "# Server\r\nredis_version:7.2.4\r\nredis_git_sha1:00000000\r\n"
-        "# Stats\r\nkeyspace_hits:10\r\nratio:0.5\r\n"
-        "# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n"
-    )
-    assert parse_info(text) == {
-        "redis_version": "7.2.4",
-        "redis_git_sha1": "00000000",
-        "keyspace_hits": 10,
-        "ratio": 0.5,
-        "db0": {"keys": 3, "expires": 1, "avg_ttl": 0},
-    }
 
 
 def test_pipeline_replies(redis_url: str, redis_prefix: str) -> None:
@@ -130,32 +109,6 @@ def test_response_error_is_service_error(redis_url: str) -> None:
     assert "unknown command" in str(err.value)
 
 
-@pytest.mark.parametrize(
-    ("command", "expected"),
-    [
-        ("GET k", True),
-        ("info memory", True),
-        (["MEMORY", "USAGE", "k"], True),
-        ("CONFIG GET maxmemory", True),
-        ("SLOWLOG GET 10", True),
-        ("CLIENT LIST", True),
-        ("SCAN 0 MATCH x* COUNT 10", True),
-        ("SET k v", False),
-        ("DEL k", False),
-        ("FLUSHALL", False),
-        ("FLUSHDB ASYNC", False),
-        ("CONFIG SET maxmemory 1", False),
-        ("CLIENT KILL ID 1", False),
-        ("SLOWLOG RESET", False),
-        ("EVAL 'return 1' 0", False),
-        ("SORT k STORE dst", False),
-        ("SOMEFUTURECOMMAND", False),
-    ],
-)
-def test_read_only_classification(command: str | list[str], expected: bool) -> None:
-    assert is_read_only(split_command(command)) is expected
-
-
 def test_dry_run_safe_needs_every_pipeline_command_read_only(redis_url: str) -> None:
     assert STEP.dry_run_safe(spec({"url": redis_url, "command": "INFO"}))
     assert STEP.dry_run_safe(spec({"url": redis_url, "commands": ["GET a", "TTL a", "DBSIZE"]}))
@@ -163,27 +116,6 @@ def test_dry_run_safe_needs_every_pipeline_command_read_only(redis_url: str) -> 
     assert not STEP.dry_run_safe(spec({"url": redis_url, "command": "DEL a"}))
     assert not STEP.dry_run_safe(spec({"url": redis_url, "command": "FLUSHALL"}))
     assert not STEP.dry_run_safe(spec({"url": redis_url, "commands": ["GET a", "DEL a"]}))
-
-
-def test_command_name_of_subcommands() -> None:
-    assert command_name(["config", "get", "x"]) == "CONFIG GET"
-    assert command_name(["get", "config"]) == "GET"
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"url": "redis://h", "command": "PING", "commands": ["PING"]},
-        {"url": "redis://h"},
-        {"url": "redis://h", "command": ""},
-        {"url": "redis://h", "commands": []},
-        {"url": "http://h", "command": "PING"},
-        {"url": "redis://h", "command": "PING", "db": 1},
-    ],
-)
-def test_invalid_bodies(body: dict[str, Any]) -> None:
-    with pytest.raises(ValidationError):
-        spec(body)
 
 
 def test_wrong_password_is_redacted(redis_url: str, redis_user: RedisUser) -> None:
@@ -235,15 +167,6 @@ def test_tunnel_goes_through_the_host_connection(redis_user: RedisUser, redis_pr
     data = run({"url": url, "command": ["GET", key], "tunnel": True}, get_connection=lambda: conn)
     assert conn.tunnels == [("localhost", 6379), ("localhost", 6379)]
     assert data == {"value": "1"}
-
-
-def test_describe() -> None:
-    assert STEP.describe(spec({"url": "redis://h", "command": ["SET", "k", "two words"]})) == (
-        "SET k 'two words'"
-    )
-    assert STEP.describe(spec({"url": "redis://h", "commands": ["GET a", "TTL a"]})) == (
-        "pipeline: GET a; TTL a"
-    )
 
 
 def test_slow_reply_becomes_step_timeout(redis_url: str, redis_prefix: str) -> None:

@@ -28,7 +28,7 @@ def release(app: Path, art: Path, health_url: str, *extra: str) -> tuple[int, di
     return run_json(
         RUNBOOK, "-i", str(LAB), "--yes",
         "-p", f"app_dir={app}", "-p", f"artifact={art}", "-p", f"health_url={health_url}",
-        "-p", "health_attempts=2",
+        "-p", "health_attempts=2", "-p", "health_interval=100ms",
         "-p", f"restart_cmd=echo restarted >> {app}/restarts",
         *extra,
     )  # fmt: skip

@@ -15,7 +15,6 @@ from engine.execution.cancel import Cancellers
 from engine.inventory.host import localhost
 from engine.redaction import Redactor
 from engine.steps.base import StepContext, get_step_type
-from engine.steps.sql import SqlStep, json_value
 from tests.fixtures.services import PgDatabase
 from tests.helpers import step_context
 
@@ -28,10 +27,6 @@ def make_ctx(timeout: float | None = 10, dry_run: bool = False, **kw: Any) -> St
 
 def run(body: dict[str, Any], **ctx: Any) -> dict[str, Any]:
     return STEP.run(STEP.Spec.model_validate(body), make_ctx(**ctx))
-
-
-def test_registered_under_sql() -> None:
-    assert isinstance(STEP, SqlStep)
 
 
 def test_select_with_positional_and_named_params(pg_database: PgDatabase) -> None:
@@ -105,16 +100,6 @@ def test_values_become_json_friendly(pg_database: PgDatabase) -> None:
     import json
 
     json.dumps(data)  # every value is plain JSON data
-
-
-def test_json_value_unit() -> None:
-    from decimal import Decimal
-
-    assert json_value(Decimal("3.000")) == 3
-    assert json_value(Decimal("-0.25")) == -0.25
-    assert json_value(Decimal("Infinity")) == "Infinity"
-    assert json_value(memoryview(b"\x00\x01")) == "0001"
-    assert json_value((Decimal("1"), [Decimal("1.5")])) == [1, [1.5]]
 
 
 def test_duplicate_column_names_are_kept(pg_database: PgDatabase) -> None:
@@ -256,24 +241,12 @@ def test_autocommit_is_not_dry_run_safe(pg_database: PgDatabase) -> None:
     assert STEP.describe(spec) == "VACUUM  (autocommit)"
 
 
-def test_describe_first_line() -> None:
-    spec = STEP.Spec.model_validate({"dsn": "x", "query": "\n  SELECT a\n  FROM t\n"})
-    assert STEP.describe(spec) == "SELECT a ..."
-
-
 def test_max_rows_truncates(pg_database: PgDatabase) -> None:
     data = run(
         {"dsn": pg_database.dsn, "query": "SELECT generate_series(1, 50) AS n", "max_rows": 10}
     )
     assert len(data["rows"]) == 10 and data["truncated"] is True
     assert data["rowcount"] == 50
-
-
-def test_unknown_field_is_rejected() -> None:
-    from pydantic import ValidationError
-
-    with pytest.raises(ValidationError):
-        STEP.Spec.model_validate({"dsn": "x", "query": "SELECT 1", "paramz": []})
 
 
 class RecordingConnection(LocalConnection):

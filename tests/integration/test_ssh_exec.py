@@ -20,7 +20,8 @@ from tests.fixtures.sshd import SSHServer
 
 @pytest.fixture
 def conn(sshd: SSHServer) -> Iterator[SSHConnection]:
-    connection = SSHConnection(sshd.host())
+    # A short TERM-to-KILL grace: the kill tests need not wait the default 2 s.
+    connection = SSHConnection(sshd.host(), kill_grace=0.3)
     yield connection
     connection.close()
 

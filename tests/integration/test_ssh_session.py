@@ -23,7 +23,8 @@ from tests.fixtures.sshd import SSHServer
 
 @pytest.fixture
 def conn(sshd: SSHServer) -> Iterator[SSHConnection]:
-    connection = SSHConnection(sshd.host())
+    # A short TERM-to-KILL grace: the kill tests need not wait the default 2 s.
+    connection = SSHConnection(sshd.host(), kill_grace=0.3)
     assert connection.use_session
     yield connection
     connection.close()
@@ -154,7 +155,14 @@ def test_session_killed_during_a_step_fails_only_that_step(conn: SSHConnection) 
 
 def test_interrupt_kills_the_running_step(conn: SSHConnection) -> None:
     arg = marker()
-    threading.Timer(0.5, conn.interrupt).start()
+
+    def interrupt_once_running() -> None:  # not before: there would be nothing to kill
+        deadline = time.monotonic() + 10
+        while not pids_of(arg) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        conn.interrupt()
+
+    threading.Thread(target=interrupt_once_running, daemon=True).start()
     rc, _, _ = run(conn, f"sleep {arg}", timeout=20)
     assert rc == 128 + signal.SIGTERM
     assert gone(arg)

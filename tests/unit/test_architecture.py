@@ -8,6 +8,7 @@ a cycle hidden in a function is still a cycle a reader has to untangle.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[2] / "engine"
@@ -31,6 +32,7 @@ def _package(module: str) -> str:
     return module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
 
 
+@functools.cache
 def _imports(module: str) -> list[tuple[str, str]]:
     """(imported engine module, imported name or "") for every import in `module`."""
     tree = ast.parse(MODULES[module].read_text())

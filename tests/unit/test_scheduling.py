@@ -263,7 +263,7 @@ def test_a_reconnect_during_an_idle_close_stays_counted() -> None:
     class SlowLimit(ConnectionLimit):  # widens the window inside an idle close
         def closed(self, holder: ConnectionHolder) -> None:
             if holder.host.name == "a" and not gate.is_set():
-                gate.wait(1)
+                gate.wait(0.3)  # the window: wider than step("a") needs to reach it
             super().closed(holder)
 
     limit = SlowLimit(1)

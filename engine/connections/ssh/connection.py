@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from engine.connections.base import Command, ExecResult, Readable
+from engine.connections.base import KILL_GRACE, Command, ExecResult, Readable
 from engine.errors import EngineError, HostUnreachable, StepError
 from engine.inventory.host import Host
 from engine.redaction import Redactor
@@ -62,9 +62,11 @@ class SSHConnection:
         secrets: Secrets | None = None,
         resolve_host: Callable[[str], Host] | None = None,
         *,
+        kill_grace: float = KILL_GRACE,
         _via: tuple[str, ...] = (),
     ) -> None:
         self.host = host
+        self.kill_grace = kill_grace
         self._secrets = secrets
         self._resolve_host = resolve_host
         self._via = _via  # hosts this one is a jump for, to refuse loops
@@ -290,7 +292,13 @@ class SSHConnection:
                 return result
         try:
             return ssh_exec.execute(
-                transport, command, timeout, self._register, self._unregister, self._kill
+                transport,
+                command,
+                timeout,
+                self._register,
+                self._unregister,
+                self._kill,
+                self.kill_grace,
             )
         except StepError:
             raise  # StepTimeout is also an OSError (TimeoutError): not a broken link
@@ -330,7 +338,7 @@ class SSHConnection:
         if session is None:
             try:
                 session = self._session = ssh_session.ShellSession(
-                    transport, self._quiet, self._probe
+                    transport, self._quiet, self._probe, self.kill_grace
                 )
             except ssh_session.SessionUnavailable:
                 self.use_session = False  # not a POSIX login shell: exec from now on
@@ -415,12 +423,12 @@ class SSHConnection:
         """TERM the command's process group, then KILL what is left of it."""
         running.killed = True
         # The pid line may still be on its way if the command just started.
-        running.started.wait(ssh_exec.KILL_GRACE)
+        running.started.wait(self.kill_grace)
         if running.pgid is None:
             running.channel.close()
             return
         self._quiet(ssh_exec.kill_line(running.pgid, "TERM", running.become))
-        running.channel.status_event.wait(ssh_exec.KILL_GRACE)
+        running.channel.status_event.wait(self.kill_grace)
         # The login shell is gone; children that ignore TERM may not be.
         self._quiet(ssh_exec.kill_line(running.pgid, "KILL", running.become))
 
@@ -471,7 +479,7 @@ class SSHConnection:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(timeout=ssh_exec.KILL_GRACE + 25)
+            thread.join(timeout=self.kill_grace + 25)
 
     def close(self) -> None:
         self.interrupt()

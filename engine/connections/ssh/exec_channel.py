@@ -24,14 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.connections.base import Command, ExecResult, become_words, wait_slice
+from engine.connections.base import KILL_GRACE, Command, ExecResult, become_words, wait_slice
 from engine.errors import StepError, StepTimeout
 
 if TYPE_CHECKING:
     import paramiko
 
 # How long a killed command gets between SIGTERM and SIGKILL.
-KILL_GRACE = 2.0
 # Stdin larger than this is written from a thread so a command that talks back
 # before reading all of it cannot deadlock us.
 _INLINE_STDIN = 256 * 1024
@@ -84,6 +83,7 @@ def execute(
     register: Callable[[Running], None],
     unregister: Callable[[Running], None],
     kill: Callable[[Running], None],
+    kill_grace: float = KILL_GRACE,
 ) -> ExecResult:
     """Run `command` on an open channel of `transport` and collect its output."""
     line = remote_line(command)
@@ -101,7 +101,7 @@ def execute(
             kill(running)
             # The killed command closes its streams; keep what it printed last.
             more_out, more_err, _ = _collect(
-                channel, running, time.monotonic() + KILL_GRACE * 2, partial=(out, err)
+                channel, running, time.monotonic() + kill_grace * 2, partial=(out, err)
             )
             raise StepTimeout(
                 f"timed out after {timeout:g}s; killed the command's remote process group",
@@ -109,7 +109,7 @@ def execute(
             )
         if writer is not None:
             writer.join(timeout=5)
-        rc = _exit_status(channel, deadline)
+        rc = _exit_status(channel, deadline, kill_grace)
         return ExecResult(rc, bytes(out), bytes(err))
     finally:
         unregister(running)
@@ -209,8 +209,8 @@ def _pid(marker: bytes) -> int | None:
         return None
 
 
-def _exit_status(channel: paramiko.Channel, deadline: float | None) -> int:
-    wait = None if deadline is None else max(deadline - time.monotonic(), 0.0) + KILL_GRACE
+def _exit_status(channel: paramiko.Channel, deadline: float | None, grace: float) -> int:
+    wait = None if deadline is None else max(deadline - time.monotonic(), 0.0) + grace
     if not channel.status_event.wait(wait):
         return -1
     return channel.recv_exit_status()

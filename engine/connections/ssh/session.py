@@ -41,10 +41,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engine.connections.base import Command, ExecResult, become_words, wait_slice
+from engine.connections.base import KILL_GRACE, Command, ExecResult, become_words, wait_slice
 from engine.errors import StepError, StepTimeout
-
-from .exec_channel import KILL_GRACE
 
 if TYPE_CHECKING:
     import paramiko
@@ -139,7 +137,9 @@ class ShellSession:
         transport: paramiko.Transport,
         quiet: Callable[[str], None],
         probe: Callable[[str], int | None],
+        kill_grace: float = KILL_GRACE,
     ) -> None:
+        self.kill_grace = kill_grace
         self._quiet = quiet  # runs a housekeeping command on a channel of its own
         self._probe = probe  # the same, returning its exit status (None: unknown)
         self.channel = transport.open_session(timeout=30)
@@ -194,10 +194,12 @@ class ShellSession:
             out, err, rc = self._collect(token.encode(), deadline)
             if rc is None:  # timed out
                 self.kill("TERM", command.become)
-                more = self._collect(token.encode(), time.monotonic() + KILL_GRACE, (out, err))
+                more = self._collect(token.encode(), time.monotonic() + self.kill_grace, (out, err))
                 if more[2] is None:
                     self.kill("KILL", command.become)
-                    more = self._collect(token.encode(), time.monotonic() + KILL_GRACE, (out, err))
+                    more = self._collect(
+                        token.encode(), time.monotonic() + self.kill_grace, (out, err)
+                    )
                 if more[2] is None:
                     self.close()  # stuck: the next step gets a new session
                 raise StepTimeout(
@@ -219,7 +221,7 @@ class ShellSession:
         self.kill("TERM", command.become)
         time.sleep(0.05)
         if self.running is not None:
-            threading.Timer(KILL_GRACE, self._kill_if_running, (command,)).start()
+            threading.Timer(self.kill_grace, self._kill_if_running, (command,)).start()
 
     def _kill_if_running(self, command: Command) -> None:
         if self.running is command:
