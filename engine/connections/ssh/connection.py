@@ -9,7 +9,7 @@ modules that import it at their top (hostkeys) are imported the same way.
 Jumps (`jump: bastion` or `jump: user@addr:port`) open the jump host's own
 SSHConnection, recursively, and use a direct-tcpip channel through it as the
 target's socket. What the inventory leaves unset comes from ~/.ssh/config
-(HostName, User, Port, IdentityFile, ProxyJump), as the spec asks.
+(HostName, User, Port, IdentityFile, ProxyJump), as OpenSSH would.
 
 Every failure to connect becomes HostUnreachable naming the host and saying
 what to do; the password is never part of any message.
@@ -338,7 +338,7 @@ class SSHConnection:
         if session is None:
             try:
                 session = self._session = ssh_session.ShellSession(
-                    transport, self._quiet, self._probe, self.kill_grace
+                    transport, self._side, self.kill_grace
                 )
             except ssh_session.SessionUnavailable:
                 self.use_session = False  # not a POSIX login shell: exec from now on
@@ -427,13 +427,14 @@ class SSHConnection:
         if running.pgid is None:
             running.channel.close()
             return
-        self._quiet(ssh_exec.kill_line(running.pgid, "TERM", running.become))
+        self._side(ssh_exec.kill_line(running.pgid, "TERM", running.become))
         running.channel.status_event.wait(self.kill_grace)
         # The login shell is gone; children that ignore TERM may not be.
-        self._quiet(ssh_exec.kill_line(running.pgid, "KILL", running.become))
+        self._side(ssh_exec.kill_line(running.pgid, "KILL", running.become))
 
-    def _probe(self, line: str) -> int | None:
-        """Run a short check on a channel of its own; its exit status, or None."""
+    def _side(self, line: str) -> int | None:
+        """Run a short housekeeping command (a kill, a liveness check) on a channel
+        of its own; its exit status, or None when it could not run or finish."""
         client = self._client
         transport = client.get_transport() if client is not None else None
         if transport is None or not transport.is_active():
@@ -447,24 +448,8 @@ class SSHConnection:
                 return channel.recv_exit_status()
             finally:
                 channel.close()
-        except Exception:  # a check that cannot run says nothing
+        except Exception:  # best effort by design: a check that cannot run says nothing
             return None
-
-    def _quiet(self, line: str) -> None:
-        """Run a housekeeping command, ignoring how it went."""
-        client = self._client
-        transport = client.get_transport() if client is not None else None
-        if transport is None or not transport.is_active():
-            return
-        try:
-            channel = transport.open_session(timeout=10)
-            try:
-                channel.exec_command(line)
-                channel.status_event.wait(10)
-            finally:
-                channel.close()
-        except Exception:  # best effort by design
-            pass
 
     def interrupt(self) -> None:
         session = self._session

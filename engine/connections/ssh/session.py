@@ -135,13 +135,12 @@ class ShellSession:
     def __init__(
         self,
         transport: paramiko.Transport,
-        quiet: Callable[[str], None],
-        probe: Callable[[str], int | None],
+        side: Callable[[str], int | None],
         kill_grace: float = KILL_GRACE,
     ) -> None:
         self.kill_grace = kill_grace
-        self._quiet = quiet  # runs a housekeeping command on a channel of its own
-        self._probe = probe  # the same, returning its exit status (None: unknown)
+        # Runs a housekeeping command on a channel of its own: its exit status or None.
+        self._side = side
         self.channel = transport.open_session(timeout=30)
         self.shell_pid = 0
         self.running: Command | None = None
@@ -212,7 +211,7 @@ class ShellSession:
 
     def kill(self, sig: str, become: str | None) -> None:
         self.killed = True
-        self._quiet(kill_line(self.shell_pid, sig, become))
+        self._side(kill_line(self.shell_pid, sig, become))
 
     def interrupt(self) -> None:
         command = self.running
@@ -294,7 +293,7 @@ class ShellSession:
         the streams open: ask the host whether it lives (now and then, when idle)."""
         if self.channel.exit_status_ready():
             return False
-        return self._probe(f"kill -0 {self.shell_pid} 2>/dev/null") != 1
+        return self._side(f"kill -0 {self.shell_pid} 2>/dev/null") != 1
 
     def close(self) -> None:
         try:
