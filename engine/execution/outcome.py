@@ -1,5 +1,5 @@
 """Judging a finished attempt: failed_when, the type's own failure rule,
-assert, and thresholds (spec §3, §4).
+assert, and thresholds (docs/format.md).
 
 Pure functions of the step, its result and the template context, so they are
 tested without running anything.

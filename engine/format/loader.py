@@ -1,6 +1,6 @@
 """Runbook file → validated Runbook, or every problem of the file at once.
 
-Validation is whole before execution (spec §6): schema, unknown keys (with a
+Validation is whole before execution (docs/format.md, safety): schema, unknown keys (with a
 closest-name suggestion), step types, duplicate ids, templates that do not
 parse, names a template cannot see, and references to step ids or params that
 do not exist. Included runbooks are loaded and checked here too, so an include

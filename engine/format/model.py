@@ -1,4 +1,4 @@
-"""The runbook format as pydantic models (spec §1, §3, §4).
+"""The runbook format as pydantic models (docs/format.md says what each field means).
 
 A step is a discriminated union keyed by its one type key (`shell:`, `sql:`,
 ...). The union is open: third-party step types register through entry points,

@@ -1,4 +1,4 @@
-"""Hosts, groups and their vars, from an inventory file (spec §7).
+"""Hosts, groups and their vars, from an inventory file (docs/inventory.md).
 
     inventory = load_inventory("inventories/example.yaml")   # InventoryInvalid on any problem
     hosts = inventory.select_hosts("databases", limit="db*")  # PatternError if nothing matches

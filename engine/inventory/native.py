@@ -1,4 +1,4 @@
-"""The native inventory format (spec §7): `defaults`, `vars`, `groups`, `hosts`.
+"""The native inventory format (docs/inventory.md): `defaults`, `vars`, `groups`, `hosts`.
 
 Checked by hand rather than with pydantic so that every complaint, including
 an unknown key nested three levels down, points at its own line and column.

@@ -1,4 +1,4 @@
-"""~/.ssh/config for what the inventory leaves unset (spec §7).
+"""~/.ssh/config for what the inventory leaves unset (docs/inventory.md).
 
 Only HostName, User, Port, IdentityFile and ProxyJump are taken, and only for
 fields not in `Host.explicit`: the inventory (its `defaults` included) always

@@ -1,4 +1,4 @@
-"""Every exit code of spec §5, each produced by a real runbook run."""
+"""Every exit code (engine/exitcodes.py), each produced by a real runbook run."""
 
 from __future__ import annotations
 
