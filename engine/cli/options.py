@@ -3,18 +3,37 @@ who runs it. One definition, so the two commands cannot drift apart."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar, cast
 
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def output_options(who: str) -> Callable[[F], F]:
-    """--format, --junit, --report, --operator, --secrets, -v."""
+@dataclass(frozen=True)
+class Output:
+    """What the output options say, handed to a command as one `output` argument."""
 
-    def apply(fn: F) -> F:
+    fmt: str  # text | json
+    junit: str | None  # a JUnit XML file to write too
+    report: str | None  # an HTML report to write too
+    operator: str | None  # who is running it
+    secrets_file: str | None
+    verbose: int
+
+
+def output_options(who: str) -> Callable[[F], F]:
+    """--format, --junit, --report, --operator, --secrets, -v, as `output: Output`."""
+
+    def apply(command: F) -> F:
+        @functools.wraps(command)
+        def fn(*args: Any, **kwargs: Any) -> Any:
+            given = {f.name: kwargs.pop(f.name) for f in fields(Output)}
+            return command(*args, output=Output(**given), **kwargs)
+
         decorators = [
             click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text"),
             click.option("--junit", metavar="PATH", help="Also write the run as JUnit XML."),
@@ -34,7 +53,7 @@ def output_options(who: str) -> Callable[[F], F]:
         ]
         for decorator in reversed(decorators):
             fn = decorator(fn)
-        return fn
+        return cast(F, fn)
 
     return apply
 

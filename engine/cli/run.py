@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import max_connections_option, output_options
+from .options import Output, max_connections_option, output_options
 
 if TYPE_CHECKING:
     from engine.events import Processor
@@ -65,12 +65,7 @@ def run_command(
     start_at: str | None,
     list_hosts: bool,
     list_steps: bool,
-    fmt: str,
-    junit: str | None,
-    report: str | None,
-    operator: str | None,
-    secrets_file: str | None,
-    verbose: int,
+    output: Output,
 ) -> None:
     """Run RUNBOOK against the selected hosts."""
     from engine import launch
@@ -104,11 +99,11 @@ def run_command(
         hosts,
         resolved,
         options,
-        operator=launch.operator(operator, yes=yes, approve=approve, step_mode=step_mode),
-        processors=reporters(fmt, verbose),
-        secrets_file=secrets_file,
+        operator=launch.operator(output.operator, yes=yes, approve=approve, step_mode=step_mode),
+        processors=reporters(output),
+        secrets_file=output.secrets_file,
     )
-    _execute(run, launch.recorded_options(options, limit), junit, report)
+    _execute(run, launch.recorded_options(options, limit), output)
 
 
 @click.command("resume")
@@ -142,12 +137,7 @@ def resume_command(
     extra: tuple[str, ...],
     forks: int | None,
     max_connections: int,
-    fmt: str,
-    junit: str | None,
-    report: str | None,
-    operator: str | None,
-    secrets_file: str | None,
-    verbose: int,
+    output: Output,
 ) -> None:
     """Run RUN_ID's runbook again on its hosts, skipping the steps that succeeded."""
     from engine import launch
@@ -180,41 +170,42 @@ def resume_command(
             hosts,
             plan.params,
             options,
-            operator=launch.operator(operator, yes=yes, approve=approve),
-            processors=reporters(fmt, verbose),
-            secrets_file=secrets_file,
+            operator=launch.operator(output.operator, yes=yes, approve=approve),
+            processors=reporters(output),
+            secrets_file=output.secrets_file,
             resumed_from=plan.run["id"],
         )
         click.echo(plan.banner(run.inventory_digest), err=True)
         record = launch.recorded_options(options, recorded.get("limit"))
-        _execute(run, record, junit, report, store)
+        _execute(run, record, output, store)
     finally:
         store.close()
 
 
-def reporters(fmt: str, verbose: int) -> list[Processor]:
+def reporters(output: Output) -> list[Processor]:
     """What the operator sees on stdout: the live console, or one JSON document."""
-    if fmt == "json":
+    if output.fmt == "json":
         from engine.reports.jsonreport import JsonReport
 
         return [JsonReport(sys.stdout)]
     from engine.reports.console import ConsoleReport
 
-    return [ConsoleReport(sys.stdout, verbosity=verbose)]
+    return [ConsoleReport(sys.stdout, verbosity=output.verbose)]
 
 
 def _execute(
     run: Run,
     record: dict[str, Any],
-    junit: str | None,
-    report: str | None,
+    output: Output,
     store: HistoryStore | None = None,
 ) -> None:
     """Run it recorded, locked and reported; exit with its exit code."""
     from engine.execution.runner import run_runbook
     from engine.history.session import recorded_run
 
-    with recorded_run(run, options=record, junit=junit, report=report, store=store) as recorded:
+    with recorded_run(
+        run, options=record, junit=output.junit, report=output.report, store=store
+    ) as recorded:
         result = run_runbook(recorded)
     sys.exit(result.exit_code)
 

@@ -242,8 +242,7 @@ class ShellSession:
         slices of _SLICE, not select() on paramiko's fd pipe (two syscalls a
         packet, fds above 1023 refused); a probe of the shell now and then."""
         out, err = partial or (bytearray(), bytearray())
-        out_end = b"\n" + token + b" "
-        err_end = b"\n" + token + b"\n"
+        out_end, err_end = b"\n" + token + b" ", b"\n" + token + b"\n"
         rc: int | None = None
         err_done = False
         flowing = False
