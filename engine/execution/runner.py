@@ -41,7 +41,7 @@ def new_run_id() -> str:
 
 
 def parse_limit(value: int | str | None, total: int) -> int | None:
-    """`serial` / `max_fail`: an int, or "25%" of `total` (at least 1 for serial)."""
+    """`serial` / `max_fail`: an int, or "25%" of `total`, rounded down."""
     if value is None:
         return None
     if isinstance(value, int):
@@ -51,7 +51,13 @@ def parse_limit(value: int | str | None, total: int) -> int | None:
 
 
 def batches(hosts: list[Host], serial: int | str | None) -> list[list[Host]]:
+    """The hosts in batches of `serial`; no serial (or 0) is one batch of all.
+
+    A percentage that rounds down to no host means one host per batch, as in
+    Ansible: "10%" of 5 hosts must not become all five at once."""
     size = parse_limit(serial, len(hosts))
+    if isinstance(serial, str):
+        size = max(1, size or 0)
     if not size:
         return [hosts] if hosts else []
     return [hosts[i : i + size] for i in range(0, len(hosts), size)]

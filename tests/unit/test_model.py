@@ -82,3 +82,8 @@ def test_serial_and_max_fail_limits() -> None:
     assert [len(b) for b in batches(hosts, None)] == [10]
     assert parse_limit("10%", 10) == 1
     assert parse_limit(2, 10) == 2
+    # A percentage that rounds down to no host is one host per batch, as in
+    # Ansible, never every host at once; max_fail's may be 0 (no failure allowed).
+    five = hosts[:5]
+    assert [len(b) for b in batches(five, "10%")] == [1, 1, 1, 1, 1]
+    assert parse_limit("10%", 5) == 0
