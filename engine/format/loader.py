@@ -419,7 +419,7 @@ class _FileLoader:
                 self._problem(
                     path,
                     "`result` is only available in until, failed_when, assert (and its"
-                    " message) and thresholds",
+                    " message) and a threshold's value",
                 )
             elif name in NAMESPACES:
                 self._problem(path, f"`{name}` is not available here")

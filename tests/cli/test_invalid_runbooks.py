@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli
+from tests.helpers import cli, write
 
 HEAD = """runbook: broken
 params:
@@ -269,3 +269,21 @@ def test_check_passes_valid_runbook(tmp_path: Path) -> None:
     result = cli("check", rb)
     assert result.exit_code == 0
     assert "ok" in result.stdout
+
+
+def test_result_in_a_threshold_bound_says_where_result_is_allowed(tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+        runbook: x
+        steps:
+          - name: a
+            shell: echo 1
+            thresholds:
+              v: {value: result.stdout | float, warn: "> {{ result.rc }}"}
+        """,
+    )
+    result = cli("check", rb)
+    assert result.exit_code == 65
+    assert "steps[0].thresholds.v.warn" in result.stderr
+    assert "a threshold's value" in result.stderr
