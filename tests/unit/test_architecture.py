@@ -119,3 +119,23 @@ def test_imports_are_resolved_as_python_would() -> None:
     assert "engine.execution.attempts" in found
     assert "engine.errors" in found
     assert all(t in MODULES for t in found)
+
+
+def test_the_module_map_names_every_module() -> None:
+    # docs/architecture.md maps each package's modules; a module added without
+    # a line there is a module a newcomer cannot place.
+    page = (ENGINE.parent / "docs" / "architecture.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`"): line.split("|")[2]
+        for line in page.splitlines()
+        if line.startswith("| `engine/") or line.startswith("| `")
+    }
+    missing = []
+    for path in MODULES.values():
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        package = str(path.parent.relative_to(ENGINE.parent)) + "/"
+        package = package.removeprefix("engine/") if package != "engine/" else package
+        if f"`{path.name}`" not in rows.get(package, ""):
+            missing.append(str(path.relative_to(ENGINE.parent)))
+    assert missing == []
