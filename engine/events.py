@@ -32,19 +32,42 @@ class Event:
     def redacted(self, redactor: Redactor) -> Event:
         """This event as processors may see it. Every text, mapping and list field
         goes through the redactor, so a new event type is safe without a rule of
-        its own; events carrying results add the `sensitive` rule."""
+        its own, except the identifiers in IDENTITY; events carrying results add
+        the `sensitive` rule."""
         if not redactor:
             return self
         changes = {
             f.name: redactor(value)
             for f in fields(self)
-            if f.name not in _NOT_REDACTED
+            if f.name not in IDENTITY
             and isinstance(value := getattr(self, f.name), str | dict | list)
         }
         return replace(self, **changes)
 
 
-_NOT_REDACTED = frozenset({"run_id", "at"})
+# Fields that name things rather than say things: the run, hosts, steps, files,
+# the operator. They are never masked: history keys rows by them (a step's start
+# is matched to its finish by host and step id) and resume reads the runbook path,
+# hosts and inventory back, so a secret that merely equals a host or directory
+# name ("postgres") must not turn them into "***". The engine writes them; no
+# template output reaches them (step names are not rendered).
+IDENTITY = frozenset(
+    {
+        "run_id",
+        "at",
+        "runbook",
+        "path",
+        "hosts",
+        "inventory",
+        "inventory_digest",
+        "runbook_digest",
+        "resumed_from",
+        "operator",
+        "host",
+        "step_id",
+        "name",
+    }
+)
 
 
 @dataclass

@@ -82,7 +82,7 @@ def split_tags(values: Iterable[str]) -> frozenset[str]:
     return frozenset(t.strip() for v in values for t in v.split(",") if t.strip())
 
 
-def check_step_ids(
+def check_named_steps(
     runbook: Runbook, *, start_at: str | None = None, approve: Iterable[str] = ()
 ) -> None:
     """Step ids named on the command line exist (a typo must not skip a gate silently)."""

@@ -235,5 +235,10 @@ def dsn_passwords(dsn: str) -> list[str]:
 
 
 def scrub(text: str, dsn: str) -> str:
-    """`text` (e.g. a library's error message) with `dsn`'s passwords masked."""
-    return mask(text, dsn_passwords(dsn))
+    """`text` (e.g. a library's error message) with `dsn`'s passwords masked, and
+    the DSN itself shown redacted where it is quoted whole (a URL too odd to
+    parse for its password still gets the pattern-based mask of redact_dsn)."""
+    text = mask(text, dsn_passwords(dsn))
+    if dsn and dsn in text:
+        text = text.replace(dsn, redact_dsn(dsn))
+    return text

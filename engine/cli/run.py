@@ -76,7 +76,7 @@ def run_command(
     rb = load_runbook(runbook)
     inventory, hosts = launch.select_hosts(rb, inventory_path, limit)
     resolved = resolve_params(rb.params, parse_assignments(params, "-p"))
-    launch.check_step_ids(rb, start_at=start_at, approve=approve)
+    launch.check_named_steps(rb, start_at=start_at, approve=approve)
     if list_hosts:
         for h in hosts:
             click.echo(f"{h.name}\t{h.connection}\t{h.address}")
@@ -154,7 +154,7 @@ def resume_command(
             extra_vars=launch.parse_extra_vars(extra),
         )
         rb = plan.runbook
-        launch.check_step_ids(rb, approve=approve)
+        launch.check_named_steps(rb, approve=approve)
         inventory, hosts = launch.select_hosts(rb, plan.inventory_path, plan.limit)
         recorded = plan.recorded_options
         options = launch.options_from_record(

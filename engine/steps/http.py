@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from engine.errors import ServiceError, StepError, StepTimeout
 from engine.format.model import Duration
-from engine.redaction import dsn_passwords, mask, redact_dsn
+from engine.redaction import mask, redact_dsn
 
 from .base import StepContext, StepSpec, StepType
 
@@ -202,7 +202,7 @@ class HttpStep(StepType):
                 ) as client,
                 client.stream(spec.method, spec.url, **_request_args(spec, trace)) as response,
             ):
-                tls = _peer_certificate(response)
+                tls = _peer_certificate(response, ctx.now())
                 raw, truncated = _read_body(response, deadline, timeout)
                 elapsed_ms = round((time.monotonic() - started) * 1000, 1)
         except httpx.TimeoutException as exc:
@@ -306,8 +306,17 @@ def _shut_down(sock: socket.socket) -> None:
 
 
 def _register_secrets(spec: HttpSpec, ctx: StepContext) -> list[str]:
-    """Passwords in the URL or in `auth` join the run's redaction set."""
-    found = dsn_passwords(spec.url)
+    """The URL's userinfo password and `auth`'s join the run's redaction set.
+
+    Only those: a query value such as `?auth=true` is shown masked in the URL
+    (redact_dsn), but masking "true" in every later output would be noise."""
+    found = []
+    try:
+        password = urlsplit(spec.url).password
+    except ValueError:
+        password = None
+    if password:
+        found.append(password)
     if spec.auth and spec.auth.password:
         found.append(spec.auth.password)
     for value in found:
@@ -404,7 +413,7 @@ def _parse_json(text: str, response: httpx.Response, truncated: bool) -> Any:
         return None
 
 
-def _peer_certificate(response: httpx.Response) -> dict[str, Any] | None:
+def _peer_certificate(response: httpx.Response, now: datetime) -> dict[str, Any] | None:
     """The server certificate's dates and names, straight from the TLS socket."""
     if response.url.scheme != "https":
         return None
@@ -414,17 +423,17 @@ def _peer_certificate(response: httpx.Response) -> dict[str, Any] | None:
     der = ssl_object.getpeercert(True) if ssl_object is not None else None
     if not der:
         return None
-    return certificate_info(der)
+    return certificate_info(der, now)
 
 
-def certificate_info(der: bytes) -> dict[str, Any]:
+def certificate_info(der: bytes, now: datetime | None = None) -> dict[str, Any]:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
     cert = x509.load_der_x509_certificate(der)
     not_after = cert.not_valid_after_utc
     not_before = cert.not_valid_before_utc
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
 
     def name(value: x509.Name) -> str:
         cns = value.get_attributes_for_oid(NameOID.COMMON_NAME)

@@ -162,6 +162,16 @@ def test_userinfo_password_never_shown_in_errors() -> None:
     assert redact_dsn("https://example.org/a?b=1") == "https://example.org/a?b=1"
 
 
+def test_a_credential_like_query_value_is_masked_in_the_url_only(web_servers: WebServers) -> None:
+    # `?auth=true` is shown as auth=*** in the step's URL, but "true" does not join
+    # the run's secrets: every later "true" in every output would be masked.
+    redactor = Redactor()
+    data, failure = run({"url": f"{web_servers.http_url}/json?auth=true"}, redactor=redactor)
+    assert failure is None
+    assert data["url"].endswith("/json?auth=***")
+    assert redactor.text("enabled=true") == "enabled=true"
+
+
 def test_https_without_verification_reports_certificate(web_servers: WebServers) -> None:
     data, failure = run({"url": f"{web_servers.https_url}/json", "verify": False})
     assert failure is None

@@ -398,3 +398,23 @@ def test_resume_asks_again_for_an_extra_var_whose_password_history_masked(
     res = cli("resume", run["id"], "-e", f"dsn={dsn}")
     assert res.exit_code == 0, res.output
     assert _lines(tmp_path / "counter") == ["ran"]  # the first step was not run again
+
+
+def test_resume_when_a_secret_equals_part_of_a_path_host_or_step_id(tmp_path: Path) -> None:
+    # A password that is also a directory, host or step name ("postgres") is
+    # masked in what the run prints, never in what history keys rows by or what
+    # resume reads back: the runbook path, the hosts, the step ids.
+    secret = "sekret77"
+    (tmp_path / f"deploy-{secret}").mkdir()
+    rb = write(tmp_path / f"deploy-{secret}", DSN_EXTRA_VAR.replace("flaky", f"check_{secret}"))
+    res = cli("run", rb, "-p", f"dir={tmp_path}", "-e", f"dsn=postgresql://u:{secret}@db/x")
+    assert res.exit_code == 3
+    run = _only_run()
+    assert run["path"] == str(rb)
+    steps = json.loads(cli("history", run["id"], "--format", "json").stdout)["steps"]
+    assert all(s["started_at"] for s in steps)  # each start matched to its finish
+
+    (tmp_path / "fixed").touch()
+    res = cli("resume", run["id"], "-e", f"dsn=postgresql://u:{secret}@db/x")
+    assert res.exit_code == 0, res.output
+    assert _lines(tmp_path / "counter") == ["ran"]

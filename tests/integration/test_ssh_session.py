@@ -1,4 +1,4 @@
-"""The persistent shell session (engine/connections/ssh_session.py) against the
+"""The persistent shell session (engine/connections/ssh/session.py) against the
 real sshd: steps stay isolated, outputs exact, timeouts kill, and a broken
 session is replaced. tests/integration/test_ssh_exec.py runs through the
 session too (for every command without stdin or a pty)."""

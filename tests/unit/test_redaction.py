@@ -58,7 +58,7 @@ def test_dumped_specs_never_show_passwords() -> None:
 def test_an_event_type_without_rules_of_its_own_is_redacted_whole() -> None:
     from dataclasses import dataclass
 
-    from engine.events import Event, StepStarted
+    from engine.events import Event
     from engine.redaction import Redactor
 
     @dataclass
@@ -78,9 +78,31 @@ def test_an_event_type_without_rules_of_its_own_is_redacted_whole() -> None:
         2,
         "run-1",
     )
-    started = StepStarted("run-1", host="h", step_id="s", name="rotate s3cr3t-value")
-    assert started.redacted(redactor).name == "rotate ***"
     assert note.redacted(Redactor()) is note  # nothing to hide: the event as it is
+
+
+def test_identifiers_are_never_masked() -> None:
+    # A secret that merely equals a host, step or directory name must not break
+    # what history keys by (host, step id) or what resume reads back (path, hosts).
+    from engine.events import RunStarted, StepStarted
+    from engine.redaction import Redactor
+
+    redactor = Redactor()
+    redactor.add("postgres")
+    started = RunStarted(
+        "r", runbook="pg", path="/srv/postgres/rb.yaml", hosts=["postgres1"],
+        params={"pw": "postgres"}, operator="ops", dry_run=False,
+        inventory="/etc/postgres.yaml",
+    )  # fmt: skip
+    shown = started.redacted(redactor)
+    assert (shown.path, shown.hosts, shown.inventory) == (
+        "/srv/postgres/rb.yaml",
+        ["postgres1"],
+        "/etc/postgres.yaml",
+    )
+    assert shown.params == {"pw": "***"}
+    step = StepStarted("r", host="postgres1", step_id="postgres_check", name="check postgres")
+    assert step.redacted(redactor) == step
 
 
 def test_url_passwords_and_credential_query_params_are_masked() -> None:
@@ -89,3 +111,11 @@ def test_url_passwords_and_credential_query_params_are_masked() -> None:
     assert redact_dsn("http://admin:pw@127.0.0.1:8080/x") == "http://admin:***@127.0.0.1:8080/x"
     assert redact_dsn("https://example.org/a?b=1") == "https://example.org/a?b=1"
     assert redact_dsn("https://h/a?token=t0k&b=1") == "https://h/a?token=***&b=1"
+
+
+def test_scrub_masks_a_dsn_too_odd_to_parse_where_it_is_quoted_whole() -> None:
+    from engine.redaction import scrub
+
+    dsn = "postgresql://u:pw-odd-99@[not-an-ipv6/x"
+    shown = scrub(f"cannot connect to {dsn}: invalid", dsn)
+    assert "pw-odd-99" not in shown and "postgresql://u:***@" in shown

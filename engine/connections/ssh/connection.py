@@ -218,7 +218,11 @@ class SSHConnection:
         if jump_host.name in self._via or jump_host.name == self.host.name:
             self._fail(f"jump loop: {' -> '.join([*self._via, self.host.name, jump_host.name])}")
         jump = SSHConnection(
-            jump_host, self._secrets, self._resolve_host, _via=(*self._via, self.host.name)
+            jump_host,
+            self._secrets,
+            self._resolve_host,
+            kill_grace=self.kill_grace,
+            _via=(*self._via, self.host.name),
         )
         try:
             transport = jump._transport()

@@ -30,7 +30,6 @@ from engine.errors import StepError, StepTimeout
 if TYPE_CHECKING:
     import paramiko
 
-# How long a killed command gets between SIGTERM and SIGKILL.
 # Stdin larger than this is written from a thread so a command that talks back
 # before reading all of it cannot deadlock us.
 _INLINE_STDIN = 256 * 1024
