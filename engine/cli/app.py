@@ -32,9 +32,9 @@ class _Group(click.Group):
                 _debug_traceback(exc.__cause__ or exc)
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except click.UsageError as exc:
-            exc.exit_code = exitcodes.USAGE
-            raise
+        except click.UsageError as exc:  # click's own exit code is 2, which means `critical` here
+            exc.show()
+            sys.exit(exitcodes.USAGE)
         except (click.ClickException, click.exceptions.Exit, click.Abort, EOFError):
             raise  # click's own: usage errors, exits, Ctrl-D at a prompt
         except BrokenPipeError:
