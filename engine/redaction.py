@@ -21,12 +21,15 @@ Pure string and data work with no heavy import, so any module may use it.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import shlex
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from .results import RunResult, StepResult
@@ -50,12 +53,15 @@ class Redactor:
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
+        """Learn a secret: the value itself, and the forms output may show it in."""
         if not value or len(value) < MIN_SECRET_LENGTH:
             return
+        forms = {f for f in shown_forms(value) if len(f) >= MIN_SECRET_LENGTH}
         with self._lock:
-            if value not in self._values:
+            new = forms.difference(self._values)
+            if new:
                 # Longest first, so a secret that contains another is masked whole.
-                self._values = sorted([*self._values, value], key=len, reverse=True)
+                self._values = sorted([*self._values, *new], key=len, reverse=True)
 
     def learn_run_inputs(
         self, secret_params: Iterable[str], params: Mapping[str, Any], extra: Mapping[str, Any]
@@ -92,6 +98,26 @@ class Redactor:
         if isinstance(data, list | tuple):
             return [self(v) for v in data]
         return data
+
+
+def shown_forms(value: str) -> set[str]:
+    """`value` as output may carry it: JSON-escaped (to_json, JSON reports, history),
+    shell-quoted (the `quote` filter, dry-run text), URL-encoded, base64, with CRLF
+    line ends, and each line of a multi-line value alone (one line of a PEM key
+    printed by itself is as much a leak as the whole key)."""
+    forms = {value}
+    for text in (value, value.replace("\n", "\r\n")) if "\n" in value else (value,):
+        forms.add(text)
+        forms.add(json.dumps(text)[1:-1])
+        forms.add(json.dumps(text, ensure_ascii=False)[1:-1])
+        forms.add(shlex.quote(text))
+        forms.add(quote(text))  # as Jinja's urlencode filter: "/" kept
+        forms.add(quote(text, safe=""))
+        forms.add(quote_plus(text))
+        forms.add(base64.b64encode(text.encode()).decode())
+    if "\n" in value or "\r" in value:
+        forms.update(line.strip() for line in value.splitlines())
+    return forms
 
 
 def mask(text: str, values: Iterable[str | None]) -> str:
@@ -144,12 +170,23 @@ def is_masked(value: Any) -> bool:
     return False
 
 
-# Names that say a var holds a secret, for displays that know no values.
-_SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|private_key|api_key", re.I)
+# Names that say a value is a secret: vars shown without a run (inventory display),
+# and environment variables read through `env` in templates. Inside a name these
+# are telling enough (DBPASSWORD, GITHUB_TOKEN); the short ones only as a word
+# of the name (AWS_ACCESS_KEY, DB_PASS), so KEYBOARD or AUTHOR are not.
+_SECRET_IN_NAME = re.compile(r"password|passwd|secret|token|private_?key|api_?key|credential", re.I)
+_SECRET_WORDS = frozenset({"pass", "pwd", "key", "keys", "auth", "pat"})
+
+
+def looks_secret(name: object) -> bool:
+    text = str(name)
+    if _SECRET_IN_NAME.search(text):
+        return True
+    return any(word.lower() in _SECRET_WORDS for word in re.split(r"[^A-Za-z0-9]+", text))
 
 
 def mask_secret_named(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (MASK if _SECRET_NAME.search(str(k)) else v) for k, v in values.items()}
+    return {k: (MASK if looks_secret(k) else v) for k, v in values.items()}
 
 
 # ------------------------------------------------- connection strings

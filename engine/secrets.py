@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
 from .errors import SecretError
-from .redaction import Redactor
+from .redaction import Redactor, dsn_passwords, looks_secret
 
 if TYPE_CHECKING:
     from .inventory.host import Host
@@ -36,6 +36,17 @@ class Secrets:
         self._file_values: dict[str, str] = {}
         if file is not None:
             self._file_values = load_secrets_file(Path(file))
+        # Every value of the file is a secret from the start: a step that prints
+        # one before (or without) secret() reading it must not show it.
+        for value in self._file_values.values():
+            redactor.add(value)
+
+    def environment(self) -> Mapping[str, str]:
+        """What templates see as `env`: the process environment, where reading a
+        variable whose name says it holds a secret (PASSWORD, SECRET, TOKEN, KEY,
+        ...) makes its value one, as `secret()` would, and a connection string's
+        password is learnt whatever the variable's name."""
+        return _Environment(self._environ, self.redactor)
 
     def get(self, name: str) -> str:
         if name in self._file_values:
@@ -84,3 +95,25 @@ def load_secrets_file(path: Path) -> dict[str, str]:
     if not isinstance(data, dict):
         raise SecretError(f"{path}: a secrets file is a mapping of NAME: value")
     return {str(k): str(v) for k, v in data.items()}
+
+
+class _Environment(Mapping[str, str]):
+    """`env` in templates: os.environ, read-only, learning secret-named values."""
+
+    def __init__(self, environ: Mapping[str, str], redactor: Redactor) -> None:
+        self._environ = environ
+        self._redactor = redactor
+
+    def __getitem__(self, name: str) -> str:
+        value = self._environ[name]
+        if looks_secret(name):
+            self._redactor.add(value)
+        for password in dsn_passwords(value):  # DATABASE_URL=postgresql://u:pw@db/x
+            self._redactor.add(password)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)

@@ -13,7 +13,6 @@ can drive hosts in lockstep (strategy: linear) or let each run free.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -66,7 +65,7 @@ class HostExecutor:
             "host": host.template_value(),
             "steps": self.results,
             "run": run.run_info,
-            "env": dict(os.environ),
+            "env": run.secrets.environment(),
             "secret": run.secrets,
         }
 
