@@ -50,6 +50,12 @@ class YamlDoc:
             return Location(self.file, line, col)
         return self.location(path)
 
+    def at_mark(self, mark: Any, message: str) -> Problem:
+        """A problem at a YAML mark (0-based line and column)."""
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        location = Location(self.file, line, column)
+        return Problem(message, location, snippet=snippet(self.text, line, column))
+
     def problem(self, path: PathKey, message: str, hint: str = "", key: bool = False) -> Problem:
         loc = self.key_location(path) if key else self.location(path)
         return Problem(
@@ -91,12 +97,28 @@ def snippet(text: str, line: int, column: int, context: int = 1) -> str:
 def load_yaml_file(path: str | Path) -> YamlDoc:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         doc = YamlDoc(str(path), "", None)
         doc.problems.append(Problem(f"cannot read file: {exc.strerror}", Location(str(path))))
         return doc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _not_utf8(str(path), raw, exc)
     return load_yaml(text, str(path))
+
+
+def _not_utf8(file: str, raw: bytes, exc: UnicodeDecodeError) -> YamlDoc:
+    line = raw.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+    shown = raw.decode("utf-8", "replace")
+    doc = YamlDoc(file, shown, None)
+    message = f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} here)"
+    doc.problems.append(
+        Problem(message, Location(file, line, column), snippet=snippet(shown, line, column))
+    )
+    return doc
 
 
 def load_yaml(text: str, file: str) -> YamlDoc:
@@ -107,7 +129,10 @@ def load_yaml(text: str, file: str) -> YamlDoc:
         if node is None:
             doc.data = None
             return doc
-        doc.data = _build(node, (), loader, doc)
+        doc.data = _Builder(loader, doc).build(node, ())
+    except _Refused as exc:
+        doc.data = None
+        doc.problems.append(doc.at_mark(exc.mark, exc.message))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         past_end = mark is not None and mark.line >= len(text.splitlines())
@@ -127,26 +152,83 @@ def load_yaml(text: str, file: str) -> YamlDoc:
     return doc
 
 
-def _build(node: yaml.Node, path: PathKey, loader: Any, doc: YamlDoc) -> Any:
-    doc.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+# What a runbook file may expand to. Far beyond any real runbook; what stops a
+# "billion laughs" of nested aliases (a few hundred bytes, gigabytes once
+# expanded) and a nesting deep enough to exhaust Python's stack.
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+
+
+class _Refused(Exception):
+    """The file cannot be read as data: where, and why (becomes a Problem)."""
+
+    def __init__(self, mark: Any, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+class _Builder:
+    """Nodes → plain data, recording every value's position, within the limits."""
+
+    def __init__(self, loader: Any, doc: YamlDoc) -> None:
+        self.loader = loader
+        self.doc = doc
+        self.values = 0
+        self.active: set[int] = set()  # nodes being built: an alias to one is a cycle
+
+    def build(self, node: yaml.Node, path: PathKey) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _Refused(
+                node.start_mark,
+                f"the file expands to more than {MAX_VALUES:,} values once its YAML "
+                "aliases are expanded; refusing to read further",
+            )
+        if len(path) > MAX_DEPTH:
+            raise _Refused(node.start_mark, f"nested more than {MAX_DEPTH} levels deep")
+        if id(node) in self.active:
+            raise _Refused(node.start_mark, "a YAML alias refers to a value that contains it")
+        self.doc.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            self.active.add(id(node))
+            try:
+                return self._mapping(node, path)
+            finally:
+                self.active.discard(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            self.active.add(id(node))
+            try:
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            finally:
+                self.active.discard(id(node))
+        return self._scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[Any, Any]:
+        self.loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _Refused(key_node.start_mark, "a mapping key must be a plain value")
+            key = self._scalar(key_node)
             if not isinstance(key, str | int | float | bool) or key is None:
                 key = str(key)
             child = (*path, key)
-            doc.positions[(*child, "<key>")] = (
+            self.doc.positions[(*child, "<key>")] = (
                 key_node.start_mark.line + 1,
                 key_node.start_mark.column + 1,
             )
             if key in out:
-                doc.problems.append(
-                    doc.problem(child, f"duplicate key {key!r} (the later one would win)", key=True)
+                self.doc.problems.append(
+                    self.doc.problem(
+                        child, f"duplicate key {key!r} (the later one would win)", key=True
+                    )
                 )
-            out[key] = _build(value_node, child, loader, doc)
+            out[key] = self.build(value_node, child)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), loader, doc) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, TypeError, OverflowError) as exc:  # !!int x, 5,000 digits
+            raise _Refused(node.start_mark, f"cannot read this value ({node.tag}): {exc}") from None

@@ -287,3 +287,43 @@ def test_result_in_a_threshold_bound_says_where_result_is_allowed(tmp_path: Path
     assert result.exit_code == 65
     assert "steps[0].thresholds.v.warn" in result.stderr
     assert "a threshold's value" in result.stderr
+
+
+_BOMB = "".join(
+    f"{name}: &{name} [{', '.join([prev] * 9)}]\n"
+    for name, prev in zip("abcdefg", ['"lol"', "*a", "*b", "*c", "*d", "*e", "*f"], strict=True)
+)
+HOSTILE_YAML = [
+    ("not utf-8", b"runbook: x\nsteps:\n  - name: \xff\xfe\n    log: hi\n", "3:11", "not UTF-8"),
+    (
+        "nested 600 deep",
+        b"runbook: x\nsteps:\n  - name: a\n    log: " + b"[" * 600 + b"]" * 600 + b"\n",
+        "4:",
+        "nested more than",
+    ),
+    ("a recursive alias", b"runbook: x\nvars:\n  x: &x {a: *x}\nsteps: []\n", "3:6", "contains it"),
+    ("!!int x", b"runbook: x\nvars: {n: !!int x}\nsteps: []\n", "2:11", "cannot read this value"),
+    ("!!float abc", b"runbook: x\nvars: {n: !!float abc}\nsteps: []\n", "2:11", "cannot read"),
+    ("5,000 digits", b"runbook: x\nvars: {n: " + b"9" * 5000 + b"}\nsteps: []\n", "2:11", "digits"),
+    ("an alias bomb", (_BOMB + "runbook: x\nsteps: []\n").encode(), "1:", "expands to more than"),
+    ("a complex key", b"runbook: x\nvars: {? [a, b] : 1}\nsteps: []\n", "2:", "plain value"),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "where", "message"),
+    [case[1:] for case in HOSTILE_YAML],
+    ids=[case[0] for case in HOSTILE_YAML],
+)
+def test_hostile_yaml_is_an_invalid_runbook_not_a_crash(
+    tmp_path: Path, data: bytes, where: str, message: str
+) -> None:
+    # Each of these used to end in exit 70 (a traceback's type and place), the
+    # alias bomb after minutes and gigabytes: now exit 65 with file:line:column.
+    path = tmp_path / "hostile.yaml"
+    path.write_bytes(data)
+    for command in ("check", "run"):
+        result = cli(command, path)
+        assert result.exit_code == 65, result.output
+        assert f"{path}:{where}" in result.stderr and message in result.stderr
+        assert "nothing was executed" in result.stderr
