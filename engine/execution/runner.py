@@ -13,7 +13,7 @@ import secrets as _random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -120,7 +120,7 @@ class Runner:
         run = self.run
         started = time.monotonic()
         self._start()
-        previous = self._install_sigint()
+        previous = self._install_signals()
         bug: Exception | None = None
         bug_reason = ""
         try:
@@ -135,7 +135,7 @@ class Runner:
             bug = exc
             bug_reason = run.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
         finally:
-            self._restore_sigint(previous)
+            self._restore_signals(previous)
             self._close_connections()
         self._finish(started, bug_reason if bug is not None else None)
         if bug is not None:
@@ -187,7 +187,7 @@ class Runner:
                 raise
             # The bug may be in a processor itself: the run's end is best effort then.
 
-    def interrupt(self) -> None:
+    def interrupt(self, reason: str = "interrupted by the operator (Ctrl-C)") -> None:
         """First call: stop scheduling. Second: kill what is running.
 
         This runs in the SIGINT handler. The kills go to threads of their own: one
@@ -195,7 +195,7 @@ class Runner:
         host) must hold up neither the other hosts' kills nor the handler.
         """
         self._interrupts += 1
-        self.ctx.request_stop("interrupted by the operator (Ctrl-C)", interrupt=True)
+        self.ctx.request_stop(reason, interrupt=True)
         if self._interrupts >= 2:
             self.ctx.cancellers.cancel_all()  # queries running in a database server
             with self._lock:
@@ -281,14 +281,28 @@ class Runner:
 
     # ------------------------------------------------------------ Ctrl-C
 
-    def _install_sigint(self) -> Any:
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        return signal.signal(signal.SIGINT, lambda _sig, _frame: self.interrupt())
+    def terminate(self, signame: str) -> None:
+        """SIGTERM or SIGHUP (`timeout`, systemd, a CI cancel, a closed terminal):
+        as Ctrl-C twice. The running steps are killed, here and on the hosts, and
+        the run ends recorded as aborted (exit 4), not as a process that vanished
+        while its steps ran on."""
+        self._interrupts = max(self._interrupts, 1)
+        self.interrupt(f"terminated by {signame}: the running steps were killed")
 
-    def _restore_sigint(self, previous: Any) -> None:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    def _install_signals(self) -> dict[int, Any]:
+        """Ctrl-C and termination handlers for the run; the previous ones, to restore."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        handlers: dict[int, Callable[[int, Any], None]] = {
+            signal.SIGINT: lambda _sig, _frame: self.interrupt(),
+            signal.SIGTERM: lambda _sig, _frame: self.terminate("SIGTERM"),
+            signal.SIGHUP: lambda _sig, _frame: self.terminate("SIGHUP"),
+        }
+        return {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _holding(walker: Iterator[Any], holder: ConnectionHolder) -> Iterator[Any]:

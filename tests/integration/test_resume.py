@@ -168,6 +168,35 @@ def test_second_ctrl_c_kills_the_running_step_and_it_reruns_on_resume(tmp_path: 
     assert _lines(counter) == ["one", "two", "two", "two-done", "three"]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_kills_the_step_records_aborted_and_resumes(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    # What `timeout`, systemd, a CI cancel or a closed terminal send: as Ctrl-C
+    # twice. Before, the engine died at once, its step ran on, the run was left
+    # `died` with no exit code.
+    rb = write(tmp_path, INT_RUNBOOK)
+    counter = tmp_path / "counter"
+    proc = _spawn(rb, "-p", f"dir={tmp_path}")
+    _wait_for_line(counter, "two", proc)
+    os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 4, (out, err)
+    loop = subprocess.run(["pgrep", "-f", f"{tmp_path}/go"], capture_output=True, text=True)
+    assert loop.stdout.split() == [], "the running step outlived the engine"
+
+    run = _only_run()
+    assert run["state"] == "aborted" and run["exit_code"] == 4
+    steps = json.loads(cli("history", run["id"], "--format", "json").stdout)["steps"]
+    assert [s["id"] for s in steps] == ["one", "two"]
+    assert sig.name in json.dumps(cli("history", run["id"], "--format", "json").stdout)
+
+    (tmp_path / "go").touch()
+    res = cli("resume", run["id"])
+    assert res.exit_code == 0, res.output
+    assert _lines(counter) == ["one", "two", "two", "two-done", "three"]
+
+
 SLOW_QUERY = """
 runbook: slow-query
 params:
