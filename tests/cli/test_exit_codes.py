@@ -220,3 +220,43 @@ def test_a_broken_pipe_is_not_an_internal_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(view, "runs_table", reader_gone)
     res = cli("history")
     assert res.exit_code == 1 and "internal error" not in res.stderr
+
+
+def test_a_host_that_never_sends_a_banner_is_unreachable_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    # paramiko's transport thread logged its failure with a traceback on stderr;
+    # the operator gets the engine's reason instead.
+    import socket
+    import subprocess
+    import sys
+
+    from tests.fixtures.history import engine_env
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # accepts (the kernel does), never speaks
+        port = listener.getsockname()[1]
+        inventory = write(
+            tmp_path,
+            f"hosts:\n  silent: {{address: 127.0.0.1, port: {port}, connect_timeout: 500ms}}\n",
+            "inventory.yaml",
+        )
+        rb = write(tmp_path, "runbook: nb\nsteps:\n  - name: a\n    shell: echo hi\n")
+        proc = subprocess.run(
+            [sys.executable, "-m", "engine", "run", str(rb), "-i", str(inventory)],
+            capture_output=True, text=True, env=engine_env(), timeout=60,
+        )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr and "paramiko" not in proc.stderr, proc.stderr
+    as_json = subprocess.run(
+        [sys.executable, "-m", "engine", "history", "--format", "json"],
+        capture_output=True, text=True, env=engine_env(), timeout=60,
+    )  # fmt: skip
+    [run] = json.loads(as_json.stdout)
+    assert run["state"] == "unreachable"
+    timeline = subprocess.run(
+        [sys.executable, "-m", "engine", "history", run["id"], "--format", "json"],
+        capture_output=True, text=True, env=engine_env(), timeout=60,
+    )  # fmt: skip
+    assert "SSH handshake" in timeline.stdout  # the reason, kept for the operator

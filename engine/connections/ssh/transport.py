@@ -6,6 +6,8 @@ so `runbook --help` and local-only runs never load it.
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,10 +25,23 @@ def make_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
     """
     import paramiko
 
+    _silence_paramiko()
+
     transport = paramiko.Transport(sock, **kwargs)
     options = transport.get_security_options()
     options.ciphers = _AEAD + tuple(c for c in options.ciphers if c not in _AEAD)
     return transport
+
+
+def _silence_paramiko() -> None:
+    """paramiko logs its transport thread's failures, with tracebacks (a host that
+    accepts TCP but never sends a banner); with no logging configured Python
+    prints them on stderr. The engine reports each failure itself, as the host's
+    HostUnreachable reason, so paramiko's log goes nowhere, unless RUNBOOK_DEBUG."""
+    logger = logging.getLogger("paramiko")
+    if os.environ.get("RUNBOOK_DEBUG") or logger.handlers:
+        return
+    logger.addHandler(logging.NullHandler())
 
 
 def cached_key(path: str) -> Any:
