@@ -16,6 +16,7 @@ know which library was underneath::
      │    └── ServiceError           sql / redis / http / s3 said no
      ├── HostUnreachable             (also a builtin ConnectionError); `unreachable`
      ├── SecretError                 a secret is missing or its file is unsafe
+     ├── RecordLost                  exit 64: the history could not keep an event
      └── Aborted                     exit 4: declined approval, Ctrl-C, max_fail
 
 A `Problem` is one located complaint about an input file. Validation collects
@@ -169,6 +170,13 @@ class HostUnreachable(EngineError, ConnectionError):
 
 
 class SecretError(EngineError):
+    exit_code = exitcodes.USAGE
+
+
+class RecordLost(EngineError):
+    """The run history could not keep an event. The run starts nothing more (fail
+    closed): a step whose start is not recorded could run twice on resume."""
+
     exit_code = exitcodes.USAGE
 
 

@@ -126,6 +126,11 @@ def run_command(
     metavar="NAME=VALUE|@FILE",
     help="Override vars (on top of the run's own -e values).",
 )
+@click.option(
+    "--rerun-unknown",
+    is_flag=True,
+    help="Run again the steps whose start was recorded but not their end (they may have run).",
+)
 @click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Default: the run's own.")
 @max_connections_option
 @output_options("resuming")
@@ -135,6 +140,7 @@ def resume_command(
     approve: tuple[str, ...],
     params: tuple[str, ...],
     extra: tuple[str, ...],
+    rerun_unknown: bool,
     forks: int | None,
     max_connections: int,
     output: Output,
@@ -163,6 +169,7 @@ def resume_command(
             max_connections=max_connections,
             extra_vars=plan.extra_vars,
             resume_results=plan.resume_results,
+            resume_unknown={} if rerun_unknown else plan.unknown_steps,
         )
         run = launch.build_run(
             rb,
@@ -175,7 +182,7 @@ def resume_command(
             secrets_file=output.secrets_file,
             resumed_from=plan.run["id"],
         )
-        click.echo(plan.banner(run.inventory_digest), err=True)
+        click.echo(plan.banner(run.inventory_digest, rerun_unknown), err=True)
         record = launch.recorded_options(options, recorded.get("limit"))
         _execute(run, record, output, store)
     finally:

@@ -234,17 +234,21 @@ class TypedStepRun:
             get_connection=scope.connection,
             variables=scope.variables,
             template_context=scope.context,
-            emit_log=lambda level, msg: run.bus.emit(
-                LogMessage(
-                    run.run_id, host=scope.host.name, step_id=self.sid, level=level, message=msg
-                )
-            ),
+            emit_log=self._log,
             operator=run.operator,
             interrupted=lambda: run.interrupted,
             sleep=run.sleep,
             rerun=scope.rerun,
             cancellable=run.cancellers.scope,
         )
+
+    def _log(self, level: str, message: str) -> None:
+        """A step's log line (`log:`) as an event; a lost one stops the run (RunContext.emit)."""
+        host = self.scope.host.name
+        event = LogMessage(
+            self.run.run_id, host=host, step_id=self.sid, level=level, message=message
+        )
+        self.run.emit(event)
 
     def _judge(self, spec: Any, data: dict[str, Any], error: str | None) -> _Attempt:
         """failed_when / the type's rule / thresholds / until, on what the attempt returned."""

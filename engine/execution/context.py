@@ -15,8 +15,8 @@ from typing import Any
 
 from engine.connections.base import Connection
 from engine.connections.pool import ConnectionLimit
-from engine.errors import Aborted, HostUnreachable
-from engine.events import EventBus
+from engine.errors import Aborted, HostUnreachable, RecordLost
+from engine.events import Event, EventBus
 from engine.inventory.host import Host
 from engine.redaction import Redactor
 from engine.results import StepResult
@@ -41,6 +41,8 @@ class RunOptions:
     extra_vars: dict[str, Any] = field(default_factory=dict)
     # step ids (per host) that already succeeded in the run being resumed, with their results
     resume_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # step ids (per host) that may have run in the resumed run: skipped, not run again
+    resume_unknown: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 class RunOnce:
@@ -109,6 +111,17 @@ class RunContext:
     interrupted: bool = False
     run_once: RunOnce = field(default_factory=RunOnce)
     cancellers: Cancellers = field(default_factory=Cancellers)
+
+    def emit(self, event: Event) -> bool:
+        """Hand `event` to the processors. False when the run history lost it: the
+        run then stops as after Ctrl-C twice (no step, no cleanup starts), so
+        that nothing it cannot record runs, and resume knows what may have run."""
+        try:
+            self.bus.emit(event)
+        except RecordLost as exc:
+            self.request_stop(f"stopped: {exc}; nothing started after it", interrupt=True)
+            return False
+        return True
 
     def request_stop(self, reason: str, interrupt: bool = False) -> None:
         if not self.stop.is_set():

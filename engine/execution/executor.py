@@ -29,6 +29,12 @@ from engine.templating import holds, render_value
 from .attempts import StepScope, TypedStepRun
 from .context import Interrupted, RunContext
 
+# A resumed step that may have run already: its start was recorded, its end not.
+UNKNOWN_SKIP = (
+    "resumed: it may have run (its start was recorded, its end was not); "
+    "not run again without --rerun-unknown"
+)
+
 # Keys of StepResult.template_value() that are computed, not data of the step.
 _DERIVED = frozenset({"failed", "error"})
 
@@ -59,6 +65,7 @@ class HostExecutor:
         self.dry_skipped: set[str] = set()  # steps a dry run did not execute
         self.started = run.options.start_at is None or bool(id_prefix)
         self.resumed = dict(run.options.resume_results.get(host.name, {})) if not id_prefix else {}
+        self.unknown = run.options.resume_unknown.get(host.name, frozenset())
         self.context: dict[str, Any] = {
             "params": params,
             "vars": self.vars,
@@ -91,7 +98,7 @@ class HostExecutor:
             except Aborted as exc:
                 self.result.aborted = self.result.aborted or str(exc)
         if not self.id_prefix:
-            self.run.bus.emit(
+            self.run.emit(
                 HostFinished(self.run.run_id, host=self.host.name, state=self.result.state)
             )
 
@@ -149,6 +156,8 @@ class HostExecutor:
         resumed = self.resumed.pop(self._sid(step), None)
         if resumed is not None:
             return self._resumed(step, resumed, depth)
+        if self._sid(step) in self.unknown:
+            return self._record(self._skipped(step, UNKNOWN_SKIP), depth)
         when = step.common.when
         if when is not None:
             try:
@@ -159,15 +168,12 @@ class HostExecutor:
                 return self._record(self._skipped(step, f"when: {when}"), depth)
         if self.run.stop.is_set() and self.run.interrupted:
             raise Interrupted(self.run.stop_reason or "interrupted")
-        self.run.bus.emit(
-            StepStarted(
-                self.run.run_id,
-                host=self.host.name,
-                step_id=self._sid(step),
-                name=step.name,
-                depth=depth,
-            )
-        )
+        started = StepStarted(
+            self.run.run_id, host=self.host.name, step_id=self._sid(step), name=step.name,
+            depth=depth,
+        )  # fmt: skip
+        if not self.run.emit(started):  # its start is not in the history: it must not run
+            raise Interrupted(self.run.stop_reason)
         if self.run.operator.step_gate(self.host.name, self._sid(step), step.name) == "skip":
             return self._record(self._skipped(step, "skipped by the operator (--step)"), depth)
         if step.common.run_once:
@@ -223,16 +229,12 @@ class HostExecutor:
                 res.dry_run = True
                 return res
             approved, by = self.run.operator.confirm(self.host.name, self._sid(step), prompt)
-            self.run.bus.emit(
-                Approval(
-                    self.run.run_id,
-                    host=self.host.name,
-                    step_id=self._sid(step),
-                    approved=approved,
-                    by=by,
-                    prompt=prompt,
-                )
-            )
+            answer = Approval(
+                self.run.run_id, host=self.host.name, step_id=self._sid(step),
+                approved=approved, by=by, prompt=prompt,
+            )  # fmt: skip
+            if not self.run.emit(answer):  # an approval the audit trail lacks: go no further
+                raise Interrupted(self.run.stop_reason)
             if not approved:
                 res = self._skipped(step, f"declined by {by}")
                 res.state = State.ABORTED
@@ -428,9 +430,8 @@ class HostExecutor:
         local_id = res.step_id.removeprefix(self.id_prefix)
         self.results[local_id] = res.template_value()
         self.result.steps.append(res)
-        self.run.bus.emit(
-            StepFinished(self.run.run_id, host=self.host.name, result=res, depth=depth)
-        )
+        # Lost by the history: the run stops before the next step (see RunContext.emit).
+        self.run.emit(StepFinished(self.run.run_id, host=self.host.name, result=res, depth=depth))
         return res
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.connections.base import Connection, connection_types
 from engine.connections.pool import ConnectionHolder, ConnectionLimit
-from engine.errors import EngineBug, EngineError
+from engine.errors import EngineBug, EngineError, RecordLost
 from engine.events import EventBus, Processor, RunAborted, RunFinished, RunStarted, now_iso
 from engine.format.model import Runbook
 from engine.inventory.host import Host
@@ -182,6 +182,8 @@ class Runner:
             if self.result.aborted:
                 self.bus.emit(RunAborted(self.run.run_id, reason=self.result.aborted))
             self.bus.emit(RunFinished(self.run.run_id, result=self.result))
+        except RecordLost:
+            pass  # the recorder said so on stderr; the run's result and exit code stand
         except Exception:
             if bug is None:
                 raise

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from engine.errors import Aborted
 from engine.events import now_iso
 
-from .store import HistoryStore, LockHolder
+from .store import HistoryError, HistoryStore, LockHolder
 
 
 class LockHeld(Aborted):
@@ -58,7 +58,20 @@ def is_stale(holder: LockHolder, here: str | None = None) -> bool:
 def acquire_locks(
     store: HistoryStore, runbook: str, hosts: Iterable[str], run_id: str
 ) -> list[str]:
-    """Lock every host for `run_id`, or none: raises LockHeld naming the live holder."""
+    """Lock every host for `run_id`, or none: raises LockHeld naming the live holder,
+    HistoryError when the store cannot take the locks (nothing has run yet)."""
+    try:
+        return _acquire(store, runbook, hosts, run_id)
+    except (LockHeld, HistoryError):
+        raise
+    except Exception as exc:  # a full disk, a server gone: the store's own error
+        raise HistoryError(
+            f"run history {store.location}: cannot lock the hosts ({type(exc).__name__}: "
+            f"{exc}); nothing was run"
+        ) from None
+
+
+def _acquire(store: HistoryStore, runbook: str, hosts: Iterable[str], run_id: str) -> list[str]:
     here = socket.gethostname()
     taken: list[str] = []
     try:

@@ -4,8 +4,9 @@ Events arrive already redacted by the EventBus. Each one is committed before
 `handle()` returns (events that queued up together: in one transaction, before
 `handle_batch()` returns), so whatever the console has shown is also in the
 history.
-A store that fails mid-run does not stop the run (stopping half-way through a
-change is worse than a gap in the audit trail); the operator is warned once.
+A store that fails fails the run closed: the event's emitter gets RecordLost,
+and the run starts no step after it (a step whose start is not recorded could
+run twice on resume). The operator is told once, on stderr, what failed.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
+from engine.errors import RecordLost
 from engine.events import (
     Approval,
     Event,
@@ -69,24 +72,27 @@ class HistoryRecorder:
             self.store.record(*self._rows(event))
             if isinstance(event, RunFinished):
                 self._run_finished(event)
-        except Exception as exc:  # any store failure: warn once, keep running
+        except Exception as exc:  # any store failure: the emitter is told
             self._failed(exc)
 
     def handle_batch(self, events: list[Event]) -> None:
-        """Events that queued up together: one transaction for all their rows."""
+        """Events that queued up together: one transaction for all their rows.
+
+        Every event is tried even after one is lost; then RecordLost reaches every
+        emitter of the batch (the bus hands it to each), so none starts a step."""
         rows: list[tuple[EventRow, StepRow | None, list[MetricRow]]] = []
+        lost: RecordLost | None = None
         for event in events:
             if isinstance(event, RunStarted | RunFinished):  # statements of their own
-                self._commit(rows)
+                lost = _kept(self._commit, rows) or lost
                 rows = []
-                self.handle(event)
+                lost = _kept(self.handle, event) or lost
                 continue
             self.seq += 1
-            try:
-                rows.append(self._rows(event))
-            except Exception as exc:
-                self._failed(exc)
-        self._commit(rows)
+            rows.append(self._rows(event))
+        lost = _kept(self._commit, rows) or lost
+        if lost is not None:
+            raise lost
 
     def _commit(self, rows: list[tuple[EventRow, StepRow | None, list[MetricRow]]]) -> None:
         if not rows:
@@ -95,19 +101,25 @@ class HistoryRecorder:
             self.store.record_many(rows)
         except Exception:
             # One bad row must not cost the others: the same rows one by one.
+            lost: Exception | None = None
             for row in rows:
                 try:
                     self.store.record(*row)
                 except Exception as exc:
-                    self._failed(exc)
+                    lost = lost or exc
+            if lost is not None:
+                self._failed(lost)
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception) -> NoReturn:
+        reason = f"{type(exc).__name__}: {self.redactor.text(str(exc))}"
         if self.failed is None:
-            self.failed = f"{type(exc).__name__}: {self.redactor.text(str(exc))}"
+            self.failed = reason
             self.warn.write(
-                f"warning: run history {self.store.location}: cannot record events "
-                f"({self.failed}); the run goes on without an audit trail\n"
+                f"error: run history {self.store.location}: cannot record events "
+                f"({reason}); no step starts after this, so none can run twice; "
+                "fix the history, then `runbook resume`\n"
             )
+        raise RecordLost(f"run history {self.store.location}: {reason}")
 
     # ----------------------------------------------------------------- kinds
 
@@ -237,3 +249,12 @@ def _run_finished_payload(event: RunFinished) -> dict[str, Any]:
             for name, h in res.hosts.items()
         },
     }
+
+
+def _kept(record: Callable[[Any], None], what: Any) -> RecordLost | None:
+    """`record(what)`; the RecordLost it raised, if it did."""
+    try:
+        record(what)
+    except RecordLost as exc:
+        return exc
+    return None

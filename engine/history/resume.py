@@ -37,12 +37,19 @@ class ResumePlan:
     runbook: Runbook  # the file as it is now (same step ids)
     # host → step id → the result it finished with, for templates
     resume_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # host → step ids whose start was recorded and whose end was not: they may have
+    # run (the engine was killed, or its history failed, during them)
+    unknown: dict[str, list[str]] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # resolved, secret ones given again
     extra_vars: dict[str, Any] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
         return sum(len(v) for v in self.resume_results.values())
+
+    @property
+    def unknown_steps(self) -> dict[str, frozenset[str]]:
+        return {host: frozenset(sids) for host, sids in self.unknown.items()}
 
     @property
     def recorded_options(self) -> dict[str, Any]:
@@ -59,18 +66,28 @@ class ResumePlan:
         """The original run's hosts, as a pattern: a resume runs on no others."""
         return ",".join(self.run.get("hosts") or [])
 
-    def banner(self, inventory_digest: str) -> str:
+    def banner(self, inventory_digest: str, rerun_unknown: bool = False) -> str:
         """The line shown before a resume starts: what is kept, and what changed since."""
         row, notes = self.run, []
         if row.get("runbook_digest") and row["runbook_digest"] != self.runbook.digest:
             notes.append("the runbook file changed since (same step ids)")
         if row.get("inventory_digest") and inventory_digest != row["inventory_digest"]:
             notes.append("the inventory changed since")
-        return (
+        text = (
             f"resuming run {row['id']} of {self.runbook.name} ({row.get('state')}): "
             f"{self.done} finished step result(s) on {len(self.resume_results)} host(s) "
             "are kept" + ("; note: " + ", ".join(notes) if notes else "")
         )
+        if self.unknown:
+            steps = ", ".join(
+                f"{sid} on {host}" for host, sids in self.unknown.items() for sid in sids
+            )
+            text += f"\nstarted but not recorded as finished, so they may have run: {steps}; " + (
+                "they run again (--rerun-unknown)"
+                if rerun_unknown
+                else "they are not run again unless you pass --rerun-unknown"
+            )
+        return text
 
 
 def prepare_resume(
@@ -132,7 +149,7 @@ def plan_resume(store: HistoryStore, row: dict[str, Any], runbook: Runbook) -> R
     last: dict[str, dict[str, dict[str, Any]]] = {}
     for s in store.step_rows(row["id"]):
         last.setdefault(s.host, {})[s.step_id] = {**s.result, "host": s.host}
-    plan = ResumePlan(row, runbook)
+    plan = ResumePlan(row, runbook, unknown=_unknown(store, row["id"], last, runbook))
     for host, results in last.items():
         done = {sid: d for sid, d in results.items() if _is_done(d)}
         kept: dict[str, dict[str, Any]] = {}
@@ -142,6 +159,22 @@ def plan_resume(store: HistoryStore, row: dict[str, Any], runbook: Runbook) -> R
     if state == DIED:
         plan.run = {**row, "state": DIED}
     return plan
+
+
+def _unknown(
+    store: HistoryStore, run_id: str, finished: dict[str, dict[str, Any]], runbook: Runbook
+) -> dict[str, list[str]]:
+    """Steps whose start is in the history and whose end is not. Blocks and
+    includes are left out: resume walks into them, to the step that was running."""
+    containers = {s.id for s in runbook.all_steps() if s.type in ("block", "include")}
+    out: dict[str, list[str]] = {}
+    for event in store.events(run_id):
+        host, sid = event.host or "", event.step_id or ""
+        if event.kind != "step_started" or sid in finished.get(host, {}) or sid in containers:
+            continue
+        if sid not in out.get(host, []):
+            out.setdefault(host, []).append(sid)
+    return out
 
 
 def _is_done(d: dict[str, Any]) -> bool:

@@ -6,6 +6,7 @@ so a run and its resume are recorded, locked and reported the same way.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -64,10 +65,25 @@ def recorded_run(
     finally:
         if store is not None:
             try:
-                release_locks(store, run.run_id)
+                _release(store, run.run_id)
             finally:
                 if own_store:
                     store.close()
+
+
+def _release(store: HistoryStore, run_id: str) -> None:
+    """Release the run's host locks. A store that fails now (its disk filled up,
+    its server went away) must not turn the run's own exit code into a crash:
+    the locks then outlive this process, and the next run takes them over as
+    stale once it finds the process gone."""
+    try:
+        release_locks(store, run_id)
+    except Exception as exc:
+        sys.stderr.write(
+            f"warning: run history {store.location}: cannot release the host locks of run "
+            f"{run_id} ({type(exc).__name__}: {exc}); the next run takes them over once "
+            "this process has ended\n"
+        )
 
 
 def _mark_crashed(store: HistoryStore, run_id: str) -> None:

@@ -195,6 +195,7 @@ def test_many_hosts_at_once_record_every_event_in_order(tmp_path: Path, backend:
 def test_one_bad_row_does_not_cost_the_rest_of_its_batch(tmp_path: Path) -> None:
     import io
 
+    from engine.errors import RecordLost
     from engine.events import RunStarted, StepFinished, StepStarted
     from engine.history.recorder import HistoryRecorder
     from engine.results import State, StepResult
@@ -213,7 +214,8 @@ def test_one_bad_row_does_not_cost_the_rest_of_its_batch(tmp_path: Path) -> None
         StepStarted("r", host="h2", step_id="s", name="n"),
         StepFinished("r", host="h1", result=StepResult("s", "n", "h1", State.OK)),
     ]
-    rec.handle_batch(batch)  # type: ignore[arg-type]
+    with pytest.raises(RecordLost, match="UNIQUE"):  # the emitters are told: fail closed
+        rec.handle_batch(batch)  # type: ignore[arg-type]
     kinds = [(e.seq, e.kind, e.host) for e in store.events("r")]
     assert kinds == [
         (1, "run_started", None),
@@ -222,5 +224,5 @@ def test_one_bad_row_does_not_cost_the_rest_of_its_batch(tmp_path: Path) -> None
         (4, "step_finished", "h1"),
     ]
     assert [r.host for r in store.step_rows("r")] == ["h1"]
-    assert "cannot record events" in warn.getvalue()  # said once, the run goes on
+    assert "cannot record events" in warn.getvalue()  # and the operator, on stderr
     store.close()

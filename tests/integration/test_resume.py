@@ -92,8 +92,10 @@ def test_kill_9_during_step_three_then_resume(tmp_path: Path) -> None:
     res = cli("resume", run["id"])  # the dead engine's lock is taken over
     assert res.exit_code == 0, res.output
     assert "2 finished step result(s)" in res.stderr
-    # one and two ran once; three was interrupted by the kill, so it ran again.
-    assert _lines(counter) == ["one", "two", "three", "three", "four from-two"]
+    assert "may have run: three on localhost" in res.stderr
+    # one and two ran once; three was running when the engine was killed: it may
+    # have done its work, so it is not run again without --rerun-unknown.
+    assert _lines(counter) == ["one", "two", "three", "four from-two"]
 
     runs = json.loads(cli("history", "--format", "json").stdout)
     new = runs[0]
@@ -104,7 +106,8 @@ def test_kill_9_during_step_three_then_resume(tmp_path: Path) -> None:
     }
     assert steps["one"]["skip_reason"] == "resumed: already done"
     assert steps["two"]["data"]["stdout"].strip() == "from-two"
-    assert steps["three"].get("skip_reason") is None and steps["four"]["state"] == "ok"
+    assert steps["three"]["skip_reason"].startswith("resumed: it may have run")
+    assert steps["four"]["state"] == "ok"
 
 
 INT_RUNBOOK = """
@@ -349,8 +352,9 @@ def test_kill_9_and_resume_with_postgres_history(
     finally:
         store.close()
     (tmp_path / "go").touch()
-    res = cli("resume", row["id"])
+    res = cli("resume", row["id"], "--rerun-unknown")  # the operator knows three is undone
     assert res.exit_code == 0, res.output
+    assert "they run again" in res.stderr
     assert _lines(counter) == ["one", "two", "three", "three", "four from-two"]
 
 
