@@ -66,6 +66,7 @@ class ConnectionHolder:
         self._connect = connect
         self._limit = limit
         self._conn: Connection | None = None
+        self._opening: Connection | None = None  # being opened now: interruptible too
         self._lock = threading.Lock()
         self._busy = False  # a step of this host is running: never closed under it
         self._ever_opened = False
@@ -74,8 +75,11 @@ class ConnectionHolder:
         with self._lock:
             conn, opened = self._conn, False
             if conn is None:
-                conn = self._connect(self.host)
-                conn.open()
+                conn = self._opening = self._connect(self.host)
+                try:
+                    conn.open()
+                finally:
+                    self._opening = None
                 self._conn, self._ever_opened, opened = conn, True, True
         if opened and self._limit is not None:
             self._limit.opened(self)
@@ -112,7 +116,9 @@ class ConnectionHolder:
         return self._ever_opened
 
     def interrupt(self) -> None:
-        conn = self._conn  # may be closed meanwhile: the limit, the walk's end
+        # The connection may be closed meanwhile (the limit, the walk's end), or
+        # still opening: an SSH handshake stops at once instead of at its timeout.
+        conn = self._conn or self._opening
         if conn is not None:
             conn.interrupt()
 

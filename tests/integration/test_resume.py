@@ -451,3 +451,46 @@ def test_resume_when_a_secret_equals_part_of_a_path_host_or_step_id(tmp_path: Pa
     res = cli("resume", run["id"], "-e", f"dsn=postgresql://u:{secret}@db/x")
     assert res.exit_code == 0, res.output
     assert _lines(tmp_path / "counter") == ["ran"]
+
+
+def test_second_ctrl_c_ends_an_ssh_handshake_instead_of_its_timeout(tmp_path: Path) -> None:
+    # A host that accepts TCP and never speaks SSH held Ctrl-C twice for the whole
+    # connect_timeout (27.9 s seen). Now the handshake's socket is shut at once.
+    import socket
+    import threading
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        accepted = threading.Event()
+        held: list[socket.socket] = []
+
+        def accept() -> None:
+            conn, _ = listener.accept()
+            held.append(conn)
+            accepted.set()
+
+        threading.Thread(target=accept, daemon=True).start()
+        inventory = write(
+            tmp_path,
+            f"hosts:\n  silent: {{address: 127.0.0.1, port: {port}, connect_timeout: 60s}}\n",
+            "inventory.yaml",
+        )
+        rb = write(tmp_path, "runbook: hs\nsteps:\n  - name: a\n    shell: echo hi\n")
+        proc = _spawn(rb, "-i", str(inventory))
+        try:
+            assert accepted.wait(30), "the engine never connected"
+            os.kill(proc.pid, signal.SIGINT)
+            time.sleep(0.2)
+            os.kill(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=15)  # not the 60 s connect_timeout
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            for conn in held:
+                conn.close()
+    assert proc.returncode == 4, (out, err)
+    assert "Traceback" not in err
+    run = _only_run()
+    assert run["state"] == "aborted"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine.connections.base import KILL_GRACE, Command, ExecResult, Readable
-from engine.errors import EngineError, HostUnreachable, StepError
+from engine.errors import Aborted, EngineError, HostUnreachable, StepError
 from engine.inventory.host import Host
 from engine.redaction import Redactor
 from engine.secrets import Secrets
@@ -78,6 +78,7 @@ class SSHConnection:
         # The persistent shell for steps (session.py); an exec channel per step without it.
         self.use_session = os.environ.get("RUNBOOK_SSH_SESSION", "1") != "0"
         self._session: ssh_session.ShellSession | None = None
+        self._handshake: Any = None  # the socket while connecting (interrupt() shuts it)
         self._session_lock = threading.Lock()
 
     # ------------------------------------------------------------ connecting
@@ -114,7 +115,7 @@ class SSHConnection:
             if not os.path.exists(key_file):
                 self._fail(f"key_file {key_file} does not exist")
         pkey = ssh_transport.cached_key(target.key_files[0]) if len(target.key_files) == 1 else None
-        sock = self._socket(target)
+        sock = self._handshake = self._socket(target)
         client = paramiko.SSHClient()
         timeout = self.host.connect_timeout
         try:
@@ -139,8 +140,13 @@ class SSHConnection:
                 transport_factory=ssh_transport.make_transport,
             )
         except (ssh_hostkeys.HostKeyRejected, paramiko.SSHException, EOFError, OSError) as exc:
+            if self._handshake is None:  # interrupt() cut it: the operator's doing
+                stopped = Aborted(f"{self.host.name}: connecting was interrupted")
+                self._abandon(client, sock, "", stopped)
             reason = self._connect_failure(exc, client, target, known, password is not None)
             self._abandon(client, sock, reason)
+        finally:
+            self._handshake = None
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(KEEPALIVE)
@@ -264,7 +270,9 @@ class SSHConnection:
     def _fail(self, message: str) -> NoReturn:
         raise HostUnreachable(self.host.name, message)
 
-    def _abandon(self, client: Any, sock: Any, message: str) -> NoReturn:
+    def _abandon(
+        self, client: Any, sock: Any, message: str, error: Exception | None = None
+    ) -> NoReturn:
         client.close()
         try:
             sock.close()
@@ -273,7 +281,7 @@ class SSHConnection:
         if self._jump is not None:
             self._jump.close()
             self._jump = None
-        raise HostUnreachable(self.host.name, message) from None
+        raise (error or HostUnreachable(self.host.name, message)) from None
 
     # ------------------------------------------------------------ using
 
@@ -456,6 +464,12 @@ class SSHConnection:
             return None
 
     def interrupt(self) -> None:
+        handshake, self._handshake = self._handshake, None
+        if handshake is not None:  # still connecting: end the wait for the server now
+            try:
+                handshake.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
         session = self._session
         if session is not None:
             session.interrupt()
