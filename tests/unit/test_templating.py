@@ -99,3 +99,18 @@ def test_references_find_step_and_param_keys() -> None:
     assert refs.steps == {"a", "b"}
     assert refs.params == {"p"}
     assert refs.names == {"steps", "params"}
+
+
+def test_templates_cannot_build_huge_values() -> None:
+    # Compiling must not fold `'a' * 10**9` (3.9 GB during `runbook check`), and
+    # rendering stops such products at a bound instead of exhausting memory.
+    huge = compile_template("x{{ 'a' * 10**9 }}")  # returns: nothing was built
+    for source in ("x{{ 'a' * 10**9 }}", "{{ (params,) * 999999999 }}", "{{ 2 ** 100000 }}"):
+        with pytest.raises(TemplateError, match=r"limit|too large"):
+            render_value(source, {"params": {}})
+    with pytest.raises(TemplateError, match="more than"):
+        render_value("{{ 'a' * 600000 + 'b' * 600000 }}", {})
+    assert huge.source.startswith("x{{")
+    # Ordinary arithmetic and repetition are untouched.
+    assert render_value("{{ 2 ** 10 }}", {}) == 1024
+    assert render_value("{{ 'ab' * 3 }}-{{ [1] * 2 }}-{{ 'x' + 'y' }}", {}) == "ababab-[1, 1]-xy"
