@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-from .model import Runbook
+from engine.errors import TemplateError
+from engine.templating import compile_template, is_template
+
+from .model import Runbook, Step
 
 # Commands that destroy data or stop service: they deserve an approval gate.
 DESTRUCTIVE = re.compile(
@@ -31,7 +34,62 @@ def lint(rb: Runbook) -> list[str]:
         retried = step.common.retry is not None and step.common.retry.attempts > 1
         if retried and step.common.timeout is None and step.type == "shell":
             out.append(f"{where}: retried without a `timeout:`; one hung attempt blocks all")
+        out.extend(f"{where}: {warning}" for warning in _pasted_values(step))
     return out
+
+
+# Filters whose output cannot change a command's or a query's syntax.
+_SAFE_IN_SHELL = frozenset({"quote", "int", "float", "length", "count"})
+_SAFE_IN_SQL = frozenset({"int", "float", "length", "count"})
+# Where values from outside the runbook come from: the operator, hosts, services.
+_OUTSIDE = frozenset({"params", "vars", "steps", "result", "env"})
+
+
+def _pasted_values(step: Step) -> list[str]:
+    """Values templated into shell or SQL text unquoted: a value holding `;` or
+    a quote then becomes a command or a statement of its own. A body that is one
+    template as a whole (`shell: "{{ params.restart_cmd }}"`) is a command the
+    operator gives on purpose, and is not flagged."""
+    if not isinstance(step.body, dict):
+        return []
+    if step.type == "shell" and isinstance(step.body.get("cmd"), str):
+        field, text, safe = "shell.cmd", step.body["cmd"], _SAFE_IN_SHELL
+        advice = "pass it through `| quote`, or give the command as `argv:`"
+    elif step.type == "sql" and isinstance(step.body.get("query"), str):
+        field, text, safe = "sql.query", step.body["query"], _SAFE_IN_SQL
+        advice = "pass it as a bound parameter (`params:` and %s in the query)"
+    else:
+        return []
+    return [
+        f"{field}: `{{{{ {source} }}}}` is pasted into the text unquoted; {advice}"
+        for source in _unquoted_expressions(text, safe)
+    ]
+
+
+_OUTPUT = re.compile(r"\{\{-?(.*?)-?\}\}", re.DOTALL)
+_TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+
+
+def _unquoted_expressions(text: str, safe: frozenset[str]) -> list[str]:
+    """The `{{ expr }}` of `text` that bring outside values in without a safe filter."""
+    if not is_template(text) or not _TAGS.sub("", text).strip():
+        return []  # no template, or the whole text is one: the operator's own command
+    from jinja2 import nodes
+
+    found = []
+    for match in _OUTPUT.finditer(text):
+        source = match[1].strip()
+        try:
+            [output] = compile_template("{{ " + source + " }}").ast.body
+        except (TemplateError, ValueError):
+            continue  # the loader reports what does not parse
+        assert isinstance(output, nodes.Output)
+        [node] = output.nodes
+        if isinstance(node, nodes.Const) or (isinstance(node, nodes.Filter) and node.name in safe):
+            continue
+        if {n.name for n in node.find_all(nodes.Name)} & _OUTSIDE:
+            found.append(source)
+    return found
 
 
 def _inside_confirmed(rb: Runbook, step_id: str) -> bool:
