@@ -49,15 +49,17 @@ class Redactor:
     """
 
     def __init__(self) -> None:
-        self._values: list[str] = []
+        self._values: list[str] = []  # every form of every secret, longest first
+        self._learnt: set[str] = set()  # the secrets themselves, as given to add()
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
         """Learn a secret: the value itself, and the forms output may show it in."""
-        if not value or len(value) < MIN_SECRET_LENGTH:
-            return
+        if not value or len(value) < MIN_SECRET_LENGTH or value in self._learnt:
+            return  # secret() is called at every render: known values cost a lookup
         forms = {f for f in shown_forms(value) if len(f) >= MIN_SECRET_LENGTH}
         with self._lock:
+            self._learnt.add(value)
             new = forms.difference(self._values)
             if new:
                 # Longest first, so a secret that contains another is masked whole.
