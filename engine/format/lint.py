@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from engine.errors import TemplateError
-from engine.templating import compile_template, is_template
+from engine.templating import compile_expression, is_template
 
 from .model import Runbook, Step
 
@@ -80,7 +80,7 @@ def _unquoted_expressions(text: str, safe: frozenset[str]) -> list[str]:
     for match in _OUTPUT.finditer(text):
         source = match[1].strip()
         try:
-            [output] = compile_template("{{ " + source + " }}").ast.body
+            [output] = compile_expression(source).ast.body
         except (TemplateError, ValueError):
             continue  # the loader reports what does not parse
         assert isinstance(output, nodes.Output)
