@@ -9,6 +9,8 @@ step on the same host; the runner closes them when the run ends.
 from __future__ import annotations
 
 import re
+import secrets
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -36,16 +38,13 @@ class Command:
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
     become: str | None = None  # run as this user through sudo -n
+    # A pty echoes what it is sent, so a pty command's text cannot travel on
+    # stdin (see `hidden`): it is passed in argv, where `ps` shows it.
     pty: bool = False
 
     def __post_init__(self) -> None:
         if (self.cmd is None) == (self.argv is None):
             raise ValueError("a Command has exactly one of cmd or argv")
-
-    def shell_words(self) -> list[str]:
-        """The argv that runs this command, sudo included, before env/cwd."""
-        words = ["/bin/sh", "-c", self.cmd] if self.cmd is not None else list(self.argv or [])
-        return become_words(self.become, words) if self.become else words
 
     def env_words(self) -> list[str]:
         """`env K=V ...` before a command: how env crosses sudo and a remote shell.
@@ -54,6 +53,59 @@ class Command:
         if bad:
             raise StepError(f"invalid environment variable name(s): {', '.join(map(str, bad))}")
         return ["env", *(f"{k}={v}" for k, v in self.env.items())] if self.env else []
+
+
+@dataclass
+class Hidden:
+    """How to start a command whose text stays out of every process list.
+
+    `words` is a fixed reader (`/bin/sh -c READER sh`, under sudo for become)
+    and `stdin` carries the real text first, then the command's own stdin.
+    Why: argv is world-readable (`ps`, /proc/PID/cmdline) and a shell command
+    often holds a secret, so `sh -c CMD` would show it to every user."""
+
+    words: list[str]
+    stdin: bytes
+
+
+def hidden(command: Command) -> Hidden:
+    """`command` as a reader shell plus its text on stdin (see Hidden)."""
+    text = script(command)
+    if command.stdin is None and len(text) > _BYTEWISE:
+        # A long text with no stdin after it: one `cat` reads it in blocks.
+        reader = '__rb_s=$(cat); exec </dev/null; eval "$__rb_s"'
+        data = text.encode()
+    else:
+        # `read` takes stdin a byte at a time, so it stops exactly after the
+        # token line and the command inherits the rest of stdin untouched.
+        token = secrets.token_hex(8)
+        reader = (
+            f'__rb_s=; while IFS= read -r __rb_l; do [ "$__rb_l" = {token} ] && break; '
+            '__rb_s="$__rb_s$__rb_l\n"; done; unset __rb_l; eval "$__rb_s"'
+        )
+        data = f"{text}\n{token}\n".encode() + (command.stdin or b"")
+    words = ["/bin/sh", "-c", reader, "sh"]
+    if command.become:
+        words = become_words(command.become, words)
+    return Hidden(words, data)
+
+
+# Up to this many characters the text is read byte by byte (cheaper than a
+# fork of `cat`); a 100 KB text that way would cost ~0.1 s.
+_BYTEWISE = 8192
+
+
+def script(command: Command) -> str:
+    """The shell text `command` amounts to: its exports, then its cmd (or an
+    exec of its argv). Raises StepError for a name no shell could export."""
+    command.env_words()  # checks the names
+    exports = "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in command.env.items())
+    if command.cmd is not None:
+        return exports + command.cmd
+    words = [str(w) for w in command.argv or []]
+    if not words:
+        raise StepError("empty argv: nothing to run")
+    return exports + "exec " + shlex.join(words)
 
 
 # Seconds a killed step gets between SIGTERM and SIGKILL (timeout, second Ctrl-C).

@@ -1,5 +1,7 @@
 """The `local` connection: commands run as subprocesses of the engine.
 
+A shell command's text goes to the shell on stdin, never in argv, where any
+user's `ps` would see it (and the secrets it holds): see base.hidden.
 Every command starts in its own session (process group), so a timeout or an
 interrupt kills the whole tree it spawned, not only the shell.
 """
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from engine.errors import StepError, StepTimeout
 from engine.inventory.host import Host
 
-from .base import KILL_GRACE, Command, ExecResult, Readable
+from .base import KILL_GRACE, Command, ExecResult, Readable, hidden
 
 
 class LocalConnection:
@@ -31,14 +33,11 @@ class LocalConnection:
         """Nothing to open: the engine's own machine is always reachable."""
 
     def run(self, command: Command, timeout: float | None = None) -> ExecResult:
-        env = None
-        if command.env:
-            env = {**os.environ, **{k: str(v) for k, v in command.env.items()}}
-        words = command.shell_words()
+        words, stdin, env = _launch(command)
         try:
             proc = subprocess.Popen(
                 words,
-                stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=command.cwd,
@@ -54,7 +53,7 @@ class LocalConnection:
         with self._lock:
             self._running.add(proc)
         try:
-            stdout, stderr = proc.communicate(command.stdin, timeout=timeout)
+            stdout, stderr = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc, self.kill_grace)
             stdout, stderr = proc.communicate()
@@ -95,6 +94,24 @@ class LocalConnection:
 
     def close(self) -> None:
         self.interrupt()
+
+
+def _launch(command: Command) -> tuple[list[str], bytes | None, dict[str, str] | None]:
+    """argv, stdin and environment for Popen.
+
+    A shell command (and anything run through sudo) starts as a fixed reader
+    shell with its text on stdin: argv is world-readable. A plain argv runs
+    as it is (its words are the program's own arguments either way)."""
+    if command.cmd is not None or command.become:
+        launch = hidden(command)
+        return launch.words, launch.stdin, None
+    env = None
+    if command.env:
+        command.env_words()  # checks the names
+        env = {**os.environ, **{k: str(v) for k, v in command.env.items()}}
+    if not command.argv:
+        raise StepError("empty argv: nothing to run")
+    return list(command.argv), command.stdin, env
 
 
 def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:

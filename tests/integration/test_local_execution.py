@@ -507,3 +507,27 @@ steps:
     assert code == 3
     assert "retry.attempts" in steps_of(doc)["flaky"]["error"]
     assert len(counter.read_text().splitlines()) == 3  # nothing ran with a bad policy
+
+
+def test_a_shell_command_reads_its_text_from_stdin_like_sh_c() -> None:
+    """The text travels on stdin (out of `ps`): the command must not notice."""
+    from engine.connections.base import Command
+    from engine.connections.local import LocalConnection
+    from engine.inventory.host import Host
+
+    conn = LocalConnection(Host(name="localhost"))
+    binary = bytes(range(256)) * 3  # stdin after the text reaches the command exactly
+    got = conn.run(Command(cmd='echo "$0"; exit 7', env={"A": "it's"}))
+    assert (got.rc, got.stdout) == (7, b"sh\n")
+    got = conn.run(Command(cmd="cat", stdin=binary))
+    assert (got.rc, got.stdout) == (0, binary)
+    got = conn.run(Command(cmd='printf %s "$A"; read x; echo " $x"', env={"A": "it's"}))
+    assert got.stdout == b"it's \n"  # no stdin given: reads end at once, as from /dev/null
+    # A long text (read by `cat` instead of byte by byte), heredoc included.
+    long = "\n".join(f"v{i}='{'x' * 60}'" for i in range(400))
+    got = conn.run(Command(cmd=long + "\ncat <<EOF\n$v399\nEOF\ncat"))
+    assert (got.rc, got.stdout) == (0, b"x" * 60 + b"\n")
+    # sudo resets the environment: env reaches the command through the text.
+    if os.geteuid() == 0:
+        got = conn.run(Command(cmd='echo "$(id -un) $A"', env={"A": "kept"}, become="nobody"))
+        assert got.stdout == b"nobody kept\n", got

@@ -8,8 +8,11 @@ a timeout or interrupt then signals the whole group from a second channel:
 `kill -TERM -- -PGID`, then KILL after a grace period. Children that stay in
 the group (a backgrounded `sleep`) die with it.
 
-Env vars are passed with `env K=V` inside sudo (the server's AcceptEnv is not
-relied on, and sudo would drop an outer environment), and cwd with `cd`.
+The command's text and env vars reach the host on the channel's stdin, read
+by a fixed reader shell (base.hidden): the exec line is in the remote argv,
+which every user there can read. Env vars are `export`ed in that text, after
+sudo (the server's AcceptEnv is not relied on, and sudo would drop an outer
+environment); cwd is a `cd`.
 The outer shell does not `exec` the command, so a command killed by a signal
 reports 128+N as its rc, as shells do, instead of paramiko's -1.
 """
@@ -24,7 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.connections.base import KILL_GRACE, Command, ExecResult, become_words, wait_slice
+from engine.connections.base import (
+    KILL_GRACE,
+    Command,
+    ExecResult,
+    become_words,
+    hidden,
+    wait_slice,
+)
 from engine.errors import StepError, StepTimeout
 
 if TYPE_CHECKING:
@@ -38,8 +48,21 @@ _READ = 1 << 20
 _POLL = 0.1
 
 
-def remote_line(command: Command) -> str:
-    """The line the login shell runs: pid marker, cd, sudo, env, the command."""
+def remote_line(command: Command) -> tuple[str, bytes | None]:
+    """The line the login shell runs (pid marker, cd, then the command) and
+    what to send on stdin. The command's text and env travel on stdin (see
+    base.hidden): the line is in the remote argv, where any user's `ps` sees it."""
+    line = "echo $$; "
+    if command.cwd:
+        line += f"cd {shlex.quote(command.cwd)} && "
+    if command.pty:
+        return line + shlex.join(_visible_words(command)), command.stdin
+    launch = hidden(command)
+    return line + shlex.join(launch.words), launch.stdin
+
+
+def _visible_words(command: Command) -> list[str]:
+    """The command as plain argv (pty commands only: a terminal echoes stdin)."""
     if command.cmd is not None:
         words = ["/bin/sh", "-c", command.cmd]
     else:
@@ -47,12 +70,7 @@ def remote_line(command: Command) -> str:
         if not words:
             raise StepError("empty argv: nothing to run")
     words = [*command.env_words(), *words]
-    if command.become:
-        words = become_words(command.become, words)
-    line = "echo $$; "
-    if command.cwd:
-        line += f"cd {shlex.quote(command.cwd)} && "
-    return line + shlex.join(words)
+    return become_words(command.become, words) if command.become else words
 
 
 def kill_line(pgid: int, sig: str, become: str | None) -> str:
@@ -85,7 +103,7 @@ def execute(
     kill_grace: float = KILL_GRACE,
 ) -> ExecResult:
     """Run `command` on an open channel of `transport` and collect its output."""
-    line = remote_line(command)
+    line, stdin = remote_line(command)
     channel = transport.open_session(timeout=30)
     running = Running(channel, command.become)
     register(running)
@@ -93,7 +111,7 @@ def execute(
         if command.pty:
             channel.get_pty()
         channel.exec_command(line)
-        writer = _feed_stdin(channel, command.stdin)
+        writer = _feed_stdin(channel, stdin)
         deadline = None if timeout is None else time.monotonic() + timeout
         out, err, timed_out = _collect(channel, running, deadline)
         if timed_out:

@@ -12,8 +12,9 @@ Each step is isolated as if it had its own session:
 - its own subshell: `cd` and `export` never reach the next step, and it reads
   /dev/null, never the session's stdin (which carries our protocol). `eval` in
   the subshell costs one fork and no exec; a command that mentions `$$` or
-  `PPID` gets `exec sh -c` instead, so `$$` is its own pid and not the
-  session's;
+  `PPID` (or runs through sudo) gets a shell of its own instead, so `$$` is
+  its own pid and not the session's. That shell reads its text from a
+  here-document, never from argv, which any user's `ps` can read;
 - a timeout or Ctrl-C signals every process below the session shell (the
   step's whole tree, collected before any is signalled) from a second channel,
   TERM then KILL; the session shell itself survives and the next step runs;
@@ -41,7 +42,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engine.connections.base import KILL_GRACE, Command, ExecResult, become_words, wait_slice
+from engine.connections.base import KILL_GRACE, Command, ExecResult, hidden, wait_slice
 from engine.errors import StepError, StepTimeout
 
 if TYPE_CHECKING:
@@ -81,22 +82,14 @@ _OWN_PID = re.compile(r"\$\$|\$\{\$\}|\bPPID\b")
 
 def step_line(command: Command, token: str) -> str:
     """The framed line the session shell runs for one step."""
-    env_words = command.env_words()  # checks the names
+    command.env_words()  # checks the names
     exports = "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in command.env.items())
-    if command.become:
-        # sudo needs a program: a shell (or the argv) under sudo, env passed through it.
-        words = (
-            ["sh", "-c", command.cmd]
-            if command.cmd is not None
-            else [str(w) for w in command.argv or []]
-        )
-        body = "exec " + shlex.join(become_words(command.become, [*env_words, *words]))
-        exports = ""
+    if command.become or (command.cmd is not None and _OWN_PID.search(command.cmd)):
+        # A shell of its own (sudo needs a program; `$$` must be its own pid),
+        # fed its text by a here-document: never in argv, where `ps` shows it.
+        exports, body = "", _own_shell(command, token)
     elif command.cmd is not None:
-        if _OWN_PID.search(command.cmd):
-            body = "exec " + shlex.join(["sh", "-c", command.cmd])
-        else:
-            body = "eval " + shlex.quote(command.cmd)  # no exec: the cheapest isolation
+        body = "eval " + shlex.quote(command.cmd)  # no exec: the cheapest isolation
     else:
         words = [str(w) for w in command.argv or []]
         if not words:
@@ -109,6 +102,15 @@ def step_line(command: Command, token: str) -> str:
         f"( {cd}{exports}{body}\n) </dev/null 2>&3 3>&-; __rb_rc=$?; "
         f"printf '\\n%s %s\\n' {token} \"$__rb_rc\"; printf '\\n%s\\n' {token} >&3\n"
     )
+
+
+def _own_shell(command: Command, token: str) -> str:
+    """`exec` of a reader shell (base.hidden) whose stdin is a here-document."""
+    launch = hidden(command)
+    text = launch.stdin.decode()  # a session step has no stdin of its own: text only
+    end = f"RB_{token}"
+    newline = "" if text.endswith("\n") else "\n"
+    return f"exec {shlex.join(launch.words)} <<'{end}'\n{text}{newline}{end}"
 
 
 def kill_line(shell_pid: int, sig: str, become: str | None) -> str:

@@ -1,0 +1,119 @@
+"""No secret in any process list while steps run, locally and over SSH.
+
+argv is world-readable (`ps`, /proc/PID/cmdline), so a shell command's text,
+and the env values a step sets, must reach the shell some other way. The sshd
+of the tests runs on this machine: /proc shows the "remote" processes too.
+
+Every way a command can start is covered: a local subprocess, the SSH
+session's subshell, a shell of its own (`$$`), sudo (`become`), and an exec
+channel (a step with stdin). A unique `sleep` per step proves the scan saw
+each step while it ran: a scan that saw nothing would pass vacuously.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import yaml
+
+from tests.fixtures.sshd import SSHServer
+from tests.helpers import cli, write
+from tests.integration.test_secret_shapes import QUOTES, URLISH, leaks
+
+KINDS = {
+    "plain": {},
+    "own_pid": {"cmd_prefix": "echo $$ >/dev/null; "},
+    "become": {"become": "rbssh-become"},
+    "with_stdin": {"stdin": "some input\n"},
+}
+
+
+def steps(host_index: int) -> list[dict[str, object]]:
+    """One step per way of starting a command, each with its own sleep marker."""
+    out: list[dict[str, object]] = []
+    for n, (kind, extra) in enumerate(KINDS.items()):
+        marker = f"0.6{host_index}{n}"
+        cmd = (
+            f"{extra.get('cmd_prefix', '')}: {{{{ secret('Q') | quote }}}} \"$TOKEN_VALUE\"; "
+            f"sleep {marker}"
+        )
+        shell: dict[str, object] = {"cmd": cmd, "env": {"TOKEN_VALUE": "{{ secret('U') }}"}}
+        for key in ("become", "stdin"):
+            if key in extra:
+                shell[key] = extra[key]
+        out.append({"name": f"{kind} {host_index}", "shell": shell})
+    return out
+
+
+class ProcessScan:
+    """Reads every process's argv over and over until stopped."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._scan, daemon=True)
+
+    def __enter__(self) -> ProcessScan:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _scan(self) -> None:
+        while not self._stop.is_set():
+            for path in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    raw = path.read_bytes()
+                except OSError:
+                    continue  # the process ended while we looked
+                self.seen.add(raw.replace(b"\0", b" ").decode("utf-8", "replace"))
+
+
+def test_no_secret_in_any_process_list(tmp_path: Path, sshd: SSHServer) -> None:
+    secrets_file = tmp_path / "secrets.json"
+    secrets_file.write_text(json.dumps({"Q": QUOTES, "U": URLISH}))
+    secrets_file.chmod(0o600)
+    inventory = tmp_path / "inventory.yaml"
+    ssh = sshd.host()
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "hosts": {
+                    "localhost": {"connection": "local"},
+                    "remote": {
+                        "connection": "ssh",
+                        "address": ssh.address,
+                        "port": ssh.port,
+                        "user": "root",
+                        "key_file": str(sshd.client_key),
+                        "known_hosts": str(sshd.known_hosts),
+                        "host_key_policy": "strict",
+                    },
+                }
+            }
+        )
+    )
+    # Each host runs its own steps (when: on the host's name), in parallel.
+    runbook = {
+        "runbook": "ps-scan",
+        "steps": [
+            *({**s, "when": "host.name == 'localhost'"} for s in steps(1)),
+            *({**s, "when": "host.name == 'remote'"} for s in steps(2)),
+        ],
+    }
+    rb = write(tmp_path, yaml.safe_dump(runbook, sort_keys=False))
+
+    with ProcessScan() as scan:
+        result = cli("run", rb, "-i", inventory, "--secrets", secrets_file, "--format", "json")
+    assert result.exit_code == 0, result.output
+
+    listing = "\n".join(scan.seen)
+    assert leaks(listing, [QUOTES, URLISH]) == []
+    # Not vacuous: every step's own process was seen while it ran.
+    for host_index in (1, 2):
+        for n in range(len(KINDS)):
+            assert f"sleep 0.6{host_index}{n}" in listing, (host_index, n)
