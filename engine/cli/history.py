@@ -68,14 +68,15 @@ def _show_metric(
 
 def _show_run(store: HistoryStore, row: dict[str, Any], fmt: str) -> None:
     from engine.history import view
-    from engine.history.replay import display_state
+    from engine.history.replay import display_state, stored_result
 
     events = store.events(row["id"])
     if fmt != "json":
         click.echo(view.run_timeline(row, events))
         return
     steps = [
-        s.result | {"host": s.host, "started_at": s.started_at, "finished_at": s.finished_at}
+        stored_result(s.result)
+        | {"host": s.host, "started_at": s.started_at, "finished_at": s.finished_at}
         for s in store.step_rows(row["id"])
     ]
     run = {**row, "state": display_state(row)}

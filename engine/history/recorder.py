@@ -40,8 +40,22 @@ RESUMED_SKIP = "resumed: already done"
 
 
 def step_payload(result: StepResult) -> dict[str, Any]:
-    """The result as stored: to_dict() plus what it needs to be rebuilt."""
-    return {**result.to_dict(), "host": result.host, "sensitive": result.sensitive}
+    """The result as stored: to_dict() plus what it needs to be rebuilt.
+
+    A shell step's `stdout_lines` is its `stdout` again, split: it is left out
+    and rebuilt on reading (replay.step_from_dict), which halves what a step
+    that prints much costs the history."""
+    payload = {**result.to_dict(), "host": result.host, "sensitive": result.sensitive}
+    data = payload.get("data")
+    if isinstance(data, dict) and _lines_derived(data):
+        payload["data"] = {k: v for k, v in data.items() if k != "stdout_lines"}
+        payload["derived"] = ["stdout_lines"]
+    return payload
+
+
+def _lines_derived(data: dict[str, Any]) -> bool:
+    stdout, lines = data.get("stdout"), data.get("stdout_lines")
+    return isinstance(stdout, str) and isinstance(lines, list) and lines == stdout.splitlines()
 
 
 class HistoryRecorder:

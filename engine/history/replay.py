@@ -33,7 +33,7 @@ def step_from_dict(d: dict[str, Any]) -> StepResult:
         name=d.get("name", d["id"]),
         host=d.get("host", ""),
         state=State(d.get("state", "ok")),
-        data=dict(d.get("data") or {}),
+        data=_data(d),
         duration_ms=int(d.get("duration_ms") or 0),
         attempts=int(d.get("attempts") or 0),
         dry_run=bool(d.get("dry_run")),
@@ -46,6 +46,21 @@ def step_from_dict(d: dict[str, Any]) -> StepResult:
         sensitive=bool(d.get("sensitive")),
         approved_by=d.get("approved_by"),
     )
+
+
+def stored_result(d: dict[str, Any]) -> dict[str, Any]:
+    """A stored step result as it was before recording (for `history --format json`)."""
+    out = {k: v for k, v in d.items() if k != "derived"}
+    out["data"] = _data(d)
+    return out
+
+
+def _data(d: dict[str, Any]) -> dict[str, Any]:
+    """A stored result's data, with what recorder.step_payload left out rebuilt."""
+    data = dict(d.get("data") or {})
+    if "stdout_lines" in (d.get("derived") or ()) and isinstance(data.get("stdout"), str):
+        data["stdout_lines"] = data["stdout"].splitlines()
+    return data
 
 
 def display_state(row: dict[str, Any]) -> str:
