@@ -118,7 +118,19 @@ def recorded_options(options: RunOptions, limit: str | None) -> dict[str, Any]:
         "extra_vars": options.extra_vars,
         "forks": options.forks,
         "limit": limit,
+        "output_limit": options.output_limit,
+        "keep_output": options.keep_output is not None,
     }
+
+
+def kept_output_dir(keep: bool | None = True) -> Path | None:
+    """Where `--keep-output` writes whole outputs; None when not asked (or
+    when `keep` is None, i.e. left to a recorded run's own choice)."""
+    if not keep:
+        return None
+    from .history.location import runbook_home
+
+    return runbook_home() / "output"
 
 
 def options_from_record(recorded: dict[str, Any], **given: Any) -> RunOptions:
@@ -132,6 +144,8 @@ def options_from_record(recorded: dict[str, Any], **given: Any) -> RunOptions:
         start_at=recorded.get("start_at"),
         extra_vars=dict(recorded.get("extra_vars") or {}),
         forks=int(recorded.get("forks") or RunOptions.forks),
+        output_limit=int(recorded.get("output_limit") or RunOptions.output_limit),
+        keep_output=kept_output_dir(True) if recorded.get("keep_output") else None,
     )
     for name, value in given.items():
         if value is not None:

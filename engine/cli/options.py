@@ -66,3 +66,42 @@ max_connections_option = click.option(
     envvar="RUNBOOK_MAX_CONNECTIONS",
     help="Host connections open at once (at least --forks); more hosts reconnect in turn.",
 )
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A byte count: `1048576`, `512k`, `1MiB`, `2M` (binary units), at least 1 KiB."""
+    if value is None:
+        return None
+    text = value.strip().lower().removesuffix("b").removesuffix("i")
+    number = text.rstrip("kmg")
+    unit = text[len(number) :]
+    if unit not in _UNITS or not number.isdigit():
+        raise click.BadParameter(f"{value!r} is not a size (e.g. 1048576, 512KiB, 4MiB)")
+    size = int(number) * _UNITS[unit]
+    if size < 1024:
+        raise click.BadParameter(f"{value!r} is under 1 KiB: too little to show a failure")
+    return size
+
+
+def capture_options(default_note: str) -> Callable[[F], F]:
+    """--output-limit and --keep-output: what a run keeps of commands' output."""
+
+    def apply(command: F) -> F:
+        command = click.option(
+            "--keep-output/--no-keep-output",
+            default=None,
+            help="Also write each command's whole output (redacted) under "
+            "$RUNBOOK_HOME/output/RUN_ID/HOST/.",
+        )(command)
+        return click.option(
+            "--output-limit",
+            callback=parse_size,
+            metavar="SIZE",
+            help="Bytes of each output stream a step keeps: its head and tail, the "
+            f"middle counted and left out ({default_note}).",
+        )(command)
+
+    return apply

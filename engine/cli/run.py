@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import Output, max_connections_option, output_options
+from .options import Output, capture_options, max_connections_option, output_options
 
 if TYPE_CHECKING:
     from engine.events import Processor
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 @click.option("--start-at", metavar="STEP_ID", help="Skip the steps before this one.")
 @click.option("--list-hosts", is_flag=True, help="Print the hosts that would run, and exit.")
 @click.option("--list-steps", is_flag=True, help="Print the steps that would run, and exit.")
+@capture_options("default 1MiB")
 @output_options("running this")
 def run_command(
     runbook: str,
@@ -65,10 +66,13 @@ def run_command(
     start_at: str | None,
     list_hosts: bool,
     list_steps: bool,
+    output_limit: int | None,
+    keep_output: bool | None,
     output: Output,
 ) -> None:
     """Run RUNBOOK against the selected hosts."""
     from engine import launch
+    from engine.connections.output import DEFAULT_LIMIT
     from engine.execution.context import RunOptions
     from engine.format.loader import load_runbook
     from engine.format.params import parse_assignments, resolve_params
@@ -92,6 +96,8 @@ def run_command(
         skip_tags=launch.split_tags(skip_tags),
         start_at=start_at,
         extra_vars=launch.parse_extra_vars(extra),
+        output_limit=output_limit or DEFAULT_LIMIT,
+        keep_output=launch.kept_output_dir() if keep_output else None,
     )
     run = launch.build_run(
         rb,
@@ -133,6 +139,7 @@ def run_command(
 )
 @click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Default: the run's own.")
 @max_connections_option
+@capture_options("default: the run's own")
 @output_options("resuming")
 def resume_command(
     run_id: str,
@@ -143,6 +150,8 @@ def resume_command(
     rerun_unknown: bool,
     forks: int | None,
     max_connections: int,
+    output_limit: int | None,
+    keep_output: bool | None,
     output: Output,
 ) -> None:
     """Run RUN_ID's runbook again on its hosts, skipping the steps that succeeded."""
@@ -170,7 +179,10 @@ def resume_command(
             extra_vars=plan.extra_vars,
             resume_results=plan.resume_results,
             resume_unknown={} if rerun_unknown else plan.unknown_steps,
+            output_limit=output_limit,
         )
+        if keep_output is not None:  # else the run's own choice
+            options.keep_output = launch.kept_output_dir(keep_output)
         run = launch.build_run(
             rb,
             inventory,
@@ -214,6 +226,9 @@ def _execute(
         run, options=record, junit=output.junit, report=output.report, store=store
     ) as recorded:
         result = run_runbook(recorded)
+    kept = run.options.keep_output
+    if kept is not None and (kept / run.run_id).is_dir():
+        click.echo(f"whole output of each command: {kept / run.run_id}/HOST/", err=True)
     sys.exit(result.exit_code)
 
 

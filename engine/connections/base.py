@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from engine.errors import StepError
 from engine.registry import Registry
 
+from .output import Capture, OutputSpec
+
 if TYPE_CHECKING:
     from engine.inventory.host import Host
     from engine.secrets import Secrets
@@ -41,6 +43,7 @@ class Command:
     # A pty echoes what it is sent, so a pty command's text cannot travel on
     # stdin (see `hidden`): it is passed in argv, where `ps` shows it.
     pty: bool = False
+    output: OutputSpec = field(default_factory=OutputSpec)  # what of stdout/stderr to keep
 
     def __post_init__(self) -> None:
         if (self.cmd is None) == (self.argv is None):
@@ -132,6 +135,16 @@ class ExecResult:
     rc: int
     stdout: bytes
     stderr: bytes
+    # Bytes of each stream left out of `stdout`/`stderr` (see output.Capture).
+    stdout_omitted: int = 0
+    stderr_omitted: int = 0
+
+    @classmethod
+    def captured(cls, rc: int, out: Capture, err: Capture) -> ExecResult:
+        """The result from two finished captures (which this closes)."""
+        out.close()
+        err.close()
+        return cls(rc, out.value(), err.value(), out.omitted, err.omitted)
 
 
 @runtime_checkable

@@ -12,13 +12,16 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import IO, Any
 
 from engine.errors import StepError, StepTimeout
 from engine.inventory.host import Host
 
 from .base import KILL_GRACE, Command, ExecResult, Readable, hidden
+from .output import Capture
 
 
 class LocalConnection:
@@ -52,19 +55,22 @@ class LocalConnection:
             raise StepError(f"permission denied: {exc.filename}") from None
         with self._lock:
             self._running.add(proc)
+        out, err = command.output.captures()
+        pump = _Pump(proc, stdin, out, err)
         try:
-            stdout, stderr = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc, self.kill_grace)
-            stdout, stderr = proc.communicate()
-            raise StepTimeout(
-                f"timed out after {timeout:g}s; killed the command's process group",
-                data={"rc": None, "stdout": _text(stdout), "stderr": _text(stderr)},
-            ) from None
+            if not pump.wait(timeout):
+                _kill_group(proc, self.kill_grace)
+                pump.wait(self.kill_grace * 2)  # keep what it printed last
+                pump.stop()
+                cut = ExecResult.captured(-1, out, err)
+                raise StepTimeout(
+                    f"timed out after {timeout:g}s; killed the command's process group",
+                    data={"rc": None, "stdout": _text(cut.stdout), "stderr": _text(cut.stderr)},
+                )
         finally:
             with self._lock:
                 self._running.discard(proc)
-        return ExecResult(proc.returncode, stdout, stderr)
+        return ExecResult.captured(proc.returncode, out, err)
 
     def put(self, source: Readable, path: str, mode: int | None = None) -> int:
         written = 0
@@ -94,6 +100,70 @@ class LocalConnection:
 
     def close(self) -> None:
         self.interrupt()
+
+
+class _Pump:
+    """Feeds a process its stdin and drains its stdout and stderr into
+    captures, a thread each, so neither pipe can fill and stall the other and
+    memory stays bounded however much the process prints."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], stdin: bytes | None, out: Capture, err: Capture
+    ) -> None:
+        self.proc = proc
+        self._lock = threading.Lock()
+        self._stopped = False
+        assert proc.stdout is not None and proc.stderr is not None  # both are PIPE
+        self.readers = [
+            self._start(self._drain, proc.stdout, out),
+            self._start(self._drain, proc.stderr, err),
+        ]
+        if stdin is not None and proc.stdin is not None:
+            self._start(_feed, proc.stdin, stdin)
+
+    @staticmethod
+    def _start(target: Callable[..., None], *args: Any) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, daemon=True, name="local-pipe")
+        thread.start()
+        return thread
+
+    def _drain(self, pipe: IO[bytes], capture: Capture) -> None:
+        with pipe:
+            while chunk := os.read(pipe.fileno(), 1 << 16):
+                with self._lock:
+                    if self._stopped:
+                        return
+                    capture.write(chunk)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Both streams ended and the process exited: True; False at `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        for reader in self.readers:
+            reader.join(left())
+            if reader.is_alive():
+                return False
+        try:
+            self.proc.wait(left())
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Keep nothing more: a process that escaped the kill may still print."""
+        with self._lock:
+            self._stopped = True
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        with pipe:
+            pipe.write(data)
+    except (BrokenPipeError, OSError):
+        pass  # the command exited without reading all of it, as a pipe allows
 
 
 def _launch(command: Command) -> tuple[list[str], bytes | None, dict[str, str] | None]:

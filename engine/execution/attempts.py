@@ -240,6 +240,7 @@ class TypedStepRun:
             sleep=run.sleep,
             rerun=scope.rerun,
             cancellable=run.cancellers.scope,
+            output=run.output_for(scope.host.name, self.sid),
         )
 
     def _log(self, level: str, message: str) -> None:

@@ -8,12 +8,15 @@ vocabulary without either reaching into the other.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.connections.base import Connection
+from engine.connections.output import DEFAULT_LIMIT, OutputSpec
 from engine.connections.pool import ConnectionLimit
 from engine.errors import Aborted, HostUnreachable, RecordLost
 from engine.events import Event, EventBus
@@ -43,6 +46,8 @@ class RunOptions:
     resume_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # step ids (per host) that may have run in the resumed run: skipped, not run again
     resume_unknown: dict[str, frozenset[str]] = field(default_factory=dict)
+    output_limit: int = DEFAULT_LIMIT  # bytes of each output stream a step result keeps
+    keep_output: Path | None = None  # the whole output of every command goes under here
 
 
 class RunOnce:
@@ -123,6 +128,18 @@ class RunContext:
             return False
         return True
 
+    def output_for(self, host: str, step_id: str) -> OutputSpec:
+        """What a command of `step_id` on `host` keeps of its output, and where
+        the whole of it goes when the operator asked (`--keep-output`)."""
+        files = None
+        if self.options.keep_output is not None:
+            where = self.options.keep_output / self.run_id / _safe_name(host)
+            files = (
+                where / f"{_safe_name(step_id)}.stdout",
+                where / f"{_safe_name(step_id)}.stderr",
+            )
+        return OutputSpec(self.options.output_limit, files, self.redactor.text)
+
     def request_stop(self, reason: str, interrupt: bool = False) -> None:
         if not self.stop.is_set():
             self.stop_reason = reason
@@ -132,3 +149,9 @@ class RunContext:
     def sleep(self, seconds: float) -> bool:
         """Sleep unless the run is interrupted; True when it was."""
         return self.stop.wait(seconds) and self.interrupted
+
+
+def _safe_name(name: str) -> str:
+    """A host or step name as one path component (no `/`, no `..`)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._@-]", "_", name).lstrip(".")
+    return cleaned or "_"

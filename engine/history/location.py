@@ -5,10 +5,16 @@ psycopg only when the DSN asks for it."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from .store import HistoryError, HistoryStore
 
 DISABLED = ("off", "none", "disabled")
+
+
+def runbook_home() -> Path:
+    """$RUNBOOK_HOME, or ~/.local/state/runbook: the default history, kept output."""
+    return Path(os.environ.get("RUNBOOK_HOME") or "~/.local/state/runbook").expanduser()
 
 
 def history_location() -> str | None:
@@ -18,9 +24,7 @@ def history_location() -> str | None:
         return None
     if target:
         return target
-    from .sqlite import default_path
-
-    return str(default_path())
+    return str(runbook_home() / "history.db")
 
 
 def open_store(location: str | None = None) -> HistoryStore:

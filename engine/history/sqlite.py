@@ -9,7 +9,6 @@ writers queue on SQLite's lock (busy timeout) for the few microseconds a commit 
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,8 +58,3 @@ class SQLiteStore(SqlStore):
             if self.conn.in_transaction:  # a failed COMMIT leaves it open, too
                 self.conn.execute("ROLLBACK")
             raise
-
-
-def default_path() -> Path:
-    home = os.environ.get("RUNBOOK_HOME") or "~/.local/state/runbook"
-    return Path(home).expanduser() / "history.db"

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from engine.connections.output import OutputSpec
 from engine.registry import Registry
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class StepContext:
     cancellable: Callable[[Callable[[], None]], AbstractContextManager[threading.Event]] = (
         lambda cancel: nullcontext(threading.Event())
     )
+    # What a command keeps of its output (connections/output.py).
+    output: OutputSpec = field(default_factory=OutputSpec)
     # The wall clock, for ages and expiry (S3 objects, certificates); tests move it.
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 

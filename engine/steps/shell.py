@@ -55,6 +55,7 @@ class ShellStep(StepType):
             env={k: _env_value(v) for k, v in spec.env.items()},
             cwd=spec.cwd,
             become=spec.become,
+            output=ctx.output,
         )
         out = ctx.connection.run(command, timeout=ctx.timeout)
         stdout = _text(out.stdout)
@@ -64,11 +65,21 @@ class ShellStep(StepType):
             "stderr": _text(out.stderr),
             "stdout_lines": stdout.splitlines(),
         }
+        omitted = {"stdout": out.stdout_omitted, "stderr": out.stderr_omitted}
+        if any(omitted.values()):
+            data["omitted"] = {k: n for k, n in omitted.items() if n}
+        if ctx.output.files is not None:
+            data["output_files"] = {
+                "stdout": str(ctx.output.files[0]),
+                "stderr": str(ctx.output.files[1]),
+            }
         if spec.parse == "json":
             try:
                 data["json"] = json.loads(stdout)
             except json.JSONDecodeError as exc:
                 reason = f"stdout is not JSON ({exc.msg} at char {exc.pos})"
+                if out.stdout_omitted:
+                    reason += "; it was cut to the output limit (raise --output-limit)"
                 raise StepError(reason, data=data) from None
         return data
 

@@ -1,6 +1,6 @@
 """Secrets of awkward shapes, shown in the forms output encodes them in, are masked
 in every channel: console, JSON, JUnit, HTML, history (text, JSON, redrawn
-reports) and the history database's bytes.
+reports), the history database's bytes and the --keep-output files.
 
 The forms are made here, independently of engine/redaction.py, so the test
 does not grade the engine with its own answers.
@@ -112,7 +112,7 @@ def test_every_shape_and_form_is_masked_in_every_channel(
 ) -> None:
     rb = write(tmp_path, RUNBOOK)
     junit, html = tmp_path / "out.xml", tmp_path / "out.html"
-    console = cli("run", rb, *shapes, "-vv", "--junit", junit, "--report", html)
+    console = cli("run", rb, *shapes, "-vv", "--junit", junit, "--report", html, "--keep-output")
     assert console.exit_code == 0, console.output
     as_json = cli("run", rb, *shapes, "--format", "json")
     dry = cli("run", rb, *shapes, "--dry-run", "-vv")
@@ -132,7 +132,12 @@ def test_every_shape_and_form_is_masked_in_every_channel(
         cli("history", run["id"], "--report", again)
         channels[f"redrawn {run['id']}"] = again.read_text()
     for path in runbook_home.iterdir():  # the database, its WAL: raw bytes
-        channels[f"bytes of {path.name}"] = path.read_bytes().decode("utf-8", "replace")
+        if path.is_file():
+            channels[f"bytes of {path.name}"] = path.read_bytes().decode("utf-8", "replace")
+    kept = sorted((runbook_home / "output").rglob("*.std*"))  # --keep-output files
+    assert len(kept) >= 10
+    for path in kept:
+        channels[f"kept {path.name}"] = path.read_bytes().decode("utf-8", "replace")
 
     found = {where: leaks(text, ALL) for where, text in channels.items()}
     assert {where: f for where, f in found.items() if f} == {}

@@ -13,9 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from engine.connections.base import Command, connection_for
+from engine.connections.output import OutputSpec
 from engine.connections.ssh.connection import SSHConnection
 from engine.errors import StepTimeout
 from tests.fixtures.sshd import SSHServer
+
+# Transport tests compare every byte: they ask for the whole output.
+WHOLE = OutputSpec(limit=64 << 20)
 
 
 @pytest.fixture
@@ -89,7 +93,7 @@ def test_binary_round_trip_through_stdin_and_stdout(conn: SSHConnection) -> None
     # 3 MiB: more than the channel window, so stdin is written from a thread
     # while stdout is read, and every byte value is present.
     data = bytes(range(256)) * 4096 + os.urandom(2 << 20)
-    result = conn.run(Command(argv=["cat"], stdin=data))
+    result = conn.run(Command(argv=["cat"], stdin=data, output=WHOLE))
     assert result.rc == 0
     assert result.stdout == data
     assert result.stderr == b""
@@ -98,7 +102,7 @@ def test_binary_round_trip_through_stdin_and_stdout(conn: SSHConnection) -> None
 def test_large_stdout_and_stderr_together_do_not_deadlock(conn: SSHConnection) -> None:
     size = 12_000_000
     cmd = f"(yes out | head -c {size}) & (yes err | head -c {size} >&2); wait"
-    result = conn.run(Command(cmd=cmd), timeout=60)
+    result = conn.run(Command(cmd=cmd, output=WHOLE), timeout=60)
     assert result.rc == 0
     assert len(result.stdout) == size and len(result.stderr) == size
     assert set(result.stdout.split(b"\n")[:-1]) == {b"out"}

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from engine.connections.base import Command
+from engine.connections.output import OutputSpec
 from engine.connections.ssh.connection import SSHConnection
 from engine.errors import StepError, StepTimeout
 from tests.fixtures.sshd import SSHServer
@@ -80,7 +81,8 @@ def test_binary_output_is_byte_exact(conn: SSHConnection, tmp_path) -> None:  # 
 
 def test_huge_output_on_both_streams(conn: SSHConnection) -> None:
     size = 8_000_000
-    rc, out, err = run(conn, f"head -c {size} /dev/zero; head -c {size} /dev/zero >&2")
+    cmd = f"head -c {size} /dev/zero; head -c {size} /dev/zero >&2"
+    rc, out, err = run(conn, cmd, output=OutputSpec(limit=2 * size))
     assert rc == 0 and len(out) == size and len(err) == size
 
 

@@ -35,6 +35,7 @@ from engine.connections.base import (
     hidden,
     wait_slice,
 )
+from engine.connections.output import Capture
 from engine.errors import StepError, StepTimeout
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def execute(
     line, stdin = remote_line(command)
     channel = transport.open_session(timeout=30)
     running = Running(channel, command.become)
+    out, err = command.output.captures()
     register(running)
     try:
         if command.pty:
@@ -113,24 +115,24 @@ def execute(
         channel.exec_command(line)
         writer = _feed_stdin(channel, stdin)
         deadline = None if timeout is None else time.monotonic() + timeout
-        out, err, timed_out = _collect(channel, running, deadline)
-        if timed_out:
+        if not _collect(channel, running, out, err, deadline):
             kill(running)
             # The killed command closes its streams; keep what it printed last.
-            more_out, more_err, _ = _collect(
-                channel, running, time.monotonic() + kill_grace * 2, partial=(out, err)
-            )
+            _collect(channel, running, out, err, time.monotonic() + kill_grace * 2)
+            cut = ExecResult.captured(-1, out, err)
             raise StepTimeout(
                 f"timed out after {timeout:g}s; killed the command's remote process group",
-                data={"rc": None, "stdout": _text(more_out), "stderr": _text(more_err)},
+                data={"rc": None, "stdout": _text(cut.stdout), "stderr": _text(cut.stderr)},
             )
         if writer is not None:
             writer.join(timeout=5)
         rc = _exit_status(channel, deadline, kill_grace)
-        return ExecResult(rc, bytes(out), bytes(err))
+        return ExecResult.captured(rc, out, err)
     finally:
         unregister(running)
         channel.close()
+        out.close()
+        err.close()
 
 
 def _feed_stdin(channel: paramiko.Channel, data: bytes | None) -> threading.Thread | None:
@@ -158,10 +160,11 @@ def _feed_stdin(channel: paramiko.Channel, data: bytes | None) -> threading.Thre
 def _collect(
     channel: paramiko.Channel,
     running: Running,
+    out: Capture,
+    err: Capture,
     deadline: float | None,
-    partial: tuple[bytearray, bytearray] | None = None,
-) -> tuple[bytearray, bytearray, bool]:
-    """Read stdout and stderr together until both end or `deadline` passes.
+) -> bool:
+    """Read stdout and stderr together until both end (True) or `deadline` passes.
 
     One thread, poll() on the channel's pipe (paramiko signals it for data on
     either stream), non-blocking reads: neither stream can fill up and stall
@@ -170,7 +173,6 @@ def _collect(
     updated under one lock), so poll() never sleeps longer than _POLL and the
     buffers are checked whether or not it woke us.
     """
-    out, err = partial or (bytearray(), bytearray())
     head = bytearray() if running.pgid is None else None
     poller = select.poll()
     poller.register(channel.fileno(), select.POLLIN)
@@ -178,7 +180,7 @@ def _collect(
     while not (out_done and err_done):
         wait = wait_slice(deadline, _POLL)
         if wait is None:
-            return out, err, True
+            return False
         try:
             poller.poll(wait * 1000)  # poll, not select: fds above 1023 with many hosts
         except (OSError, ValueError):
@@ -193,20 +195,20 @@ def _collect(
                 if head is not None:
                     head = _take_pid_line(running, head + chunk, out)
                 else:
-                    out += chunk
+                    out.write(chunk)
             elif eof:
                 out_done = True
         if not err_done:
             if channel.recv_stderr_ready():
-                err += channel.recv_stderr(_READ)
+                err.write(channel.recv_stderr(_READ))
             elif eof:
                 err_done = True
     if head:
-        out += head  # no marker line: the login shell is not a POSIX shell
-    return out, err, False
+        out.write(bytes(head))  # no marker line: the login shell is not a POSIX shell
+    return True
 
 
-def _take_pid_line(running: Running, head: bytearray, out: bytearray) -> bytearray | None:
+def _take_pid_line(running: Running, head: bytearray, out: Capture) -> bytearray | None:
     """The command's first line is its process group id (`echo $$`): once it is
     whole, note it and pass the rest on to `out`; until then keep it (returned)."""
     if b"\n" not in head:
@@ -215,7 +217,7 @@ def _take_pid_line(running: Running, head: bytearray, out: bytearray) -> bytearr
     running.pgid = _pid(marker)
     running.started.set()
     # No pid: the login shell is not a POSIX shell; keep it all.
-    out += rest if running.pgid is not None else head
+    out.write(rest if running.pgid is not None else bytes(head))
     return None
 
 

@@ -43,6 +43,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from engine.connections.base import KILL_GRACE, Command, ExecResult, hidden, wait_slice
+from engine.connections.output import Capture
 from engine.errors import StepError, StepTimeout
 
 if TYPE_CHECKING:
@@ -186,30 +187,32 @@ class ShellSession:
         token = secrets.token_hex(16)
         line = step_line(command, token)
         self.running, self.killed = command, False
+        out_capture, err_capture = command.output.captures()
+        out = _Marked(out_capture, b"\n" + token.encode() + b" ", with_rc=True)
+        err = _Marked(err_capture, b"\n" + token.encode() + b"\n")
         try:
             try:
                 self.channel.sendall(line.encode())
             except OSError as exc:
                 raise SessionLost(f"cannot send the step: {exc}", sent=False) from None
             deadline = None if timeout is None else time.monotonic() + timeout
-            out, err, rc = self._collect(token.encode(), deadline)
-            if rc is None:  # timed out
-                self.kill("TERM", command.become)
-                more = self._collect(token.encode(), time.monotonic() + self.kill_grace, (out, err))
-                if more[2] is None:
-                    self.kill("KILL", command.become)
-                    more = self._collect(
-                        token.encode(), time.monotonic() + self.kill_grace, (out, err)
-                    )
-                if more[2] is None:
+            if self._collect(out, err, deadline):
+                return ExecResult.captured(out.rc or 0, out_capture, err_capture)
+            # Timed out: kill the step's tree; keep what it printed last.
+            self.kill("TERM", command.become)
+            if not self._collect(out, err, time.monotonic() + self.kill_grace):
+                self.kill("KILL", command.become)
+                if not self._collect(out, err, time.monotonic() + self.kill_grace):
                     self.close()  # stuck: the next step gets a new session
-                raise StepTimeout(
-                    f"timed out after {timeout:g}s; killed the command's process group",
-                    data={"rc": None, "stdout": _text(more[0]), "stderr": _text(more[1])},
-                )
-            return ExecResult(rc, bytes(out), bytes(err))
+            cut = ExecResult.captured(-1, out_capture, err_capture)
+            raise StepTimeout(
+                f"timed out after {timeout:g}s; killed the command's process group",
+                data={"rc": None, "stdout": _text(cut.stdout), "stderr": _text(cut.stderr)},
+            )
         finally:
             self.running = None
+            out_capture.close()
+            err_capture.close()
 
     def kill(self, sig: str, become: str | None) -> None:
         self.killed = True
@@ -228,13 +231,8 @@ class ShellSession:
         if self.running is command:
             self.kill("KILL", command.become)
 
-    def _collect(
-        self,
-        token: bytes,
-        deadline: float | None,
-        partial: tuple[bytearray, bytearray] | None = None,
-    ) -> tuple[bytearray, bytearray, int | None]:
-        """Read both streams until both end markers arrived; rc None on deadline.
+    def _collect(self, out: _Marked, err: _Marked, deadline: float | None) -> bool:
+        """Read both streams until both end markers arrived: True; False at deadline.
 
         The stderr marker is the last thing a step sends, so the thread sleeps on
         stderr and takes stdout as it finds it ready: one wake-up usually finds
@@ -243,39 +241,33 @@ class ShellSession:
         comes, so the window both streams share never fills. Blocking reads in
         slices of _SLICE, not select() on paramiko's fd pipe (two syscalls a
         packet, fds above 1023 refused); a probe of the shell now and then."""
-        out, err = partial or (bytearray(), bytearray())
-        out_end, err_end = b"\n" + token + b" ", b"\n" + token + b"\n"
-        rc: int | None = None
-        err_done = False
         flowing = False
         channel = self.channel
         next_probe = time.monotonic() + _PROBE_EVERY
         data: bytes | None
-        while rc is None or not err_done:
+        while not (out.done and err.done):
             wait = wait_slice(deadline, _SLICE)
             if wait is None:
-                return out, err, None
+                return False
             got = False
-            if rc is None and channel.recv_ready():
+            if not out.done and channel.recv_ready():
                 data = channel.recv(_READ)
                 flowing = flowing or len(data) >= _FLOWING
-                rc = _append_out(out, data, out_end)
+                out.feed(data)
                 got = True
-            if not err_done and channel.recv_stderr_ready():
-                err_done = _append(err, channel.recv_stderr(_READ), err_end)
+            if not err.done and channel.recv_stderr_ready():
+                err.feed(channel.recv_stderr(_READ))
                 got = True
-            if rc is not None and err_done:
+            if out.done and err.done:
                 break
             channel.settimeout(wait)
             try:
-                if err_done or (flowing and rc is None):
+                if err.done or (flowing and not out.done):
                     data = channel.recv(_READ)
-                    if data:
-                        rc = _append_out(out, data, out_end)
+                    out.feed(data)
                 else:
                     data = channel.recv_stderr(_READ)
-                    if data:
-                        err_done = _append(err, data, err_end)
+                    err.feed(data)
             except TimeoutError:
                 data = None  # nothing came in this slice (EOF would be b"")
             if data == b"":
@@ -287,7 +279,7 @@ class ShellSession:
                     raise SessionLost(
                         "the session shell ended during the step (its processes may still run)"
                     )
-        return out, err, rc
+        return True
 
     def _shell_alive(self) -> bool:
         """A shell that died leaves no EOF while the step's processes still hold
@@ -303,31 +295,42 @@ class ShellSession:
             pass
 
 
-def _append(err: bytearray, data: bytes, end: bytes) -> bool:
-    """Add `data` to `err`; if the end marker is now there, cut it off: True."""
-    start = max(0, len(err) - len(end))
-    err += data
-    at = err.find(end, start)
-    if at < 0:
-        return False
-    del err[at:]
-    return True
+class _Marked:
+    """One stream of a session step: its bytes go to a Capture until the end
+    marker (for stdout: the marker, then the step's rc and a newline), which
+    is cut off. The last bytes wait in `pending` until they cannot be part of
+    a marker split across reads."""
 
+    def __init__(self, capture: Capture, end: bytes, with_rc: bool = False) -> None:
+        self.capture = capture
+        self.end = end
+        self.with_rc = with_rc
+        self.keep = len(end) + (12 if with_rc else 0)  # "-1" to "255" and "\n" fit
+        self.pending = bytearray()
+        self.done = False
+        self.rc: int | None = None
 
-def _append_out(out: bytearray, data: bytes, end: bytes) -> int | None:
-    """Add `data` to `out`; if the end marker and its rc line are now there, cut
-    them off and return rc (the marker may have been split across reads)."""
-    start = max(0, len(out) - len(end) - 12)
-    out += data
-    at = out.find(end, start)
-    if at < 0:
-        return None
-    nl = out.find(b"\n", at + len(end))
-    if nl < 0:
-        return None  # the rc digits are still on their way
-    rc = int(out[at + len(end) : nl])
-    del out[at:]
-    return rc
+    def feed(self, data: bytes) -> None:
+        if self.done or not data:
+            return
+        self.pending += data
+        at = self.pending.find(self.end)
+        if at < 0:
+            self._pass(len(self.pending) - self.keep)
+            return
+        self._pass(at)  # the marker now starts `pending`
+        if self.with_rc:
+            nl = self.pending.find(b"\n", len(self.end))
+            if nl < 0:
+                return  # the rc digits are still on their way
+            self.rc = int(self.pending[len(self.end) : nl])
+        self.pending.clear()
+        self.done = True
+
+    def _pass(self, upto: int) -> None:
+        if upto > 0:
+            self.capture.write(bytes(self.pending[:upto]))
+            del self.pending[:upto]
 
 
 def _text(data: bytes | bytearray) -> str:
