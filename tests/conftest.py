@@ -12,6 +12,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.services",
     "tests.fixtures.history",
     "tests.fixtures.sshd",
+    "tests.fixtures.own_postgres",
 ]
 
 
@@ -24,6 +25,7 @@ SERVER_MARKERS = {
     "pg_database": "postgres",
     "pg_table": "postgres",
     "pg_history_dsn": "postgres",
+    "own_postgres": "postgres",
     "redis_url": "redis",
     "redis_prefix": "redis",
     "redis_user": "redis",

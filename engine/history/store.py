@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from engine import exitcodes
 from engine.errors import EngineError
+
+T = TypeVar("T")
 
 # Run states beyond the step states: the run row is written before the run ends.
 RUNNING = "running"
@@ -161,6 +163,16 @@ class SqlStore:
     def _tx(self) -> Iterator[Any]:
         raise NotImplementedError
 
+    def _again(self, work: Callable[[], T], retry: Callable[[], T] | None = None) -> T:
+        """Do `work` (one statement or transaction). A back-end whose server can
+        go away (PostgreSQL) reconnects and then does `retry` (default: `work`)."""
+        return work()
+
+    def _unless_recorded(self, insert: Callable[[], None]) -> Callable[[], None]:
+        """`insert` done again after a lost connection: a duplicate key means
+        the first try had committed (a back-end that retries says how to see it)."""
+        return insert
+
     def _ts(self, value: Any) -> str | None:
         """A timestamp as read back: ISO text in both back-ends."""
         if value is None or isinstance(value, str):
@@ -174,10 +186,13 @@ class SqlStore:
         return self.conn.execute(self._sql(sql), params)
 
     def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with self._lock:
+        def fetch() -> list[dict[str, Any]]:
             cur = self._run(sql, params)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+        with self._lock:
+            return self._again(fetch)
 
     # --------------------------------------------------------------- runs
 
@@ -185,15 +200,19 @@ class SqlStore:
         cols = [c for c in RUN_COLUMNS if c in row]
         values = tuple(dumps(row[c]) if c in JSON_RUN_COLUMNS else row[c] for c in cols)
         sql = f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-        with self._lock, self._tx():
+
+        def insert() -> None:
             self._run(sql, values)
+
+        with self._lock:
+            self._again(insert, self._unless_recorded(insert))
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         cols = [c for c in fields if c in RUN_COLUMNS]
         values = [dumps(fields[c]) if c in JSON_RUN_COLUMNS else fields[c] for c in cols]
         sql = f"UPDATE runs SET {', '.join(c + ' = ?' for c in cols)} WHERE id = ?"
-        with self._lock, self._tx():
-            self._run(sql, (*values, run_id))
+        with self._lock:
+            self._again(lambda: self._run(sql, (*values, run_id)))
 
     def _run_row(self, row: dict[str, Any]) -> dict[str, Any]:
         out = dict(row)
@@ -234,18 +253,27 @@ class SqlStore:
     def record(
         self, event: EventRow, step: StepRow | None = None, metrics: list[MetricRow] | None = None
     ) -> None:
+
+        def insert() -> None:
+            self._insert_event(event)
+
         if step is None and not metrics:
             # One statement is its own transaction in autocommit mode: no BEGIN/COMMIT.
             with self._lock:
-                self._insert_event(event)
+                self._again(insert, self._unless_recorded(insert))
             return
         self.record_many([(event, step, metrics or [])])
 
     def record_many(self, rows: list[tuple[EventRow, StepRow | None, list[MetricRow]]]) -> None:
         """Several events' rows, committed together in one transaction."""
-        with self._lock, self._tx():
-            for event, step, metrics in rows:
-                self._insert_rows(event, step, metrics)
+
+        def insert() -> None:
+            with self._tx():
+                for event, step, metrics in rows:
+                    self._insert_rows(event, step, metrics)
+
+        with self._lock:
+            self._again(insert, self._unless_recorded(insert))
 
     def _insert_rows(self, event: EventRow, step: StepRow | None, metrics: list[MetricRow]) -> None:
         self._insert_event(event)
@@ -389,8 +417,8 @@ class SqlStore:
             return bool(cur.rowcount == 1)
 
     def release_locks(self, run_id: str) -> None:
-        with self._lock, self._tx():
-            self._run("DELETE FROM locks WHERE run_id = ?", (run_id,))
+        with self._lock:
+            self._again(lambda: self._run("DELETE FROM locks WHERE run_id = ?", (run_id,)))
 
     # --------------------------------------------------------------- misc
 
