@@ -13,6 +13,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.history",
     "tests.fixtures.sshd",
     "tests.fixtures.own_postgres",
+    "tests.fixtures.own_redis",
 ]
 
 
@@ -29,6 +30,7 @@ SERVER_MARKERS = {
     "redis_url": "redis",
     "redis_prefix": "redis",
     "redis_user": "redis",
+    "own_redis": "redis",
     "s3_server": "s3",
     "s3_bucket": "s3",
     "chromium": "browser",

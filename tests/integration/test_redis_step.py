@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +16,9 @@ from engine.execution.cancel import Cancellers
 from engine.inventory.host import localhost
 from engine.redaction import Redactor
 from engine.steps.base import StepContext, get_step_type
+from tests.fixtures.own_redis import OwnRedis
 from tests.fixtures.services import RedisUser
-from tests.helpers import in_thread, step_context
+from tests.helpers import in_thread, run_json, step_context, steps_of, write
 
 STEP = get_step_type("redis")
 
@@ -220,3 +222,39 @@ def test_a_step_that_starts_after_the_kill_sends_nothing(redis_url: str, redis_p
     admin = redis.Redis.from_url(redis_url)
     assert admin.get(key) is None  # never sent
     admin.close()
+
+
+def test_a_server_that_went_away_fails_fast_and_a_retry_reconnects(
+    tmp_path: Path, own_redis: OwnRedis
+) -> None:
+    """Its own server (never the shared one), stopped and started by the
+    runbook: the step while it is away fails at once with a clear error; a
+    retried step after it is back reconnects instead of reusing a dead socket."""
+    rb = write(
+        tmp_path,
+        f"""
+        runbook: redis-goes-away
+        steps:
+          - name: before
+            redis: {{url: "{own_redis.url}", command: [SET, k, v]}}
+          - name: stop it
+            shell: "redis-cli -p {own_redis.port} shutdown nosave || true"
+          - name: while away
+            redis: {{url: "{own_redis.url}", command: [GET, k]}}
+            timeout: 5
+            ignore_errors: true
+          - name: start it
+            shell: {own_redis.start_line()!r}
+          - name: back
+            redis: {{url: "{own_redis.url}", command: [SET, k, v2]}}
+            retry: {{attempts: 40, delay: 0.25}}
+        """,
+    )
+    code, doc = run_json(rb)
+    assert code == 0, doc
+    steps = steps_of(doc)
+    away = steps["while_away"]
+    assert away["state"] == "failed" and away["ignored"]
+    assert f"cannot connect to {own_redis.url}" in away["error"]
+    assert away["duration_ms"] < 5000  # failed at once, not at its timeout
+    assert steps["back"]["state"] == "ok"
