@@ -106,6 +106,12 @@ def operator(
     from .execution.approvals import Operator, operator_name
 
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    if step_mode and not interactive:
+        # Without a terminal --step would skip every step nobody was asked about.
+        raise UsageError(
+            "--step asks before every step: it needs a terminal on stdin and stderr "
+            "(`2>&1 | tee` makes stderr a pipe; `script -c 'runbook run ...' LOG` keeps a log)"
+        )
     return Operator(operator_name(name), interactive, yes, frozenset(approve), step_mode)
 
 

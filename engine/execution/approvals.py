@@ -2,7 +2,8 @@
 
 Prompts are serialized with one lock: hosts run in parallel, but a person
 answers one question at a time. Without a terminal nobody can answer, so a
-gate is declined unless the operator pre-approved it (`--yes`, `--approve ID`).
+gate is declined unless the operator pre-approved it (`--yes`, `--approve ID`;
+a manual step only with `--approve ID`). Ctrl-D at a prompt is a decline.
 """
 
 from __future__ import annotations
@@ -32,11 +33,38 @@ def operator_name(explicit: str | None = None) -> str:
 Ask = Callable[[str, list[str]], str]  # (question, choices) → the chosen answer
 
 
+class NoAnswer(Exception):
+    """The terminal's input ended (Ctrl-D, closed stdin) at a prompt: nobody can
+    answer, so the question counts as declined, never as a crash."""
+
+
 def _terminal_ask(question: str, choices: list[str]) -> str:
+    """Ask on stderr until the answer is one of `choices` or a unique start of
+    one (`y`, `n`, `d`, `a`, `c`), in any case."""
     import click
 
-    answer: str = click.prompt(question, type=click.Choice(choices), show_choices=True, err=True)
-    return answer
+    while True:
+        try:
+            raw: str = click.prompt(
+                f"{question} [{'/'.join(choices)}]", default="", show_default=False, err=True
+            )
+        except click.exceptions.Abort:  # EOFError: Ctrl-C reaches the main thread, not here
+            raise NoAnswer from None
+        answer = match_answer(raw, choices)
+        if answer is not None:
+            return answer
+        click.echo(f"Answer one of: {', '.join(choices)}.", err=True)
+
+
+def match_answer(raw: str, choices: list[str]) -> str | None:
+    """The choice `raw` names: the whole word or a start no other choice shares."""
+    text = raw.strip().lower()
+    if not text:
+        return None
+    if text in choices:
+        return text
+    found = [c for c in choices if c.startswith(text)]
+    return found[0] if len(found) == 1 else None
 
 
 @dataclass
@@ -50,33 +78,58 @@ class Operator:
     show: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _continue_all: bool = False
+    _input_ended: bool = False  # once Ctrl-D was typed, later prompts get no answer either
+
+    def _ask(self, question: str, choices: list[str]) -> str:
+        """`ask`, called with the lock held; NoAnswer for good once input ended."""
+        if self._input_ended:
+            raise NoAnswer
+        try:
+            return self.ask(question, choices)
+        except NoAnswer:
+            self._input_ended = True
+            raise
 
     def pre_approved(self, step_id: str) -> bool:
         return self.yes or step_id in self.approve
 
     def confirm(self, host: str, step_id: str, prompt: str) -> tuple[bool, str]:
-        """Ask for approval. Returns (approved, by whom)."""
+        """Ask for approval. Returns (approved, by whom and how)."""
         if self.pre_approved(step_id):
             how = "--yes" if self.yes else f"--approve {step_id}"
             return True, f"{self.name} ({how})"
         if not self.interactive:
             return False, f"{self.name} (no terminal: pass --yes or --approve {step_id})"
-        with self._lock:
-            answer = self.ask(f"[{host}] {prompt} ", ["yes", "no"])
+        try:
+            with self._lock:
+                answer = self._ask(f"[{host}] {prompt}", ["yes", "no"])
+        except NoAnswer:
+            return False, f"{self.name} (no answer: the terminal's input ended)"
         return answer == "yes", self.name
 
     def acknowledge(self, host: str, step_id: str, instructions: str) -> str:
-        """Show a manual step's instructions and wait until the operator is done."""
-        if self.pre_approved(step_id):
-            return f"{self.name} (pre-approved)"
-        if not self.interactive:
-            raise Aborted(
-                f"manual step {step_id} needs an operator at a terminal "
-                f"(or --approve {step_id} once it is done)"
-            )
+        """Show a manual step's instructions and wait until the operator is done.
+
+        Only `--approve STEP_ID` acknowledges one ahead of time: `--yes` approves
+        confirm: gates, but a manual step is work a person must have done, so it
+        is named on its own. The instructions are shown either way."""
         with self._lock:
             self.show(f"\n[{host}] MANUAL STEP {step_id}\n{instructions.rstrip()}\n")
-            answer = self.ask("Done?", ["done", "abort"])
+            if step_id in self.approve:
+                self.show(f"[{host}] acknowledged ahead by {self.name} (--approve {step_id})")
+                return f"{self.name} (--approve {step_id})"
+            if not self.interactive:
+                hint = " (--yes does not acknowledge manual steps)" if self.yes else ""
+                raise Aborted(
+                    f"manual step {step_id} needs an operator at a terminal, "
+                    f"or --approve {step_id} once it is done{hint}"
+                )
+            try:
+                answer = self._ask("Done?", ["done", "abort"])
+            except NoAnswer:
+                raise Aborted(
+                    f"manual step {step_id} was not acknowledged: the terminal's input ended"
+                ) from None
         if answer != "done":
             raise Aborted(f"operator aborted at manual step {step_id}")
         return self.name
@@ -85,14 +138,19 @@ class Operator:
         """--step: 'run', 'skip', or raises Aborted. 'continue' stops asking."""
         if not self.step_mode or self._continue_all:
             return "run"
-        if not self.interactive:
-            return "run" if self.pre_approved(step_id) else "skip"
+        if not self.interactive:  # refused at start (launch.operator); kept safe here too
+            raise Aborted("--step needs a terminal to ask on")
         with self._lock:
             if self._continue_all:
                 return "run"
-            answer = self.ask(
-                f"[{host}] run step {step_id!r} ({name})?", ["yes", "no", "continue", "abort"]
-            )
+            try:
+                answer = self._ask(
+                    f"[{host}] run step {step_id!r} ({name})?", ["yes", "no", "continue", "abort"]
+                )
+            except NoAnswer:
+                raise Aborted(
+                    f"no answer before step {step_id}: the terminal's input ended"
+                ) from None
         if answer == "abort":
             raise Aborted(f"operator aborted before step {step_id}")
         if answer == "continue":

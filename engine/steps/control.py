@@ -159,7 +159,8 @@ class ManualStep(StepType):
         if ctx.operator is None:
             raise Aborted("a manual step needs an operator")
         who = ctx.operator.acknowledge(ctx.host.name, ctx.step_id, spec.instructions)
-        return {"acknowledged_by": who}
+        # The instructions as shown, rendered: the record says what was acknowledged.
+        return {"acknowledged_by": who, "instructions": spec.instructions}
 
     def describe(self, spec: ManualSpec) -> str:
         first = spec.instructions.strip().splitlines()[:1] or [""]

@@ -123,16 +123,42 @@ def test_manual_step_pre_acknowledged(in_tmp: Path) -> None:
     rb = write(in_tmp, MANUAL)
     res = cli("run", rb, "--approve", "failover")
     assert res.exit_code == 0, res.output
+    # The instructions are shown and recorded even when acknowledged ahead.
+    assert "Promote the replica" in res.stderr
     steps = {s["id"]: s for s in _last_run()["steps"]}
-    assert steps["failover"]["data"]["acknowledged_by"] == "carol (pre-approved)"
+    assert steps["failover"]["data"]["acknowledged_by"] == "carol (--approve failover)"
+    assert "Promote the replica" in steps["failover"]["data"]["instructions"]
     assert (in_tmp / "counter").read_text().split() == ["verify"]
 
 
-def _run_on_terminal(rb: Path, answers: dict[str, str]) -> tuple[int, str]:
-    """Run the engine with stdin/stderr on a pseudo-terminal, answering prompts."""
+def test_yes_does_not_acknowledge_a_manual_step(in_tmp: Path) -> None:
+    """--yes approves confirm: gates; work a person must do is named on its own."""
+    rb = write(in_tmp, MANUAL)
+    res = cli("run", rb, "--yes")
+    assert res.exit_code == 4, res.output
+    assert "--yes does not acknowledge manual steps" in res.output
+    assert "Promote the replica" in res.stderr  # shown, though not acknowledged
+    assert not (in_tmp / "counter").exists()
+
+
+def test_step_mode_without_a_terminal_refuses_to_start(in_tmp: Path) -> None:
+    # It used to skip every step nobody was asked about and exit 0.
+    rb = write(in_tmp, CONFIRM)
+    res = cli("run", rb, "--step", "--yes")
+    assert res.exit_code == 64, res.output
+    assert "--step asks before every step: it needs a terminal" in res.stderr
+    assert not (in_tmp / "counter").exists()
+
+
+EOF = "\x04"  # Ctrl-D: a terminal's end of input
+
+
+def _run_on_terminal(rb: Path, answers: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run the engine with stdin/stderr on a pseudo-terminal, answering prompts
+    (EOF: type Ctrl-D instead of an answer)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", str(rb)],
+        [sys.executable, "-m", "engine", "run", str(rb), *args],
         cwd=rb.parent,
         env=engine_env(RUNBOOK_OPERATOR="erin", TERM="dumb"),
         stdin=slave,
@@ -153,7 +179,7 @@ def _run_on_terminal(rb: Path, answers: dict[str, str]) -> tuple[int, str]:
                 break
         for prompt, answer in list(pending.items()):
             if prompt in seen:
-                os.write(master, answer.encode() + b"\n")
+                os.write(master, answer.encode() + (b"" if answer == EOF else b"\n"))
                 del pending[prompt]
     out, _ = proc.communicate(timeout=30)
     os.close(master)
@@ -185,3 +211,48 @@ def test_manual_step_on_a_terminal_shows_instructions_and_waits(in_tmp: Path) ->
     assert "Promote the replica" in text
     steps = {s["id"]: s for s in _last_run()["steps"]}
     assert steps["failover"]["data"]["acknowledged_by"] == "erin"
+
+
+def test_confirm_accepts_y(in_tmp: Path) -> None:
+    rb = write(in_tmp, CONFIRM)
+    code, text = _run_on_terminal(rb, {"Drop replication slot slot_a? [yes/no]": "Y"})
+    assert code == 0, text
+    [approval] = _approvals(_last_run())
+    assert approval["approved"] is True
+
+
+def test_ctrl_d_at_a_confirm_is_a_decline(in_tmp: Path) -> None:
+    # It used to be an engine crash: exit 70, the run in state `error`.
+    rb = write(in_tmp, CONFIRM)
+    code, text = _run_on_terminal(rb, {"Drop replication slot slot_a?": EOF})
+    assert code == 4, text
+    detail = _last_run()
+    assert detail["run"]["state"] == "aborted"
+    [approval] = _approvals(detail)
+    assert approval["approved"] is False and "the terminal's input ended" in approval["by"]
+    assert (in_tmp / "counter").read_text().split() == ["look", "cleanup"]
+
+
+def test_ctrl_d_at_a_manual_step_aborts_and_can_be_resumed(in_tmp: Path) -> None:
+    rb = write(in_tmp, MANUAL)
+    code, text = _run_on_terminal(rb, {"Done?": EOF})
+    assert code == 4, text
+    detail = _last_run()
+    steps = {s["id"]: s for s in detail["steps"]}
+    assert steps["failover"]["state"] == "aborted"
+    assert "not acknowledged" in (steps["failover"]["error"] or "")
+    resumed = cli("resume", detail["run"]["id"], "--approve", "failover")
+    assert resumed.exit_code == 0, resumed.output
+    assert (in_tmp / "counter").read_text().split() == ["verify"]
+
+
+def test_ctrl_d_at_a_step_prompt_aborts(in_tmp: Path) -> None:
+    rb = write(in_tmp, CONFIRM)
+    code, text = _run_on_terminal(
+        rb, {"run step 'look'": "y", "run step 'drop_slot'": EOF}, "--step"
+    )
+    assert code == 4, text
+    assert "the terminal's input ended" in text
+    assert _last_run()["run"]["state"] == "aborted"
+    # Nobody is left to ask: no later step runs unasked, cleanup included.
+    assert (in_tmp / "counter").read_text().split() == ["look"]

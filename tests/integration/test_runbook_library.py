@@ -150,7 +150,7 @@ def test_emergency_runbook_terminates_only_the_app_roles_sessions(
                 "-p", f"database={pg_database.name}",
                 "-p", "older_than_min=0",
                 "-p", f"app_user={role}",
-                "--yes",
+                "--yes", "--approve", "declare", "--approve", "handover",
             )  # fmt: skip
             assert mine.execute("SELECT 1").fetchone() == (1,)
         worker.join(10)
