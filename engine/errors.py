@@ -17,7 +17,7 @@ know which library was underneath::
      ├── HostUnreachable             (also a builtin ConnectionError); `unreachable`
      ├── SecretError                 a secret is missing or its file is unsafe
      ├── RecordLost                  exit 64: the history could not keep an event
-     └── Aborted                     exit 4: declined approval, Ctrl-C, max_fail
+     └── Aborted                     exit 4: declined approval, Ctrl-C (max_fail: exit 3)
 
 A `Problem` is one located complaint about an input file. Validation collects
 all of them before raising, so an author fixes a file in one pass.

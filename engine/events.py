@@ -129,6 +129,8 @@ class Approval(Event):
 class HostFinished(Event):
     host: str
     state: str
+    reason: str = ""  # why it is not ok (HostResult.reason): unreachable, failed, aborted
+    not_started: bool = False  # the run stopped before this host's batch
     kind = "host_finished"
 
 

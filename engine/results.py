@@ -7,6 +7,7 @@ StepResult that carries the message, and the run goes on for other hosts.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,21 @@ def exit_code(state: State) -> int:
 RESERVED_FIELDS = frozenset({"state", "duration_ms", "attempts", "dry_run", "metrics"})
 # Names that Jinja2 would resolve to a dict method instead of a key.
 FORBIDDEN_FIELDS = frozenset({"items", "keys", "values", "get", "update", "pop", "copy"})
+
+
+def shown_number(value: float) -> str:
+    """A metric value as people read it: 20000, 0.0123, 3.142, never 2e+04.
+    Whole numbers in full; others to four significant digits, without exponent
+    unless tiny or astronomically large."""
+    if value != value or value in (float("inf"), float("-inf")):  # nan, inf
+        return str(value)
+    if float(value).is_integer() and abs(value) < 1e18:
+        return str(int(value))
+    magnitude = abs(value)
+    if magnitude < 1e-4 or magnitude >= 1e18:
+        return f"{value:.4g}"
+    decimals = max(0, 3 - math.floor(math.log10(magnitude)))
+    return f"{value:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 @dataclass
@@ -150,6 +166,7 @@ class HostResult:
     steps: list[StepResult] = field(default_factory=list)
     unreachable: str | None = None
     aborted: str | None = None
+    not_started: bool = False  # the run stopped (max_fail, Ctrl-C) before its batch
 
     @property
     def state(self) -> State:
@@ -158,6 +175,23 @@ class HostResult:
         if self.unreachable:
             return State.UNREACHABLE
         return worst([s.counted_state for s in self.steps])
+
+    def reason(self) -> str:
+        """Why the host is not ok, in one line ("" when it is): what the operator
+        reads first in the recap and in `runbook history RUN_ID`."""
+        if self.unreachable or self.aborted:
+            text = str(self.unreachable or self.aborted)
+            # Shown beside the host's name and state: not "web1: unreachable: …".
+            for prefix in (f"{self.host}: unreachable: ", f"{self.host}: "):
+                text = text.removeprefix(prefix)
+            return text
+        state = self.state
+        if state in (State.OK, State.SKIPPED):
+            return ""
+        for step in self.steps:
+            if step.counted_state is state:
+                return f"{step.name}: {step.error}" if step.error else step.name
+        return ""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -168,6 +202,8 @@ class HostResult:
             out["unreachable"] = self.unreachable
         if self.aborted:
             out["aborted"] = self.aborted
+        if self.not_started:
+            out["not_started"] = True
         return out
 
 
@@ -182,11 +218,16 @@ class RunResult:
     duration_ms: int = 0
     dry_run: bool = False
     internal_error: str | None = None  # a bug in the engine cut the run short (exit 70)
+    # Why no more hosts started when failures stopped it (max_fail): a failed
+    # run (exit 3), unlike `aborted`, which is the operator's decision (exit 4).
+    stopped: str | None = None
 
     @property
     def state(self) -> State:
         if self.aborted:
             return State.ABORTED
+        if self.stopped:
+            return State.FAILED
         return worst([h.state for h in self.hosts.values()])
 
     @property
@@ -209,4 +250,6 @@ class RunResult:
         }
         if self.aborted:
             out["aborted"] = self.aborted
+        if self.stopped:
+            out["stopped"] = self.stopped
         return out

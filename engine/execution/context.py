@@ -113,6 +113,7 @@ class RunContext:
     connection_limit: ConnectionLimit | None = None
     stop: threading.Event = field(default_factory=threading.Event)  # no new steps
     stop_reason: str = ""
+    stopped_by_failure: bool = False  # max_fail: the run failed, nobody aborted it
     interrupted: bool = False
     run_once: RunOnce = field(default_factory=RunOnce)
     cancellers: Cancellers = field(default_factory=Cancellers)
@@ -140,9 +141,12 @@ class RunContext:
             )
         return OutputSpec(self.options.output_limit, files, self.redactor.text)
 
-    def request_stop(self, reason: str, interrupt: bool = False) -> None:
+    def request_stop(self, reason: str, interrupt: bool = False, failure: bool = False) -> None:
+        """No new step starts. `interrupt`: kill what runs (Ctrl-C twice);
+        `failure`: hosts failed (max_fail), not the operator's decision."""
         if not self.stop.is_set():
             self.stop_reason = reason
+            self.stopped_by_failure = failure
         self.interrupted = self.interrupted or interrupt
         self.stop.set()
 

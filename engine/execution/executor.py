@@ -99,7 +99,12 @@ class HostExecutor:
                 self.result.aborted = self.result.aborted or str(exc)
         if not self.id_prefix:
             self.run.emit(
-                HostFinished(self.run.run_id, host=self.host.name, state=self.result.state)
+                HostFinished(
+                    self.run.run_id,
+                    host=self.host.name,
+                    state=self.result.state,
+                    reason=self.result.reason(),
+                )
             )
 
     def _main(self) -> Iterator[StepResult]:

@@ -22,7 +22,15 @@ from typing import Any
 from engine.connections.base import Connection, connection_types
 from engine.connections.pool import ConnectionHolder, ConnectionLimit
 from engine.errors import EngineBug, EngineError, RecordLost
-from engine.events import EventBus, Processor, RunAborted, RunFinished, RunStarted, now_iso
+from engine.events import (
+    EventBus,
+    HostFinished,
+    Processor,
+    RunAborted,
+    RunFinished,
+    RunStarted,
+    now_iso,
+)
 from engine.format.model import Runbook
 from engine.inventory.host import Host
 from engine.redaction import Redactor
@@ -175,7 +183,11 @@ class Runner:
         if bug is not None:
             self.result.aborted = self.result.internal_error = bug
         elif self.ctx.stop.is_set():
-            self.result.aborted = self.ctx.stop_reason
+            if self.ctx.stopped_by_failure and not self.ctx.interrupted:
+                self.result.stopped = self.ctx.stop_reason
+            else:
+                self.result.aborted = self.ctx.stop_reason
+            self._not_started()
         self.result.finished_at = now_iso()
         self.result.duration_ms = int((time.monotonic() - started) * 1000)
         try:
@@ -188,6 +200,22 @@ class Runner:
             if bug is None:
                 raise
             # The bug may be in a processor itself: the run's end is best effort then.
+
+    def _not_started(self) -> None:
+        """Hosts of batches the stop came before: in the result, said so."""
+        reason = f"not started: {self.ctx.stop_reason}"
+        for host in self.run.hosts:
+            if host.name in self.result.hosts:
+                continue
+            self.result.hosts[host.name] = HostResult(host.name, aborted=reason, not_started=True)
+            try:
+                self.bus.emit(
+                    HostFinished(
+                        self.run.run_id, host=host.name, state=State.ABORTED, reason=reason
+                    )
+                )
+            except RecordLost:
+                return  # the recorder said so; the result still lists them
 
     def interrupt(self, reason: str = "interrupted by the operator (Ctrl-C)") -> None:
         """First call: stop scheduling. Second: kill what is running.
@@ -263,7 +291,8 @@ class Runner:
         if len(failed) > max_fail:
             self.ctx.request_stop(
                 f"max_fail exceeded: {len(failed)} host(s) failed ({', '.join(failed)}), "
-                f"at most {max_fail} allowed"
+                f"at most {max_fail} allowed",
+                failure=True,
             )
 
     # ------------------------------------------------------- connections

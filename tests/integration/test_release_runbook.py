@@ -60,7 +60,7 @@ def test_failed_health_check_rolls_back_and_stops(tmp_path: Path, web_servers: W
     good = (app / "current").resolve()
     code, doc = release(app, artifact(tmp_path, "v2"), f"{web_servers.http_url}/status/503")
     steps = steps_of(doc, "lab-web")
-    assert code == 4, doc  # max_fail: 0 stops the rollout
+    assert code == 3, doc  # a failed rollout; max_fail: 0 stops it
     assert (app / "current").resolve() == good and current_version(app) == "v1"
     assert steps["health"]["state"] == "failed" and steps["health"]["attempts"] == 2
     assert steps["link_back"]["state"] == "ok"
@@ -73,6 +73,6 @@ def test_failed_health_check_rolls_back_and_stops(tmp_path: Path, web_servers: W
 def test_failed_first_release_leaves_no_current(tmp_path: Path, web_servers: WebServers) -> None:
     app = tmp_path / "app"
     code, doc = release(app, artifact(tmp_path, "v1"), f"{web_servers.http_url}/status/500")
-    assert code == 4, doc
+    assert code == 3, doc
     assert not (app / "current").exists() and not (app / "current").is_symlink()
     assert steps_of(doc, "lab-web")["unlink_new"]["state"] == "ok"
