@@ -23,10 +23,11 @@ class Output:
     operator: str | None  # who is running it
     secrets_file: str | None
     verbose: int
+    color: bool | None  # --color/--no-color; None: NO_COLOR, FORCE_COLOR, a terminal
 
 
 def output_options(who: str) -> Callable[[F], F]:
-    """--format, --junit, --report, --operator, --secrets, -v, as `output: Output`."""
+    """--format, --junit, --report, --operator, --secrets, -v, --color, as `output: Output`."""
 
     def apply(command: F) -> F:
         @functools.wraps(command)
@@ -50,6 +51,11 @@ def output_options(who: str) -> Callable[[F], F]:
                 help="YAML file of secrets.",
             ),
             click.option("-v", "--verbose", count=True),
+            click.option(
+                "--color/--no-color",
+                default=None,
+                help="Draw colours or not (default: on a terminal, unless NO_COLOR is set).",
+            ),
         ]
         for decorator in reversed(decorators):
             fn = decorator(fn)
@@ -105,3 +111,21 @@ def capture_options(default_note: str) -> Callable[[F], F]:
         )(command)
 
     return apply
+
+
+def _one_inventory(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> str | None:
+    """One inventory per run: a second -i used to replace the first silently."""
+    if len(value) > 1:
+        raise click.BadParameter(
+            f"given {len(value)} times ({', '.join(value)}): a run reads one inventory file"
+        )
+    return value[0] if value else None
+
+
+def inventory_option(help: str = "Inventory file (default: localhost).") -> Callable[[F], F]:
+    """-i/--inventory, refused when given twice."""
+    return click.option(
+        "-i", "--inventory", "inventory_path", multiple=True, callback=_one_inventory, help=help
+    )

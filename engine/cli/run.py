@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import Output, capture_options, max_connections_option, output_options
+from .options import (
+    Output,
+    capture_options,
+    inventory_option,
+    max_connections_option,
+    output_options,
+)
 
 if TYPE_CHECKING:
     from engine.events import Processor
@@ -26,7 +32,7 @@ if TYPE_CHECKING:
 
 @click.command("run")
 @click.argument("runbook", type=click.Path(dir_okay=False))
-@click.option("-i", "--inventory", "inventory_path", help="Inventory file (default: localhost).")
+@inventory_option()
 @click.option("-l", "--limit", help="Further limit the selected hosts to a pattern.")
 @click.option(
     "-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A runbook param."
@@ -209,7 +215,7 @@ def reporters(output: Output) -> list[Processor]:
         return [JsonReport(sys.stdout)]
     from engine.reports.console import ConsoleReport
 
-    return [ConsoleReport(sys.stdout, verbosity=output.verbose)]
+    return [ConsoleReport(sys.stdout, verbosity=output.verbose, color=output.color)]
 
 
 def _execute(

@@ -18,7 +18,15 @@ from pydantic import ValidationError
 from engine.errors import Aborted, HostUnreachable, StepError, TemplateError
 from engine.events import LogMessage
 from engine.format.model import Retry, Step
-from engine.results import FORBIDDEN_FIELDS, RESERVED_FIELDS, Metric, State, StepResult, worst
+from engine.results import (
+    FORBIDDEN_FIELDS,
+    RESERVED_FIELDS,
+    Metric,
+    State,
+    StepResult,
+    shown_number,
+    worst,
+)
 from engine.steps.base import StepContext, StepSpec, get_step_type
 from engine.templating import holds, render_value
 
@@ -278,7 +286,7 @@ class TypedStepRun:
             value["metrics"] = {k: m.value for k, m in metrics.items()}
             if state is State.CRITICAL and common.on_critical == "fail":
                 crit = [
-                    f"{k}={m.value:g} ({m.critical})"
+                    f"{k}={shown_number(m.value)} ({m.critical})"
                     for k, m in metrics.items()
                     if m.state is State.CRITICAL and m.value is not None
                 ]

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from engine.results import shown_number
+
 from .replay import display_state
 from .store import EventRow
 
@@ -127,7 +129,7 @@ def _event_line(e: EventRow) -> str:
     elif e.kind == "log":
         text = f"  {p.get('level')}: {p.get('message')}"
     elif e.kind == "host_finished":
-        text = f"host finished: {p.get('state')}"
+        text = f"host finished: {p.get('state')}" + (f" — {p['reason']}" if p.get("reason") else "")
     elif e.kind == "run_aborted":
         text = f"aborted: {p.get('reason')}"
     elif e.kind == "run_finished":
@@ -180,6 +182,11 @@ def metric_view(name: str, rows: list[dict[str, Any]]) -> str:
     for host, hrows in by_host.items():
         values = [r["value"] for r in hrows]
         known = [v for v in values if v is not None]
-        rng = f"  min {min(known):.4g}  max {max(known):.4g}  last {known[-1]:.4g}" if known else ""
+        rng = (
+            f"  min {shown_number(min(known))}  max {shown_number(max(known))}"
+            f"  last {shown_number(known[-1])}"
+            if known
+            else ""
+        )
         lines.append(f"  {host:<{width}}  {sparkline(values)}{rng}  [{hrows[-1]['state']}]")
     return body + "\n" + "\n".join(lines)

@@ -25,7 +25,9 @@ from engine.events import (
     RunStarted,
     StepFinished,
 )
-from engine.results import RunResult, State, StepResult
+from engine.results import RunResult, State, StepResult, shown_number
+
+from . import recap
 
 Segment = tuple[str, str]  # (text, rich style; "" for none)
 Line = list[Segment]
@@ -146,7 +148,7 @@ class ConsoleReport:
             (took, "dim"),
         ]
         for name, m in r.metrics.items():
-            value = "n/a" if m.value is None else f"{m.value:.4g}"
+            value = "n/a" if m.value is None else shown_number(m.value)
             unit = f" {m.unit}" if m.unit else ""
             bound = ""
             if m.state is State.CRITICAL:
@@ -193,20 +195,54 @@ class ConsoleReport:
         self._print([*self._host(e.host), ("  ", ""), verdict, (f" {e.step_id} by {e.by}", "")])
 
     def _host_finished(self, e: HostFinished) -> None:
-        if self.verbosity >= 1:
+        if e.not_started:
+            return  # the recap counts them; a line each would bury the rest
+        state = State(e.state)
+        # Unreachable and aborted hosts are said at once, with why (as Ansible's
+        # UNREACHABLE!); a failed step already printed its own error.
+        if state in (State.UNREACHABLE, State.ABORTED) and e.reason:
+            self._print(
+                [*self._host(e.host), (f"{ICON[state]} {state.value:<9}", STYLE[state]),
+                 (f" {e.reason}", "")]
+            )  # fmt: skip
+        elif self.verbosity >= 1:
             self._print([*self._host(e.host), (f"  host finished: {e.state}", "")])
 
     def _run_aborted(self, e: RunAborted) -> None:
         self._print([("■ aborted:", "bold magenta"), (f" {e.reason}", "")])
 
     def _run_finished(self, e: RunFinished) -> None:
-        self._print(summary_line(e.result))
+        result = e.result
+        if result.stopped:
+            self._print([("■ stopped:", "bold red"), (f" {result.stopped}", "")])
+        if recap.needed(result):
+            self._recap(result)
+        self._print(summary_line(result))
+
+    def _recap(self, result: RunResult) -> None:
+        header, shown, ok = recap.recap_rows(result)
+        self._print([(header, "bold")])
+        width = max((len(h.host) for h, _ in shown), default=0)
+        for host, reason in shown[: recap.MAX_HOST_LINES]:
+            state = host.state
+            self._print(
+                [("  ", ""), (f"{host.host:<{width}}  ", "cyan"),
+                 (f"{recap.label(host):<11}", STYLE[state]), (f"  {_short(reason, 200)}", "")]
+            )  # fmt: skip
+        if len(shown) > recap.MAX_HOST_LINES:
+            more = len(shown) - recap.MAX_HOST_LINES
+            self._print([(f"  … {more} more: runbook history {result.run_id}", "dim")])
+        if ok:
+            self._print([("  ", ""), (recap.ok_line(ok), "green")])
 
 
 def _styled(stream: IO[str], color: bool | None) -> bool:
-    """Whether to draw styles: forced either way, else rich's own test (FORCE_COLOR, a tty)."""
+    """Whether to draw styles: --color/--no-color, else NO_COLOR (no-color.org:
+    set and not empty means none), FORCE_COLOR, then whether it is a terminal."""
     if color is not None:
         return color
+    if os.environ.get("NO_COLOR"):
+        return False
     if os.environ.get("FORCE_COLOR"):
         return True
     isatty = getattr(stream, "isatty", None)

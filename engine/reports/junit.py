@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from engine.results import HostResult, State, StepResult
+from engine.results import HostResult, State, StepResult, shown_number
 
 from .document import DocumentCollector, RunDocument, file_report
 
@@ -113,7 +113,7 @@ def _case(host: str, step: StepResult, counts: dict[str, int]) -> ET.Element:
     if step.rescued:
         props.append(("rescued", "true"))
     for name, m in step.metrics.items():
-        props.append((f"threshold.{name}", "" if m.value is None else f"{m.value:g}"))
+        props.append((f"threshold.{name}", "" if m.value is None else shown_number(m.value)))
         props.append((f"threshold.{name}.state", m.state.value))
         for key in ("warn", "critical", "unit"):
             if getattr(m, key):
@@ -134,7 +134,7 @@ def _case(host: str, step: StepResult, counts: dict[str, int]) -> ET.Element:
         counts["failures"] += 1
     elif step.state is State.CRITICAL:
         crit = [
-            f"{k}={m.value:g} ({m.critical})"
+            f"{k}={shown_number(m.value)} ({m.critical})"
             for k, m in step.metrics.items()
             if m.state is State.CRITICAL and m.value is not None
         ]

@@ -1,0 +1,120 @@
+"""What the operator sees during and after a run: why a host is unreachable
+(at once, in the recap, in history), a recap per host worst first, numbers
+as people write them, colours as asked, and one inventory per run."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.fixtures.history import engine_env
+from tests.fixtures.sshd import free_port
+from tests.helpers import cli, write
+
+FLEET = """
+runbook: fleet
+steps:
+  - name: check
+    shell: "test {{ host.name }} != web2"
+  - name: after
+    shell: echo fine
+"""
+
+
+def fleet_inventory(tmp_path: Path, local: list[str], dead: list[str] = ()) -> Path:  # type: ignore[assignment]
+    hosts: dict[str, dict[str, object]] = {name: {"connection": "local"} for name in local}
+    for name in dead:
+        hosts[name] = {
+            "connection": "ssh", "address": "127.0.0.1", "port": free_port("127.0.0.1"),
+            "connect_timeout": 3,
+        }  # fmt: skip
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump({"hosts": hosts}))
+    return path
+
+
+def test_why_a_host_failed_is_said_at_once_in_the_recap_and_in_history(tmp_path: Path) -> None:
+    inv = fleet_inventory(tmp_path, ["web1", "web2"], dead=["dead"])
+    result = cli("run", write(tmp_path, FLEET), "-i", inv)
+    assert result.exit_code == 3, result.output
+    lines = result.stdout.splitlines()
+    # The unreachable host's reason, when it happens (it used to need --format json).
+    assert any(
+        re.fullmatch(r"dead +\? unreachable +connection refused by 127\.0\.0\.1:\d+ .*", ln)
+        for ln in lines
+    ), result.stdout
+    # The recap: a line per host that is not ok, worst first, with the reason.
+    start = lines.index("RECAP  3 host(s): ok 1 · failed 1 · unreachable 1")
+    recap = lines[start + 1 : start + 4]
+    assert re.fullmatch(r"  web2 +failed +check: command exited with rc 1", recap[0]), recap
+    assert re.fullmatch(r"  dead +unreachable +connection refused by 127\.0\.0\.1:\d+.*", recap[1])
+    assert recap[2] == "  ok: web1"
+    assert lines[-1].startswith("■ run ") and "(exit 3)" in lines[-1]
+    # The same reason in the history of the run.
+    run_id = lines[0].split(" run ")[1].split()[0]
+    shown = cli("history", run_id).stdout
+    assert re.search(r"host finished: unreachable — connection refused by 127\.0\.0\.1:\d+", shown)
+    assert "host finished: failed — check: command exited with rc 1" in shown
+
+
+def test_the_recap_folds_ok_hosts_and_one_ok_host_needs_none(tmp_path: Path) -> None:
+    names = [f"h{i:02d}" for i in range(1, 16)]
+    rb = write(tmp_path, "runbook: ok\nsteps:\n  - name: fine\n    shell: 'true'\n")
+    many = cli("run", rb, "-i", fleet_inventory(tmp_path, names)).stdout
+    assert "RECAP  15 host(s): ok 15" in many
+    assert "  ok: h01, h02, h03, h04, h05, h06, h07, h08, h09, h10 … (+5)" in many
+    assert "RECAP" not in cli("run", rb).stdout  # one host, ok: the summary says it all
+
+
+def test_metric_values_print_as_people_write_them(tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+        runbook: counts
+        steps:
+          - name: keys
+            shell: "echo 20000"
+            thresholds:
+              keys: {value: "result.stdout | int", warn: "> 10000"}
+        """,
+    )
+    result = cli("run", rb)
+    assert result.exit_code == 1
+    assert "keys=20000 (warn > 10000)" in result.stdout
+    assert "2e+04" not in result.stdout
+
+
+def test_colours_follow_no_color_and_the_flags(tmp_path: Path) -> None:
+    rb = write(tmp_path, "runbook: c\nsteps:\n  - name: fine\n    shell: 'true'\n")
+    # Off a terminal: plain, unless --color.
+    assert "\x1b[" not in cli("run", rb).stdout
+    assert "\x1b[" in cli("run", rb, "--color").stdout
+
+    def on_a_terminal(*args: str, **env: str) -> str:
+        """The engine with stdout on a real pty (`script`), as an operator sees it."""
+        command = " ".join([sys.executable, "-m", "engine", "run", str(rb), *args])
+        done = subprocess.run(
+            ["script", "-qec", command, "/dev/null"],
+            env=engine_env(**env), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    assert "\x1b[" in on_a_terminal(TERM="xterm")
+    assert "\x1b[" not in on_a_terminal(TERM="xterm", NO_COLOR="1")
+    assert "\x1b[" not in on_a_terminal("--no-color", TERM="xterm")
+
+
+def test_a_second_inventory_is_refused_not_silently_swapped(tmp_path: Path) -> None:
+    one = fleet_inventory(tmp_path, ["web1"])
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"hosts": {"db1": {"connection": "local"}}}))
+    result = cli("run", write(tmp_path, FLEET), "-i", one, "-i", other)
+    assert result.exit_code == 64
+    assert "a run reads one inventory file" in result.output
+    assert os.path.basename(other) in result.output
