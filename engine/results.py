@@ -57,6 +57,10 @@ def exit_code(state: State) -> int:
     return state.severity
 
 
+# The skip reason of a step a resume did not run again: its result is the one
+# the resumed run recorded (state, data, metrics), shown as kept.
+KEPT = "resumed: already done"
+
 # Result fields the engine owns; a step type's data may not shadow them.
 RESERVED_FIELDS = frozenset({"state", "duration_ms", "attempts", "dry_run", "metrics"})
 # Names that Jinja2 would resolve to a dict method instead of a key.

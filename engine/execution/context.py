@@ -43,7 +43,7 @@ class RunOptions:
     start_at: str | None = None
     extra_vars: dict[str, Any] = field(default_factory=dict)
     # step ids (per host) that already succeeded in the run being resumed, with their results
-    resume_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    resume_results: dict[str, dict[str, StepResult]] = field(default_factory=dict)
     # step ids (per host) that may have run in the resumed run: skipped, not run again
     resume_unknown: dict[str, frozenset[str]] = field(default_factory=dict)
     output_limit: int = DEFAULT_LIMIT  # bytes of each output stream a step result keeps

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from engine.connections.pool import ConnectionHolder
@@ -23,7 +24,7 @@ from engine.events import Approval, HostFinished, StepFinished, StepStarted
 from engine.format.model import Runbook, Step
 from engine.format.params import resolve_params
 from engine.inventory.host import Host
-from engine.results import RESERVED_FIELDS, HostResult, State, StepResult, worst
+from engine.results import KEPT, HostResult, State, StepResult, worst
 from engine.templating import holds, render_value
 
 from .attempts import StepScope, TypedStepRun
@@ -196,30 +197,27 @@ class HostExecutor:
             res = self._gated(step, depth, tags)
         return self._record(res, depth)
 
-    def _resumed(self, step: Step, value: dict[str, Any], depth: int) -> StepResult:
-        """A step the resumed run finished: not run again, its result kept for templates."""
-        res = self._skipped(step, "resumed: already done")
-        res.state = State(value.get("state", "ok"))
-        res.data = {
-            k: v for k, v in value.items() if k not in RESERVED_FIELDS and k not in _DERIVED
-        }
+    def _resumed(self, step: Step, kept: StepResult, depth: int) -> StepResult:
+        """A step the resumed run finished: not run again. Its recorded result
+        (state, data, metrics) stands, marked kept, for templates and reports."""
+        res = replace(
+            kept,
+            step_id=self._sid(step),
+            name=step.name,
+            host=self.host.name,
+            skip_reason=KEPT,
+            dry_run=False,
+            sensitive=step.common.sensitive,
+        )
         self._record(res, depth)
-        # Metrics were measured by the original run; templates still see their values.
-        self.results[step.id]["metrics"] = dict(value.get("metrics") or {})
         if step.type == "set":
             self.vars.update(res.data)  # what the `set` did to vars, done again
         for child in step.walk()[1:]:  # a finished block: its children's results too
-            child_value = self.resumed.pop(self._sid(child), None)
-            if child_value is not None:
-                self.results[child.id] = child_value
+            child_kept = self.resumed.pop(self._sid(child), None)
+            if child_kept is not None:
+                self.results[child.id] = child_kept.template_value()
                 if child.type == "set":
-                    self.vars.update(
-                        {
-                            k: v
-                            for k, v in child_value.items()
-                            if k not in RESERVED_FIELDS and k not in _DERIVED
-                        }
-                    )
+                    self.vars.update(child_kept.data)
         return res
 
     def _gated(self, step: Step, depth: int, tags: frozenset[str]) -> StepResult:

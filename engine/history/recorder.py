@@ -32,11 +32,9 @@ from engine.events import (
     StepStarted,
 )
 from engine.redaction import Redactor
-from engine.results import StepResult
+from engine.results import KEPT, StepResult
 
 from .store import CRASHED, RUNNING, EventRow, HistoryStore, MetricRow, StepRow
-
-RESUMED_SKIP = "resumed: already done"
 
 
 def step_payload(result: StepResult) -> dict[str, Any]:
@@ -174,7 +172,7 @@ class HistoryRecorder:
             r.error,
             step_payload(r),
         )
-        if r.skip_reason == RESUMED_SKIP:  # a resumed value was not measured again
+        if r.skip_reason == KEPT:  # a kept value was measured by the resumed run, not now
             return step, []
         metrics = [
             MetricRow(

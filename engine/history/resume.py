@@ -20,7 +20,7 @@ from typing import Any
 from engine.errors import Aborted, Location, Problem, RunbookInvalid, UsageError
 from engine.format.model import Runbook, Step
 from engine.redaction import is_masked
-from engine.results import State
+from engine.results import State, StepResult
 
 from .replay import DIED, display_state, resolve_run_id, step_from_dict
 from .store import RUNNING, HistoryStore
@@ -36,7 +36,7 @@ class ResumePlan:
     run: dict[str, Any]  # the original run's history row
     runbook: Runbook  # the file as it is now (same step ids)
     # host → step id → the result it finished with, for templates
-    resume_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    resume_results: dict[str, dict[str, StepResult]] = field(default_factory=dict)
     # host → step ids whose start was recorded and whose end was not: they may have
     # run (the engine was killed, or its history failed, during them)
     unknown: dict[str, list[str]] = field(default_factory=dict)
@@ -152,7 +152,7 @@ def plan_resume(store: HistoryStore, row: dict[str, Any], runbook: Runbook) -> R
     plan = ResumePlan(row, runbook, unknown=_unknown(store, row["id"], last, runbook))
     for host, results in last.items():
         done = {sid: d for sid, d in results.items() if _is_done(d)}
-        kept: dict[str, dict[str, Any]] = {}
+        kept: dict[str, StepResult] = {}
         _collect(runbook.steps, done, kept)
         if kept:
             plan.resume_results[host] = kept
@@ -185,15 +185,17 @@ def _is_done(d: dict[str, Any]) -> bool:
     return not (state is State.SKIPPED and reason.startswith(NOT_DONE_SKIPS))
 
 
-def _collect(steps: list[Step], done: dict[str, dict[str, Any]], out: dict[str, Any]) -> None:
-    """Done steps of the main path; a done block brings its children's values along."""
+def _collect(
+    steps: list[Step], done: dict[str, dict[str, Any]], out: dict[str, StepResult]
+) -> None:
+    """Done steps of the main path; a done block brings its children's results along."""
     for step in steps:
         if step.id in done:
-            out[step.id] = step_from_dict(done[step.id]).template_value()
+            out[step.id] = step_from_dict(done[step.id])
             if step.type == "block":
                 for child in step.walk()[1:]:
                     if child.id in done:
-                        out[child.id] = step_from_dict(done[child.id]).template_value()
+                        out[child.id] = step_from_dict(done[child.id])
         elif step.type == "block":
             _collect(step.children.get("steps", []), done, out)
 

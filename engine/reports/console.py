@@ -25,7 +25,7 @@ from engine.events import (
     RunStarted,
     StepFinished,
 )
-from engine.results import RunResult, State, StepResult, shown_number
+from engine.results import KEPT, RunResult, State, StepResult, shown_number
 
 from . import recap
 
@@ -134,13 +134,16 @@ class ConsoleReport:
         quiet = r.state is State.SKIPPED and self.verbosity < 1 and not r.dry_run
         if quiet and (r.skip_reason or "").startswith(_QUIET_SKIPS):
             return  # steps the operator deselected: noise unless -v
+        kept = r.skip_reason == KEPT
         label = (
-            r.state.value
+            ("kept" if kept else r.state.value)
             + (" (ignored)" if r.ignored else "")
             + (" (rescued)" if r.rescued else "")
         )
         indent = "  " * e.depth
         took = _ms(r.duration_ms) + (f" ×{r.attempts}" if r.attempts > 1 else "")
+        if kept:  # not run now: a kept "Restart app" must not read as a second restart
+            took = f"{r.state.value} in the resumed run, not run again"
         line = [
             *self._host(e.host),
             (f"{ICON[r.state]} {label:<9}", STYLE[r.state]),
@@ -259,14 +262,16 @@ def summary_line(result: RunResult) -> Line:
     for host in result.hosts.values():
         for step in host.steps:
             key = step.state.value
-            if step.state.is_failure and step.rescued:
+            if step.skip_reason == KEPT:
+                key = "kept"
+            elif step.state.is_failure and step.rescued:
                 key = "rescued"
             elif step.state.is_failure and step.ignored:
                 key = "ignored"
             counts[key] = counts.get(key, 0) + 1
     unreachable = sum(1 for h in result.hosts.values() if h.unreachable)
     state = result.state
-    order = ("ok", "warn", "critical", "failed", "rescued", "ignored", "skipped", "aborted")
+    order = ("ok", "warn", "critical", "failed", "rescued", "ignored", "skipped", "aborted", "kept")
     parts = [f"{k} {counts[k]}" for k in order if counts.get(k)]
     if unreachable:
         parts.append(f"unreachable hosts {unreachable}")

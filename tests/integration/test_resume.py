@@ -494,3 +494,40 @@ def test_second_ctrl_c_ends_an_ssh_handshake_instead_of_its_timeout(tmp_path: Pa
     assert "Traceback" not in err
     run = _only_run()
     assert run["state"] == "aborted"
+
+
+def test_kept_results_read_as_kept_and_keep_their_metrics(tmp_path: Path) -> None:
+    """A kept "restart" must not read as a second restart, and a kept threshold
+    step keeps its measured values (they were dropped before)."""
+    rb = write(
+        tmp_path,
+        f"""
+        runbook: kept
+        steps:
+          - name: restart
+            shell: "echo restarted >> {tmp_path}/restarts"
+          - name: measure
+            shell: "echo 20000"
+            thresholds:
+              keys: {{value: "result.stdout | int", warn: "> 10000"}}
+          - name: flaky
+            shell: "test -f {tmp_path}/ready"
+        """,
+    )
+    first = cli("run", rb, "--format", "json")
+    assert first.exit_code == 3
+    (tmp_path / "ready").touch()
+    resumed = cli("resume", json.loads(first.stdout)["run_id"])
+    assert resumed.exit_code == 1, resumed.output  # the kept warn still counts
+    lines = resumed.stdout.splitlines()
+    assert any(
+        ln.startswith("✓ kept") and "restart" in ln and "not run again" in ln for ln in lines
+    ), lines
+    assert any(ln.startswith("! kept") and "keys=20000 (warn > 10000)" in ln for ln in lines), lines
+    assert "kept 2" in lines[-1]
+    assert (tmp_path / "restarts").read_text() == "restarted\n"
+    # The record of the resumed run keeps the metrics too.
+    runs = json.loads(cli("history", "--format", "json", "--limit", "1").stdout)
+    detail = json.loads(cli("history", runs[0]["id"], "--format", "json").stdout)
+    measure = next(s for s in detail["steps"] if s["id"] == "measure")
+    assert measure["metrics"]["keys"]["value"] == 20000
