@@ -50,7 +50,8 @@ class Event:
 # is matched to its finish by host and step id) and resume reads the runbook path,
 # hosts and inventory back, so a secret that merely equals a host or directory
 # name ("postgres") must not turn them into "***". The engine writes them; no
-# template output reaches them (step names are not rendered).
+# template output reaches them. Step names are rendered (`Queries in {{ db }}`),
+# so `name` is free text, masked like any other.
 IDENTITY = frozenset(
     {
         "run_id",
@@ -65,7 +66,6 @@ IDENTITY = frozenset(
         "operator",
         "host",
         "step_id",
-        "name",
     }
 )
 

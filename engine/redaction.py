@@ -138,11 +138,15 @@ def redact_result(result: StepResult, redactor: Redactor) -> StepResult:
     if result.sensitive:
         data: dict[str, Any] = dict.fromkeys(result.data, MASK)
         rendered = dict.fromkeys(result.rendered, MASK) if result.rendered else result.rendered
-        return replace(result, data=data, rendered=rendered, error=redactor(result.error))
+        return replace(
+            result, name=redactor.text(result.name), data=data, rendered=rendered,
+            error=redactor(result.error),
+        )  # fmt: skip
     if not redactor:
         return result
     return replace(
         result,
+        name=redactor.text(result.name),  # rendered: it may quote a value
         data=redactor(result.data),
         rendered=redactor(result.rendered),
         error=redactor(result.error),

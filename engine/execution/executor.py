@@ -25,7 +25,7 @@ from engine.format.model import Runbook, Step
 from engine.format.params import resolve_params
 from engine.inventory.host import Host
 from engine.results import KEPT, HostResult, State, StepResult, worst
-from engine.templating import holds, render_value
+from engine.templating import holds, is_template, render_value
 
 from .attempts import StepScope, TypedStepRun
 from .context import Interrupted, RunContext
@@ -64,6 +64,7 @@ class HostExecutor:
         self.results: dict[str, dict[str, Any]] = {}
         self.vars: dict[str, Any] = {}
         self.dry_skipped: set[str] = set()  # steps a dry run did not execute
+        self._names: dict[str, str] = {}  # step id → its name as rendered on this host
         self.started = run.options.start_at is None or bool(id_prefix)
         self.resumed = dict(run.options.resume_results.get(host.name, {})) if not id_prefix else {}
         self.unknown = run.options.resume_unknown.get(host.name, frozenset())
@@ -156,6 +157,7 @@ class HostExecutor:
     ) -> StepResult:
         depth += self.depth
         tags = tags | frozenset(step.common.tags)
+        name = self._shown_name(step)
         skip = self._skip_reason(step, tags)
         if skip:
             return self._record(self._skipped(step, skip), depth)
@@ -175,12 +177,12 @@ class HostExecutor:
         if self.run.stop.is_set() and self.run.interrupted:
             raise Interrupted(self.run.stop_reason or "interrupted")
         started = StepStarted(
-            self.run.run_id, host=self.host.name, step_id=self._sid(step), name=step.name,
+            self.run.run_id, host=self.host.name, step_id=self._sid(step), name=name,
             depth=depth,
         )  # fmt: skip
         if not self.run.emit(started):  # its start is not in the history: it must not run
             raise Interrupted(self.run.stop_reason)
-        if self.run.operator.step_gate(self.host.name, self._sid(step), step.name) == "skip":
+        if self.run.operator.step_gate(self.host.name, self._sid(step), name) == "skip":
             return self._record(self._skipped(step, "skipped by the operator (--step)"), depth)
         if step.common.run_once:
             res, owner = self.run.run_once.get_or_run(
@@ -429,7 +431,21 @@ class HostExecutor:
             error=error,
         )
 
+    def _shown_name(self, step: Step) -> str:
+        """The step's name as this host sees it (`Queries in {{ params.db }}`
+        rendered), kept for its result; the name as written if it cannot render
+        here (it may read a result that does not exist yet)."""
+        name = step.name
+        if is_template(name):
+            try:
+                name = str(render_value(name, self.context))
+            except TemplateError:
+                pass
+        self._names[self._sid(step)] = name
+        return name
+
     def _record(self, res: StepResult, depth: int = 0) -> StepResult:
+        res.name = self._names.get(res.step_id, res.name)
         local_id = res.step_id.removeprefix(self.id_prefix)
         self.results[local_id] = res.template_value()
         self.result.steps.append(res)

@@ -65,21 +65,39 @@ def thresholds(step: Step, rctx: dict[str, Any]) -> dict[str, Metric]:
             value = None if raw is None else float(raw)
         except (TypeError, ValueError) as exc:
             raise TemplateError(f"threshold {name}: value is not a number ({exc})") from None
+        # Bounds as they applied on this host: `> 300`, not `> {{ params.max }}`.
+        warn = None if th.warn is None else rendered_bound(th.warn, rctx)
+        critical = None if th.critical is None else rendered_bound(th.critical, rctx)
         state = State.OK
         if value is not None:
-            if th.critical is not None and crosses(value, th.critical, rctx):
+            if critical is not None and crosses(value, critical):
                 state = State.CRITICAL
-            elif th.warn is not None and crosses(value, th.warn, rctx):
+            elif warn is not None and crosses(value, warn):
                 state = State.WARN
-        metrics[name] = Metric(name, value, state, th.warn, th.critical, th.unit)
+        metrics[name] = Metric(name, value, state, warn, critical, th.unit)
     return metrics
 
 
-def crosses(value: float, bound: str, rctx: dict[str, Any]) -> bool:
+def rendered_bound(bound: str, rctx: dict[str, Any]) -> str:
+    """`> {{ params.max }}` with its number in place: `> 300`."""
     match = THRESHOLD_OP.match(bound)
     assert match is not None  # validated by the model
     op, rhs = match[1], match[2]
-    limit = float(render_value(rhs, rctx)) if is_template(rhs) else float(rhs)
+    if not is_template(rhs):
+        return bound
+    try:
+        limit = float(render_value(rhs, rctx))
+    except (TypeError, ValueError) as exc:
+        raise TemplateError(f"threshold bound {bound!r} is not a number ({exc})") from None
+    # Exact (repr), not rounded for show: the judgement compares with this text.
+    return f"{op} {int(limit) if limit.is_integer() else repr(limit)}"
+
+
+def crosses(value: float, bound: str) -> bool:
+    """Whether `value` crosses a rendered bound (`> 300`)."""
+    match = THRESHOLD_OP.match(bound)
+    assert match is not None  # validated by the model, rendered by rendered_bound
+    op, limit = match[1], float(match[2])
     return {
         "<": value < limit,
         "<=": value <= limit,

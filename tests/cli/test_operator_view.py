@@ -4,6 +4,7 @@ as people write them, colours as asked, and one inventory per run."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -118,3 +119,44 @@ def test_a_second_inventory_is_refused_not_silently_swapped(tmp_path: Path) -> N
     assert result.exit_code == 64
     assert "a run reads one inventory file" in result.output
     assert os.path.basename(other) in result.output
+
+
+def test_names_and_bounds_are_shown_rendered(tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+        runbook: rendered
+        params:
+          db: {type: str, default: orders}
+          critical_seconds: {type: int, default: 300}
+          token: {type: str, secret: true, default: "tok-Zq81-secret"}
+        steps:
+          - name: "Long-running queries in {{ params.db }}"
+            id: longest
+            shell: "echo 450"
+            thresholds:
+              seconds: {value: "result.stdout | int", critical: "> {{ params.critical_seconds }}"}
+          - name: "Rotate {{ params.token }}"
+            id: rotate
+            shell: "true"
+          - name: "Waits on {{ steps.later.stdout }}"
+            id: early
+            shell: "true"
+          - name: later
+            shell: "echo x"
+        """,
+    )
+    result = cli("run", rb, "--format", "json")
+    doc = json.loads(result.stdout)
+    steps = {s["id"]: s for s in doc["hosts"]["localhost"]["steps"]}
+    assert steps["longest"]["name"] == "Long-running queries in orders"
+    assert steps["longest"]["metrics"]["seconds"]["critical"] == "> 300"
+    assert steps["rotate"]["name"] == "Rotate ***"  # a rendered name is masked too
+    assert steps["early"]["name"] == "Waits on {{ steps.later.stdout }}"  # cannot render yet
+    text = cli("run", rb).stdout
+    assert "Long-running queries in orders" in text
+    assert "seconds=450 (critical > 300)" in text
+    assert "tok-Zq81-secret" not in text
+    run_id = json.loads(cli("history", "--format", "json", "--limit", "1").stdout)[0]["id"]
+    shown = cli("history", run_id).stdout
+    assert "Long-running queries in orders" in shown and "tok-Zq81-secret" not in shown
