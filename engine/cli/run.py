@@ -10,6 +10,7 @@ while the original run is still alive.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from .options import (
 
 if TYPE_CHECKING:
     from engine.events import Processor
+    from engine.execution.approvals import Operator
     from engine.execution.runner import Run
     from engine.format.model import Runbook, Step
     from engine.history.store import HistoryStore
@@ -105,14 +107,16 @@ def run_command(
         output_limit=output_limit or DEFAULT_LIMIT,
         keep_output=launch.kept_output_dir() if keep_output else None,
     )
+    processors = reporters(output)
+    operator = launch.operator(output.operator, yes=yes, approve=approve, step_mode=step_mode)
     run = launch.build_run(
         rb,
         inventory,
         hosts,
         resolved,
         options,
-        operator=launch.operator(output.operator, yes=yes, approve=approve, step_mode=step_mode),
-        processors=reporters(output),
+        operator=with_console(operator, processors),
+        processors=processors,
         secrets_file=output.secrets_file,
     )
     _execute(run, launch.recorded_options(options, limit), output)
@@ -189,14 +193,16 @@ def resume_command(
         )
         if keep_output is not None:  # else the run's own choice
             options.keep_output = launch.kept_output_dir(keep_output)
+        processors = reporters(output)
+        operator = launch.operator(output.operator, yes=yes, approve=approve)
         run = launch.build_run(
             rb,
             inventory,
             hosts,
             plan.params,
             options,
-            operator=launch.operator(output.operator, yes=yes, approve=approve),
-            processors=reporters(output),
+            operator=with_console(operator, processors),
+            processors=processors,
             secrets_file=output.secrets_file,
             resumed_from=plan.run["id"],
         )
@@ -213,9 +219,27 @@ def reporters(output: Output) -> list[Processor]:
         from engine.reports.jsonreport import JsonReport
 
         return [JsonReport(sys.stdout)]
+    from engine.reports.console import PROGRESS_EVERY, ConsoleReport
+
+    every = os.environ.get("RUNBOOK_PROGRESS_EVERY", "").strip()
+    return [
+        ConsoleReport(
+            sys.stdout,
+            verbosity=output.verbose,
+            color=output.color,
+            progress_every=float(every) if every else PROGRESS_EVERY,
+        )
+    ]
+
+
+def with_console(operator: Operator, processors: list[Processor]) -> Operator:
+    """The operator's prompts take the console's status line off the screen."""
     from engine.reports.console import ConsoleReport
 
-    return [ConsoleReport(sys.stdout, verbosity=output.verbose, color=output.color)]
+    for processor in processors:
+        if isinstance(processor, ConsoleReport):
+            operator.screen = processor.paused
+    return operator
 
 
 def _execute(

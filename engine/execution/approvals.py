@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from engine.errors import Aborted
@@ -76,6 +77,8 @@ class Operator:
     step_mode: bool = False
     ask: Ask = _terminal_ask
     show: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
+    # Held around every prompt: the console takes its status line off the screen.
+    screen: Callable[[], AbstractContextManager[None]] = nullcontext
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _continue_all: bool = False
     _input_ended: bool = False  # once Ctrl-D was typed, later prompts get no answer either
@@ -85,7 +88,8 @@ class Operator:
         if self._input_ended:
             raise NoAnswer
         try:
-            return self.ask(question, choices)
+            with self.screen():
+                return self.ask(question, choices)
         except NoAnswer:
             self._input_ended = True
             raise
@@ -113,7 +117,7 @@ class Operator:
         Only `--approve STEP_ID` acknowledges one ahead of time: `--yes` approves
         confirm: gates, but a manual step is work a person must have done, so it
         is named on its own. The instructions are shown either way."""
-        with self._lock:
+        with self._lock, self.screen():
             self.show(f"\n[{host}] MANUAL STEP {step_id}\n{instructions.rstrip()}\n")
             if step_id in self.approve:
                 self.show(f"[{host}] acknowledged ahead by {self.name} (--approve {step_id})")

@@ -2,7 +2,10 @@
 
 Lines, not a redrawn screen: a run's output is pasted into incident channels and
 CI logs, and must read the same there as on a terminal. Each line names its
-host (when there are several), so parallel hosts never blur together.
+host (when there are several), so parallel hosts never blur together. The one
+thing redrawn is a status line at the bottom of a terminal saying what still
+runs (progress.py); it is gone from the screen once the run ends, and a log
+gets a "still running" line every 30 s instead.
 
 A line is a list of (text, style) segments. On a terminal rich draws the
 styles; anywhere else (a CI log, a file, a pipe) the texts are joined as they
@@ -13,6 +16,8 @@ of imports off every non-interactive run.
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from typing import IO, Any
 
 from engine.events import (
@@ -24,10 +29,15 @@ from engine.events import (
     RunFinished,
     RunStarted,
     StepFinished,
+    StepStarted,
 )
 from engine.results import KEPT, RunResult, State, StepResult, shown_number
 
 from . import recap
+from .progress import LiveStatus, Progress, Ticker
+
+# Seconds a step runs before the log (off a terminal) says it is still running.
+PROGRESS_EVERY = 30.0
 
 Segment = tuple[str, str]  # (text, rich style; "" for none)
 Line = list[Segment]
@@ -57,7 +67,11 @@ _QUIET_SKIPS = ("before --start-at", "not tagged", "tag skipped")
 
 class ConsoleReport:
     def __init__(
-        self, stream: IO[str] | None = None, verbosity: int = 0, color: bool | None = None
+        self,
+        stream: IO[str] | None = None,
+        verbosity: int = 0,
+        color: bool | None = None,
+        progress_every: float = PROGRESS_EVERY,
     ) -> None:
         import sys
 
@@ -67,6 +81,14 @@ class ConsoleReport:
         self.width = 8
         self.console: Any = None  # a rich Console, only when styles are drawn
         self._pending: list[str] | None = None  # lines of a batch, written together
+        # What is still running: a status line on a terminal, a line every
+        # `progress_every` seconds elsewhere (progress.py).
+        self.progress = Progress()
+        self.progress_every = progress_every
+        self._live: LiveStatus | None = None
+        self._ticker: Ticker | None = None
+        self._headed: set[str] = set()  # steps whose header was printed
+        self._lock = threading.RLock()  # lines from the events and the ticker
         if _styled(self.stream, color):
             from rich.console import Console
 
@@ -100,17 +122,31 @@ class ConsoleReport:
                 self.stream.flush()
 
     def _print(self, line: Line) -> None:
-        if self.console is None:
-            text = "".join(text for text, _ in line) + "\n"
-            if self._pending is not None:
-                self._pending.append(text)
+        with self._lock:
+            if self.console is None:
+                text = "".join(text for text, _ in line) + "\n"
+                if self._pending is not None:
+                    self._pending.append(text)
+                    return
+                self.stream.write(text)
+                self.stream.flush()
                 return
-            self.stream.write(text)
-            self.stream.flush()
-            return
-        from rich.text import Text
+            from rich.text import Text
 
-        self.console.print(Text.assemble(*line), highlight=False)
+            self.console.print(Text.assemble(*line), highlight=False)
+
+    def _say(self, text: str) -> None:
+        """A line from the ticker thread: written at once, never into a batch."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+            try:
+                self._print([(text, "dim")])
+            finally:
+                self._pending = pending
+
+    def paused(self) -> AbstractContextManager[None]:
+        """No status line while the block runs: the operator is being asked."""
+        return self._live.paused() if self._live is not None else nullcontext()
 
     def _host(self, name: str) -> Line:
         return [(f"{name:<{self.width}} ", "cyan")] if self.multi_host else []
@@ -128,9 +164,24 @@ class ConsoleReport:
         if e.dry_run:
             line.append((" (dry run: nothing will be changed)", "yellow"))
         self._print(line)
+        self.progress.run_started(len(e.hosts))
+        if self.console is not None and _is_terminal(self.stream):
+            self._live = LiveStatus(self.console, self.progress, self._lock)
+            self._live.start()
+        elif self.progress_every > 0:
+            self._ticker = Ticker(self.progress, self.progress_every, self._say)
+            self._ticker.start()
+
+    def _step_started(self, e: StepStarted) -> None:
+        self.progress.step_started(e.host, e.step_id, e.name)
+        # Hosts' lines interleave: a header says which step they now run.
+        if self.multi_host and e.depth == 0 and e.step_id not in self._headed:
+            self._headed.add(e.step_id)
+            self._print([("▸ ", "dim"), (e.name, "bold")])
 
     def _step_finished(self, e: StepFinished) -> None:
         r = e.result
+        self.progress.step_finished(e.host, r.step_id)
         quiet = r.state is State.SKIPPED and self.verbosity < 1 and not r.dry_run
         if quiet and (r.skip_reason or "").startswith(_QUIET_SKIPS):
             return  # steps the operator deselected: noise unless -v
@@ -198,6 +249,7 @@ class ConsoleReport:
         self._print([*self._host(e.host), ("  ", ""), verdict, (f" {e.step_id} by {e.by}", "")])
 
     def _host_finished(self, e: HostFinished) -> None:
+        self.progress.host_finished(e.host)
         if e.not_started:
             return  # the recap counts them; a line each would bury the rest
         state = State(e.state)
@@ -215,6 +267,7 @@ class ConsoleReport:
         self._print([("■ aborted:", "bold magenta"), (f" {e.reason}", "")])
 
     def _run_finished(self, e: RunFinished) -> None:
+        self.close()
         result = e.result
         if result.stopped:
             self._print([("■ stopped:", "bold red"), (f" {result.stopped}", "")])
@@ -238,6 +291,23 @@ class ConsoleReport:
         if ok:
             self._print([("  ", ""), (recap.ok_line(ok), "green")])
 
+    def close(self) -> None:
+        """Stop the status line or the ticker (at the run's end)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
 
 def _styled(stream: IO[str], color: bool | None) -> bool:
     """Whether to draw styles: --color/--no-color, else NO_COLOR (no-color.org:
@@ -248,11 +318,7 @@ def _styled(stream: IO[str], color: bool | None) -> bool:
         return False
     if os.environ.get("FORCE_COLOR"):
         return True
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except ValueError:  # a closed stream
-        return False
+    return _is_terminal(stream)
 
 
 def summary_line(result: RunResult) -> Line:

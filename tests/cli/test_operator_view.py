@@ -160,3 +160,93 @@ def test_names_and_bounds_are_shown_rendered(tmp_path: Path) -> None:
     run_id = json.loads(cli("history", "--format", "json", "--limit", "1").stdout)[0]["id"]
     shown = cli("history", run_id).stdout
     assert "Long-running queries in orders" in shown and "tok-Zq81-secret" not in shown
+
+
+SLOW = """
+runbook: slow
+steps:
+  - name: quick
+    shell: "true"
+  - name: slow
+    shell: "if [ {{ host.name }} = web2 ]; then sleep 1.6; fi"
+"""
+
+
+def test_a_log_says_what_still_runs_and_headers_group_the_hosts(tmp_path: Path) -> None:
+    inv = fleet_inventory(tmp_path, ["web1", "web2", "web3"])
+    result = cli("run", write(tmp_path, SLOW), "-i", inv, env={"RUNBOOK_PROGRESS_EVERY": "0.5"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1] == "▸ quick" and "▸ slow" in lines
+    ticks = [ln for ln in lines if ln.startswith("… still running:")]
+    assert ticks and re.fullmatch(r"… still running: web2 slow \ds · 0/3 hosts done", ticks[0])
+    # Said while it ran: before web2's own line.
+    assert lines.index(ticks[0]) < next(
+        i for i, ln in enumerate(lines) if "web2" in ln and "slow" in ln and "✓" in ln
+    )
+
+
+def _on_a_terminal(rb: Path, *args: str, answer: tuple[str, str] | None = None) -> str:
+    """The engine with stdin, stdout and stderr on one pseudo-terminal, as an
+    operator runs it; `answer` = (prompt text, reply) typed when it shows."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", str(rb), *args],
+        cwd=rb.parent, env=engine_env(TERM="xterm", RUNBOOK_OPERATOR="erin"),
+        stdin=slave, stdout=slave, stderr=slave,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if answer and answer[0].encode() in seen:
+            time.sleep(1.0)  # long enough for several redraws, were they not paused
+            os.write(master, answer[1].encode() + b"\n")
+            answer = None
+        if proc.poll() is not None and not ready:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    return seen.decode(errors="replace")
+
+
+def test_a_terminal_shows_a_status_line_that_leaves_with_the_run(tmp_path: Path) -> None:
+    inv = fleet_inventory(tmp_path, ["web1", "web2", "web3"])
+    screen = _on_a_terminal(write(tmp_path, SLOW), "-i", str(inv))
+    assert re.search(r"slow · 0/3 hosts done · running: web2 \ds", screen), screen
+    assert re.search(r"finished: .*ok.* \(exit 0\)", screen)
+
+
+def test_a_prompt_is_not_drawn_over_by_the_status_line(tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+        runbook: gated
+        steps:
+          - name: slow
+            shell: "sleep 0.8"
+          - name: drop
+            confirm: "Drop the cache?"
+            shell: "echo dropped > dropped"
+        """,
+    )
+    screen = _on_a_terminal(rb, answer=("Drop the cache? [yes/no]", "y"))
+    assert "running: localhost" in screen  # the status line was there
+    assert (tmp_path / "dropped").read_text() == "dropped\n", screen
+    # Once the prompt is up, the status line is not redrawn until it is answered.
+    after_prompt = screen.split("Drop the cache? [yes/no]", 1)[1]
+    before_answer = after_prompt.split("y\r\n", 1)[0]
+    assert "hosts done" not in before_answer
