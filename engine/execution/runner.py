@@ -58,17 +58,33 @@ def parse_limit(value: int | str | None, total: int) -> int | None:
     return math.floor(total * pct / 100)
 
 
-def batches(hosts: list[Host], serial: int | str | None) -> list[list[Host]]:
+def batches(hosts: list[Host], serial: int | str | list[int | str] | None) -> list[list[Host]]:
     """The hosts in batches of `serial`; no serial (or 0) is one batch of all.
 
-    A percentage that rounds down to no host means one host per batch, as in
-    Ansible: "10%" of 5 hosts must not become all five at once."""
-    size = parse_limit(serial, len(hosts))
-    if isinstance(serial, str):
-        size = max(1, size or 0)
-    if not size:
-        return [hosts] if hosts else []
-    return [hosts[i : i + size] for i in range(0, len(hosts), size)]
+    A list is canaries first: `[1, 5, "25%"]` is one host, then five, then a
+    quarter of all hosts at a time until none is left (the last size repeats).
+    A percentage is of all hosts, and one that rounds down to no host means one
+    host per batch, as in Ansible: "10%" of 5 hosts must not become all five."""
+    sizes = serial if isinstance(serial, list) else [serial]
+    out: list[list[Host]] = []
+    start = 0
+    for one in _repeat_last(sizes):
+        if start >= len(hosts):
+            break
+        size = parse_limit(one, len(hosts))
+        if isinstance(one, str):
+            size = max(1, size or 0)
+        if not size:  # 0 or none: everyone left
+            size = len(hosts) - start
+        out.append(hosts[start : start + size])
+        start += size  # at least one host a batch: the loop ends
+    return out
+
+
+def _repeat_last(sizes: list[Any]) -> Iterator[Any]:
+    yield from sizes
+    while True:
+        yield sizes[-1]
 
 
 @dataclass

@@ -204,7 +204,9 @@ class RunbookHeader(_Strict):
     owner: str | None = None
     tags: list[str] = []
     hosts: str = "all"
-    serial: CountOrPercent | None = None
+    # One size for every batch, or a list for canaries: [1, 5, "25%"], the last
+    # size repeating for the hosts left (as Ansible's serial list).
+    serial: CountOrPercent | list[CountOrPercent] | None = None
     max_fail: CountOrPercent | None = None
     strategy: Literal["linear", "free"] = "linear"
     params: dict[str, Param] = {}
@@ -212,6 +214,13 @@ class RunbookHeader(_Strict):
     steps: list[Any] = Field(min_length=1)
     rescue: list[Any] = []
     always: list[Any] = []
+
+    @field_validator("serial")
+    @classmethod
+    def _serial_list(cls, v: Any) -> Any:
+        if isinstance(v, list) and not v:
+            raise ValueError("a serial list needs at least one batch size, e.g. [1, 5, '25%']")
+        return v
 
     @field_validator("schedule")
     @classmethod

@@ -175,14 +175,25 @@ def test_max_fail_stops_scheduling_and_exits_3(
         assert doc["hosts"][name]["aborted"].startswith("not started: max_fail exceeded")
 
 
-def test_serial_batches_finish_before_the_next_starts(sshd: SSHServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("serial", "batches"),
+    [
+        ("2", [["node1", "node2"], ["node3", "node4"], ["node5"]]),
+        # Canaries: one host, then two, then the last size again for the rest.
+        ("[1, 2]", [["node1"], ["node2", "node3"], ["node4", "node5"]]),
+        ("[1, '60%']", [["node1"], ["node2", "node3", "node4"], ["node5"]]),
+    ],
+)
+def test_serial_batches_finish_before_the_next_starts(
+    sshd: SSHServer, tmp_path: Path, serial: str, batches: list[list[str]]
+) -> None:
     out = tmp_path / "order"
     rb = write(
         tmp_path,
         f"""
 runbook: rolling
 hosts: fleet
-serial: 2
+serial: {serial}
 steps:
   - name: Begin
     shell: "echo begin {{{{ host.name }}}} >> {out}"
@@ -193,12 +204,15 @@ steps:
     code, doc = run(rb, inventory(sshd, tmp_path))
     assert code == 0, doc
     events = log_lines(out)
-    batches = [["node1", "node2"], ["node3", "node4"], ["node5"]]
     position = {e: i for i, e in enumerate(events)}
     for earlier, later in pairwise(batches):
         last_end = max(position[("end", h)] for h in earlier)
         first_begin = min(position[("begin", h)] for h in later)
         assert last_end < first_begin, events
+    for batch in batches:  # linear rounds: a batch's hosts all begin before any ends
+        assert max(position[("begin", h)] for h in batch) < min(
+            position[("end", h)] for h in batch
+        ), events
     assert len(events) == 10
 
 
