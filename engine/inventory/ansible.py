@@ -90,10 +90,43 @@ def connection_fields(merged: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
             errors.append(f"{key}: {error}")
         else:
             fields[name] = checked
-    common = merged.get("ansible_ssh_common_args") or merged.get("ansible_ssh_extra_args")
-    if isinstance(common, str) and (match := _PROXYJUMP.search(common)):
-        fields["jump"] = match.group(1)
+    for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+        args = merged.get(key)
+        if isinstance(args, str):
+            _ssh_args(args, fields, errors, key)
     return fields, rest, errors
+
+
+def _ssh_args(args: str, fields: dict[str, Any], errors: list[str], key: str) -> None:
+    """What the engine can honour of OpenSSH arguments: ProxyJump / -J, and the
+    -o options for host keys (UserKnownHostsFile, StrictHostKeyChecking), which
+    Ansible inventories set this way. Host fields set by name win."""
+    if (match := _PROXYJUMP.search(args)) and "jump" not in fields:
+        fields["jump"] = match.group(1)
+    for name, value in _SSH_OPTION.findall(args):
+        option = name.lower()
+        field, given = None, value
+        if option == "userknownhostsfile":
+            field = "known_hosts"
+        elif option == "stricthostkeychecking":
+            field, given = "host_key_policy", _STRICT.get(value.lower(), value)
+        if field is None or field in fields:
+            continue
+        checked, error = check_field(field, given)
+        if error:
+            errors.append(f"{key}: -o {name}={value}: {error}")
+        else:
+            fields[field] = checked
+
+
+# `-o Name=Value`, `-oName=Value`, `-o "Name Value"`, quoted or not.
+_SSH_OPTION = re.compile(r"-o\s*[\"']?(\w+)(?:=|\s+)([^\s'\"]+)[\"']?")
+_STRICT = {
+    "yes": "strict",
+    "no": "ignore",
+    "off": "ignore",
+    "accept-new": "accept-new",
+}
 
 
 def _connection(value: Any, errors: list[str]) -> str | None:

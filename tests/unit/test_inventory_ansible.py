@@ -330,6 +330,30 @@ both ansible_host=1.1.1.1 ansible_ssh_host=2.2.2.2
     ]
 
 
+def test_ssh_args_set_known_hosts_and_the_host_key_policy(tmp_path: Path) -> None:
+    """Ansible inventories say where host keys live through OpenSSH options;
+    they were kept as a plain var, so such hosts failed strict checking."""
+    inv = load(
+        tmp_path,
+        """
+[db]
+db1 ansible_ssh_common_args='-o UserKnownHostsFile=/etc/ops/known_hosts -o StrictHostKeyChecking=accept-new'
+db2 ansible_ssh_common_args="-oStrictHostKeyChecking=no -J jump@bastion"
+db3 ansible_ssh_extra_args='-o StrictHostKeyChecking=no' ansible_host_key_checking=True
+""",
+        "hosts",
+    )
+    db1, db2, db3 = inv.get("db1"), inv.get("db2"), inv.get("db3")
+    assert (db1.known_hosts, db1.host_key_policy) == ("/etc/ops/known_hosts", "accept-new")
+    assert (db2.host_key_policy, db2.jump) == ("ignore", "jump@bastion")
+    assert db3.host_key_policy == "strict"  # the named var wins over the raw option
+    found = problems(tmp_path, "h1 ansible_ssh_common_args='-o StrictHostKeyChecking=maybe'\n")
+    assert [p.message for p in found] == [
+        "host 'h1': ansible_ssh_common_args: -o StrictHostKeyChecking=maybe: "
+        "host_key_policy must be one of strict, accept-new, ignore, not 'maybe'"
+    ]
+
+
 def test_group_priority_reorders_groups_of_one_depth(tmp_path: Path) -> None:
     inv = load(
         tmp_path,
