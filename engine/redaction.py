@@ -140,7 +140,7 @@ def redact_result(result: StepResult, redactor: Redactor) -> StepResult:
         rendered = dict.fromkeys(result.rendered, MASK) if result.rendered else result.rendered
         return replace(
             result, name=redactor.text(result.name), data=data, rendered=rendered,
-            error=redactor(result.error),
+            error=redactor(result.error), skip_reason=redactor(result.skip_reason),
         )  # fmt: skip
     if not redactor:
         return result
@@ -150,6 +150,7 @@ def redact_result(result: StepResult, redactor: Redactor) -> StepResult:
         data=redactor(result.data),
         rendered=redactor(result.rendered),
         error=redactor(result.error),
+        skip_reason=redactor(result.skip_reason),  # may quote a failure (dry run)
     )
 
 

@@ -88,6 +88,9 @@ class TypedStepRun:
                 step_id=self.sid, name=step.name, host=self.scope.host.name, state=State.FAILED,
                 error=str(exc), dry_run=dry_run, ignored=step.common.ignore_errors,
             )  # fmt: skip
+        unverifiable = dry_run and bool(self.scope.dry_skipped)
+        if unverifiable:
+            retry = None  # no waiting for the effect of steps that did not run
         attempt = self._attempt() if retry is None else self._retried(retry)
         failure = attempt.failure
         if step.common.until and not attempt.until_met and not attempt.dry_run_skip:
@@ -113,6 +116,17 @@ class TypedStepRun:
             self.scope.dry_skipped.add(step.id)
             res.state = State.SKIPPED
             res.skip_reason = attempt.skip_reason
+        elif unverifiable and failure:
+            # A check after a write the dry run skipped fails because the write
+            # did not happen: not a finding. Said, with the error, not counted.
+            self.scope.dry_skipped.add(step.id)
+            res.state, res.error, res.ignored = State.SKIPPED, None, False
+            skipped = ", ".join(sorted(self.scope.dry_skipped - {step.id}))
+            res.skip_reason = (
+                f"dry run: not judged, it may check the effect of steps this dry run "
+                f"did not execute ({skipped}); it reported: {failure}"
+            )
+            res.data = {**res.data, "would_fail": failure}
         return res
 
     def _retried(self, retry: Retry) -> _Attempt:

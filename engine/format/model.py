@@ -62,6 +62,10 @@ Condition = str | bool
 COUNT_OR_PERCENT = re.compile(r"^\s*\d+(\.\d+)?\s*%\s*$")
 
 
+def _one_or_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
 def _count_or_percent(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("expected a number of hosts or a percentage like '25%'")
@@ -152,7 +156,8 @@ class StepCommon(_Strict):
     thresholds: dict[str, Threshold] = {}
     on_critical: Literal["continue", "fail"] = "continue"
     safe: bool = False
-    assert_: list[Expression] = Field([], alias="assert")
+    # `assert: "expr"` is one condition, as the `assert` step's shorthand.
+    assert_: Annotated[list[Expression], BeforeValidator(_one_or_list)] = Field([], alias="assert")
     message: str | None = Field(None, description="message of a failed `assert`")
 
 

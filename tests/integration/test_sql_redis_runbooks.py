@@ -139,6 +139,61 @@ def test_dry_run_reads_and_refuses_writes(
     assert pg_database.scalar(f"SELECT count(*) FROM {pg_table}") == 2
 
 
+WRITE_THEN_VERIFY = """
+runbook: pg-write-verify
+params:
+  dsn: {type: str}
+  table: {type: str}
+steps:
+  - name: Check the table first
+    id: before
+    sql: {dsn: "{{ params.dsn }}", query: "select count(*) as n from {{ params.table }}"}
+    assert: ["result.rows[0].n == 2"]
+  - name: Insert a row
+    id: insert
+    sql:
+      dsn: "{{ params.dsn }}"
+      query: "insert into {{ params.table }} (v) values (%s)"
+      params: [new]
+  - name: Verify it is there
+    id: verify
+    sql: {dsn: "{{ params.dsn }}", query: "select count(*) as n from {{ params.table }}"}
+    assert: ["result.rows[0].n == 3"]
+    retry: {attempts: 5, delay: 2s}
+  - name: Say how many
+    id: say
+    log: "inserted {{ steps.insert.rowcount }} row(s)"
+"""
+
+
+def test_a_dry_run_of_write_then_verify_does_not_fail_the_verification(
+    pg_database: PgDatabase, pg_table: str, tmp_path: Path
+) -> None:
+    """The verification fails only because the dry run skipped the write: it is
+    reported skipped with what it found, at once (no retries), and the run is ok.
+    A check before any skipped step is judged as usual."""
+    pg_database.query(f"INSERT INTO {pg_table} (v) VALUES ('a'), ('b')")
+    path = write(tmp_path, WRITE_THEN_VERIFY)
+    args = ("-p", f"dsn={pg_database.dsn}", "-p", f"table={pg_table}", "--dry-run")
+    code, doc = run_json(path, *args, env=_home(tmp_path))
+    steps = steps_of(doc)
+    assert code == 0, doc
+    assert steps["before"]["state"] == "ok"
+    assert steps["insert"]["state"] == "skipped" and steps["insert"]["data"]["would_write"]
+    verify = steps["verify"]
+    assert verify["state"] == "skipped" and verify["attempts"] == 1
+    assert (
+        "may check the effect of steps this dry run did not execute (insert)"
+        in (verify["skip_reason"])
+    )
+    assert "assertion failed" in verify["data"]["would_fail"]
+    assert steps["say"]["state"] == "skipped"  # reads the skipped insert's result
+    # Before any skipped step, a failing check is a failure, dry run or not.
+    pg_database.query(f"INSERT INTO {pg_table} (v) VALUES ('c')")
+    code, doc = run_json(path, *args, env=_home(tmp_path))
+    assert code == 3 and steps_of(doc)["before"]["state"] == "failed"
+
+
 HIT_RATE = """
 runbook: redis-hit-rate
 params:
