@@ -13,6 +13,7 @@ can drive hosts in lockstep (strategy: linear) or let each run free.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -74,6 +75,13 @@ class HostExecutor:
             "host": host.template_value(),
             "steps": self.results,
             "run": run.run_info,
+            # This file's own name and place: `{{ runbook.dir }}/helper.sh` finds a
+            # script kept beside the runbook (an include sees its own file).
+            "runbook": {
+                "name": runbook.name,
+                "path": os.path.abspath(runbook.path),
+                "dir": os.path.dirname(os.path.abspath(runbook.path)),
+            },
             "env": run.secrets.environment(),
             "secret": run.secrets,
         }

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from .sandbox import Environment
 
 # The names a template may use, and no others (docs/format.md, templates).
-NAMESPACES = frozenset({"params", "vars", "host", "steps", "result", "run", "env", "secret"})
+NAMESPACES = frozenset(
+    {"params", "vars", "host", "steps", "result", "run", "runbook", "env", "secret"}
+)
 
 _MARKERS = ("{{", "{%", "{#")
 _LONE_EXPR = re.compile(r"\A\{\{-?(?P<expr>.*?)-?\}\}\n?\Z", re.DOTALL)

@@ -531,3 +531,45 @@ def test_a_shell_command_reads_its_text_from_stdin_like_sh_c() -> None:
     if os.geteuid() == 0:
         got = conn.run(Command(cmd='echo "$(id -un) $A"', env={"A": "kept"}, become="nobody"))
         assert got.stdout == b"nobody kept\n", got
+
+
+def test_runbook_dir_finds_files_beside_the_runbook_and_an_include_sees_its_own(
+    tmp_path: Path,
+) -> None:
+    sub = tmp_path / "lib"
+    sub.mkdir()
+    (tmp_path / "helper.sh").write_text("#!/bin/sh\necho main helper\n")
+    (sub / "helper.sh").write_text("#!/bin/sh\necho lib helper\n")
+    for script in (tmp_path / "helper.sh", sub / "helper.sh"):
+        script.chmod(0o755)
+    write(
+        sub,
+        """
+        runbook: inner
+        steps:
+          - name: its own helper
+            id: helper
+            shell: "{{ runbook.dir | quote }}/helper.sh"
+        """,
+        "inner.yaml",
+    )
+    rb = write(
+        tmp_path,
+        """
+        runbook: outer
+        steps:
+          - name: main helper
+            id: helper
+            shell: "{{ runbook.dir | quote }}/helper.sh"
+          - name: inner
+            include: {runbook: lib/inner.yaml}
+          - name: where
+            log: "{{ runbook.name }} {{ runbook.path }} {{ run.dry_run }}"
+        """,
+    )
+    code, doc = run_json(rb)
+    assert code == 0, doc
+    s = steps_of(doc)
+    assert s["helper"]["data"]["stdout"] == "main helper\n"
+    assert s["inner.helper"]["data"]["stdout"] == "lib helper\n"
+    assert s["where"]["data"] == {"message": f"outer {rb} False", "level": "info"}
