@@ -30,6 +30,7 @@ from engine.templating import holds, is_template, render_value
 
 from .attempts import StepScope, TypedStepRun
 from .context import Interrupted, RunContext
+from .loops import LoopRun
 
 # A resumed step that may have run already: its start was recorded, its end not.
 UNKNOWN_SKIP = (
@@ -175,7 +176,7 @@ class HostExecutor:
         if self._sid(step) in self.unknown:
             return self._record(self._skipped(step, UNKNOWN_SKIP), depth)
         when = step.common.when
-        if when is not None:
+        if when is not None and step.common.loop is None:  # a loop asks it per item
             try:
                 go = holds(when, self.context)
             except TemplateError as exc:
@@ -287,6 +288,8 @@ class HostExecutor:
             rerun=self.rerun,
             dry_skipped=self.dry_skipped,
         )
+        if step.common.loop is not None:
+            return LoopRun(self.run, step, scope).result()
         return TypedStepRun(self.run, step, scope).result()
 
     def rerun(self, step_id: str) -> dict[str, Any]:

@@ -27,7 +27,9 @@ from engine.templating import (
 
 from .model import (
     COMMON_FIELDS,
+    LOOP_NAMES,
     THRESHOLD_OP,
+    LoopUntil,
     Retry,
     Runbook,
     RunbookHeader,
@@ -346,8 +348,11 @@ class _FileLoader:
 
     def _check_step_templates(self, step: Step) -> None:
         common = step.common
-        base = NAMESPACES - {"result"}
-        with_result = NAMESPACES
+        outer = NAMESPACES - {"result"}
+        # A looped step's own fields also see the item (loop_var), loop_index, previous.
+        looped = self._check_loop(step)
+        base = outer | looped
+        with_result = NAMESPACES | looped
         for field in _TEMPLATE_FIELDS:
             value = getattr(common, field, None)
             if isinstance(value, str):
@@ -400,6 +405,23 @@ class _FileLoader:
                     f"unknown step id `{target}`",
                     did_you_mean(target, set(self.step_ids)),
                 )
+
+    def _check_loop(self, step: Step) -> frozenset[str]:
+        """The loop's source checked; the names the looped step's templates gain."""
+        loop = step.common.loop
+        if loop is None:
+            return frozenset()
+        path = (*step.path, "loop")
+        if step.type in ("block", "include"):
+            self._problem(path, f"a {step.type} cannot loop: put `loop` on its steps")
+        outer = NAMESPACES - {"result"}
+        if isinstance(loop, LoopUntil):
+            names = NAMESPACES | LOOP_NAMES | {step.common.loop_var}
+            self._check_text(loop.until, (*path, "until"), expression=True, allowed=names)
+        else:
+            for sub, text in _strings(loop, path):
+                self._check_text(text, sub, expression=False, allowed=outer)
+        return LOOP_NAMES | {step.common.loop_var}
 
     def _check_text(
         self, text: str, path: PathKey, *, expression: bool, allowed: frozenset[str]

@@ -137,6 +137,19 @@ class Threshold(_Strict):
         return str(v)
 
 
+class LoopUntil(_Strict):
+    """`loop: {until: EXPR}`: run the step again, seeing its `previous` result,
+    until EXPR holds on the latest `result` (paging: SCAN cursors, batches)."""
+
+    until: Expression
+    max: int = Field(1000, ge=1, le=100_000, description="most iterations before failing")
+
+
+# Names a looped step's templates see besides the usual ones.
+LOOP_NAMES = frozenset({"loop_index", "previous"})
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class StepCommon(_Strict):
     """The fields every step has, whatever its type."""
 
@@ -159,6 +172,28 @@ class StepCommon(_Strict):
     # `assert: "expr"` is one condition, as the `assert` step's shorthand.
     assert_: Annotated[list[Expression], BeforeValidator(_one_or_list)] = Field([], alias="assert")
     message: str | None = Field(None, description="message of a failed `assert`")
+    # Run the step once per item (a list, or a template giving one), or, as
+    # {until: EXPR}, again and again until EXPR holds (section 7.5a).
+    loop: list[Any] | str | LoopUntil | None = None
+    loop_var: str = Field("item", pattern=IDENTIFIER)
+
+    @field_validator("loop")
+    @classmethod
+    def _loop_source(cls, v: Any) -> Any:
+        if isinstance(v, str) and "{{" not in v:
+            raise ValueError(
+                "a loop is a list, a template giving one (`{{ params.tables }}`), or {until: EXPR}"
+            )
+        return v
+
+    @field_validator("loop_var")
+    @classmethod
+    def _loop_var_free(cls, v: str) -> str:
+        from engine.templating import NAMESPACES
+
+        if v in NAMESPACES or v in LOOP_NAMES:
+            raise ValueError(f"`{v}` is already a name templates use; choose another loop_var")
+        return v
 
 
 COMMON_FIELDS = frozenset((f.alias or name) for name, f in StepCommon.model_fields.items())

@@ -223,6 +223,7 @@ class ConsoleReport:
         if r.rendered is not None:
             for key, value in r.rendered.items():
                 out.append(f"would run {key}: {_short(value)}")
+        out.extend(_loop_lines(r, self.verbosity))
         stream_lines = 20 if r.state.is_failure else (200 if self.verbosity >= 2 else 0)
         if r.state.is_failure or self.verbosity >= 1:
             for name in ("stdout", "stderr"):
@@ -299,6 +300,26 @@ class ConsoleReport:
         if self._ticker is not None:
             self._ticker.stop()
             self._ticker = None
+
+
+def _loop_lines(r: StepResult, verbosity: int) -> list[str]:
+    """A looped step's items: the failed ones always (up to 10), all with -v."""
+    results = r.data.get("results")
+    var = r.data.get("loop_var")
+    if not isinstance(results, list) or not isinstance(var, str):
+        return []
+    out = []
+    for entry in results:
+        if not isinstance(entry, dict):
+            continue
+        failed = bool(entry.get("failed"))
+        if not (failed or verbosity >= 1):
+            continue
+        error = f": {entry.get('error')}" if entry.get("error") else ""
+        out.append(f"{var}={_short(entry.get(var), 60)}  {entry.get('state')}{error}")
+    if verbosity < 1 and len(out) > 10:
+        out = [*out[:10], f"… {len(out) - 10} more failed items"]
+    return out
 
 
 def _is_terminal(stream: IO[str]) -> bool:
