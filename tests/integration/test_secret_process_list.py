@@ -13,7 +13,8 @@ each step while it ran: a scan that saw nothing would pass vacuously.
 from __future__ import annotations
 
 import json
-import threading
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -47,30 +48,47 @@ def steps(host_index: int) -> list[dict[str, object]]:
     return out
 
 
-class ProcessScan:
-    """Reads every process's argv over and over until stopped."""
+# Every process's argv, read over and over until the stop file exists, each
+# distinct one printed once. Its own process: no GIL shared with the engine
+# under test, so it never starves while the steps run.
+_SCANNER = """
+import os, sys
+seen = set()
+while not os.path.exists(sys.argv[1]):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                line = f.read().replace(b"\\0", b" ")
+        except OSError:
+            continue  # the process ended while we looked
+        if line not in seen:
+            seen.add(line)
+            sys.stdout.buffer.write(line + b"\\n")
+sys.stdout.flush()
+"""
 
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._scan, daemon=True)
+
+class ProcessScan:
+    """What `ps` would have shown, collected while the block runs."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.stop_file = workdir / "stop-scan"
+        self.seen = ""
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ProcessScan:
-        self._thread.start()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _SCANNER, str(self.stop_file)], stdout=subprocess.PIPE
+        )
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _scan(self) -> None:
-        while not self._stop.is_set():
-            for path in Path("/proc").glob("[0-9]*/cmdline"):
-                try:
-                    raw = path.read_bytes()
-                except OSError:
-                    continue  # the process ended while we looked
-                self.seen.add(raw.replace(b"\0", b" ").decode("utf-8", "replace"))
+        assert self._proc is not None
+        self.stop_file.touch()
+        out, _ = self._proc.communicate(timeout=60)
+        self.seen = out.decode("utf-8", "replace")
 
 
 def test_no_secret_in_any_process_list(tmp_path: Path, sshd: SSHServer) -> None:
@@ -107,11 +125,11 @@ def test_no_secret_in_any_process_list(tmp_path: Path, sshd: SSHServer) -> None:
     }
     rb = write(tmp_path, yaml.safe_dump(runbook, sort_keys=False))
 
-    with ProcessScan() as scan:
+    with ProcessScan(tmp_path) as scan:
         result = cli("run", rb, "-i", inventory, "--secrets", secrets_file, "--format", "json")
     assert result.exit_code == 0, result.output
 
-    listing = "\n".join(scan.seen)
+    listing = scan.seen
     assert leaks(listing, [QUOTES, URLISH]) == []
     # Not vacuous: every step's own process was seen while it ran.
     for host_index in (1, 2):
