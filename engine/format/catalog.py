@@ -10,7 +10,7 @@ from engine.errors import InvalidError
 from engine.steps.base import get_step_type
 
 from .loader import load_runbook
-from .model import Runbook, Step
+from .model import LoopUntil, Runbook, Step, StepCommon
 
 
 @dataclass
@@ -124,8 +124,13 @@ def _steps(steps: list[Step], lines: list[str], depth: int) -> None:
                 lines.append(f"{detail}> {text}")
         elif step.type not in ("block",):
             described = _describe(step)
-            if described:
+            if "\n" in described:  # a script: every line, as a code block
+                lines.append(f"{detail}- runs:")
+                lines.extend(f"{detail}      {line}" for line in described.splitlines())
+            elif described:
                 lines.append(f"{detail}- `{described}`")
+        if c.loop is not None:
+            lines.append(f"{detail}- {_loop_text(c)}")
         for name, th in c.thresholds.items():
             bounds = ", ".join(
                 x
@@ -136,11 +141,9 @@ def _steps(steps: list[Step], lines: list[str], depth: int) -> None:
                 if x
             )
             lines.append(f"{detail}- threshold **{name}**: `{th.value}` ({bounds})")
-        if c.retry:
-            lines.append(
-                f"{detail}- retry {c.retry.attempts}× every {c.retry.delay:g}s"
-                + (f" until `{c.until}`" if c.until else "")
-            )
+        retry = _retry_text(step)
+        if retry:
+            lines.append(f"{detail}- {retry}" + (f" until `{c.until}`" if c.until else ""))
         if step.type == "block":
             _steps(step.children.get("steps", []), lines, depth + 1)
             if step.children.get("rescue"):
@@ -151,21 +154,45 @@ def _steps(steps: list[Step], lines: list[str], depth: int) -> None:
                 _steps(step.children["always"], lines, depth + 1)
 
 
+def _retry_text(step: Step) -> str:
+    """The retry as written: a templated value shows its template, not a default."""
+    if step.retry_template is not None:
+        values = ", ".join(f"{k}: {v}" for k, v in step.retry_template.items())
+        return f"retry ({values})"
+    retry = step.common.retry
+    return f"retry {retry.attempts}× every {retry.delay:g}s" if retry else ""
+
+
+def _loop_text(common: StepCommon) -> str:
+    loop = common.loop
+    var = f" as `{common.loop_var}`"
+    if isinstance(loop, LoopUntil):
+        return f"again until `{loop.until}` (at most {loop.max} times)"
+    if isinstance(loop, list):
+        return f"for each of {', '.join(f'`{item}`' for item in loop)}{var}"
+    return f"for each of `{loop}`{var}"
+
+
 def _describe(step: Step) -> str:
+    """What the step runs, every line of it (a long line cut at 160 characters)."""
     stype = get_step_type(step.type)
     if step.spec is not None:
         text = stype.describe(step.spec)
     elif isinstance(step.body, dict):
         # Templated body: show its most telling field as written.
-        for key in ("cmd", "query", "url", "command", "action", "message", "runbook"):
+        for key in ("cmd", "argv", "query", "url", "command", "action", "message", "runbook"):
             if key in step.body:
-                text = f"{key}: {step.body[key]}"
+                value = step.body[key]
+                if key == "argv" and isinstance(value, list):
+                    text = "$ " + " ".join(map(str, value))
+                else:
+                    text = f"{key}: {value}"
                 break
         else:
             text = ""
     else:
         text = str(step.body)
-    return text.strip().splitlines()[0][:160] if text.strip() else ""
+    return "\n".join(line[:160] for line in text.strip().splitlines())
 
 
 def cron_lines(directory: Path, runbook_cmd: str = "runbook") -> list[str]:

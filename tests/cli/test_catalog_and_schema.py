@@ -91,6 +91,39 @@ def test_show_is_a_markdown_checklist() -> None:
     assert "| `mount` | str | `/` |" in out
 
 
+def test_show_prints_what_runs_as_written(tmp_path: Path) -> None:
+    """A templated retry as its template (it printed the default), argv commands
+    (omitted), every line of a script (only the first), and loops."""
+    rb = write(
+        tmp_path,
+        """
+        runbook: show-me
+        params:
+          n: {type: int, default: 4}
+        steps:
+          - name: templated retry
+            shell: "true"
+            retry: {attempts: "{{ params.n }}", delay: 2}
+          - name: argv step
+            shell: {argv: [df, -h, "{{ params.n }}"]}
+          - name: multi line
+            shell: |
+              set -e
+              echo one
+              echo two
+          - name: looped
+            loop: [a, b]
+            shell: "echo {{ item }}"
+        """,
+    )
+    shown = cli("show", rb).stdout
+    assert "   - retry (attempts: {{ params.n }}, delay: 2)" in shown
+    assert "retry 3×" not in shown
+    assert "   - `$ df -h {{ params.n }}`" in shown
+    assert "   - runs:\n         $ set -e\n         echo one\n         echo two\n" in shown
+    assert "   - for each of `a`, `b` as `item`" in shown
+
+
 def test_list_steps_and_hosts(tmp_path: Path) -> None:
     path = write(
         tmp_path,
