@@ -183,13 +183,19 @@ def is_masked(value: Any) -> bool:
 # of the name (AWS_ACCESS_KEY, DB_PASS), so KEYBOARD or AUTHOR are not.
 _SECRET_IN_NAME = re.compile(r"password|passwd|secret|token|private_?key|api_?key|credential", re.I)
 _SECRET_WORDS = frozenset({"pass", "pwd", "key", "keys", "auth", "pat"})
+# A name ending in one of these says where a secret is, not what it is:
+# `backup_key_file`, `TLS_KEY_PATH`, `password_file` hold paths, shown as they are.
+_PLACE_WORDS = frozenset({"file", "path", "dir", "filename", "location"})
 
 
 def looks_secret(name: object) -> bool:
     text = str(name)
+    words = [w.lower() for w in re.split(r"[^A-Za-z0-9]+", text) if w]
+    if words and words[-1] in _PLACE_WORDS:
+        return False
     if _SECRET_IN_NAME.search(text):
         return True
-    return any(word.lower() in _SECRET_WORDS for word in re.split(r"[^A-Za-z0-9]+", text))
+    return any(word in _SECRET_WORDS for word in words)
 
 
 def mask_secret_named(values: Mapping[str, Any]) -> dict[str, Any]:

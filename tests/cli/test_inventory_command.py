@@ -20,7 +20,7 @@ hosts:
   db1:
     address: 10.0.1.10
     password: "{{ secret('DB1_SSH_PASSWORD') }}"
-    vars: {api_token: t0ps3cret}
+    vars: {api_token: t0ps3cret, backup_key_file: /etc/ops/backup.key}
 """
 
 
@@ -88,6 +88,7 @@ def test_host_shows_resolved_fields_and_never_a_secret(tmp_path: Path) -> None:
     assert "  password: ***" in lines
     assert "  connection: ssh  # default" in lines
     assert "    region: eu" in lines
+    assert "    backup_key_file: /etc/ops/backup.key" in lines  # a path, not a secret
     for secret in ("DB1_SSH_PASSWORD", "hunter2", "t0ps3cret"):
         assert secret not in result.output
     data = json.loads(invoke("-i", str(path), "--host", "db1", "--format", "json").output)

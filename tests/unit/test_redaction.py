@@ -122,3 +122,26 @@ def test_scrub_masks_a_dsn_too_odd_to_parse_where_it_is_quoted_whole() -> None:
     dsn = "postgresql://u:pw-odd-99@[not-an-ipv6/x"
     shown = scrub(f"cannot connect to {dsn}: invalid", dsn)
     assert "pw-odd-99" not in shown and "postgresql://u:***@" in shown
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("DEPLOY_PASSWORD", True),
+        ("GITHUB_TOKEN", True),
+        ("AWS_ACCESS_KEY_ID", True),
+        ("db_pass", True),
+        ("api_key", True),
+        ("KEYBOARD", False),
+        ("AUTHOR", False),
+        # Where a secret lives is not the secret: paths are shown.
+        ("backup_key_file", False),
+        ("TLS_KEY_PATH", False),
+        ("password_file", False),
+        ("ssh_private_key_file", False),
+    ],
+)
+def test_which_names_hold_secrets(name: str, secret: bool) -> None:
+    from engine.redaction import looks_secret
+
+    assert looks_secret(name) is secret
