@@ -11,10 +11,12 @@ import click
 from engine import exitcodes
 from engine.errors import InvalidError
 
+from .options import inventory_option
+
 
 @click.command("check")
 @click.argument("runbooks", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-i", "--inventory", "inventory_path", help="Also validate this inventory.")
+@inventory_option("Also validate this inventory.")
 def check_command(runbooks: tuple[str, ...], inventory_path: str | None) -> None:
     """Validate RUNBOOKS (and an inventory): exit 0, or 65 with every problem."""
     from engine.format.lint import lint

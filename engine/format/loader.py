@@ -50,6 +50,8 @@ def load_runbook(path: str | Path) -> Runbook:
     problems: list[Problem] = []
     runbook = _FileLoader(Path(path), (), problems).load()
     if problems or runbook is None:
+        # A file included twice (or an include's error met twice) is one problem.
+        problems = list({p.render(): p for p in problems}.values())
         problems.sort(
             key=lambda p: (
                 p.location.file != str(path),

@@ -327,3 +327,22 @@ def test_hostile_yaml_is_an_invalid_runbook_not_a_crash(
         assert result.exit_code == 65, result.output
         assert f"{path}:{where}" in result.stderr and message in result.stderr
         assert "nothing was executed" in result.stderr
+
+
+def test_a_broken_file_included_twice_is_one_problem(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("runbook: broken\nsteps:\n  - name: x\n    shell: [a\n")
+    rb = write(
+        tmp_path,
+        """
+        runbook: main
+        steps:
+          - name: first
+            include: {runbook: broken.yaml}
+          - name: again
+            include: {runbook: broken.yaml}
+        """,
+    )
+    result = cli("check", rb)
+    assert result.exit_code == 65
+    assert "runbook is invalid (1 error)" in result.stderr
+    assert result.stderr.count("broken.yaml:4:") == 1

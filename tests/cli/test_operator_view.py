@@ -117,7 +117,7 @@ def test_a_second_inventory_is_refused_not_silently_swapped(tmp_path: Path) -> N
     other.write_text(yaml.safe_dump({"hosts": {"db1": {"connection": "local"}}}))
     result = cli("run", write(tmp_path, FLEET), "-i", one, "-i", other)
     assert result.exit_code == 64
-    assert "a run reads one inventory file" in result.output
+    assert "one inventory file is read: give -i once" in result.output
     assert os.path.basename(other) in result.output
 
 
