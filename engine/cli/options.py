@@ -119,7 +119,8 @@ def _one_inventory(
     """One inventory per run: a second -i used to replace the first silently."""
     if len(value) > 1:
         raise click.BadParameter(
-            f"given {len(value)} times ({', '.join(value)}): one inventory file is read: give -i once"
+            f"given {len(value)} times ({', '.join(value)}): "
+            "one inventory file is read: give -i once"
         )
     return value[0] if value else None
 
