@@ -120,7 +120,8 @@ class HostExecutor:
 
     def _main(self) -> Iterator[StepResult]:
         self._init_vars()
-        failure: StepResult | None = None
+        # Failures so far: one stops the walk unless its step says keep_going.
+        failures: list[StepResult] = []
         for step in self.runbook.steps:
             if self.run.stop.is_set():
                 if self.run.interrupted:
@@ -130,16 +131,18 @@ class HostExecutor:
             res = self.run_step(step)
             yield res
             if res.counted_state.is_failure:
-                failure = res
-                break
-        if failure is None or not self.runbook.rescue:
+                failures.append(res)
+                if not step.common.keep_going:
+                    break
+        if not failures or not self.runbook.rescue:
             return
         for step in self.runbook.rescue:
             res = self.run_step(step)
             yield res
             if res.counted_state.is_failure:
                 return
-        failure.rescued = True
+        for failure in failures:
+            failure.rescued = True
 
     def run_all(self) -> HostResult:
         for _ in self.walk():
@@ -308,7 +311,8 @@ class HostExecutor:
     def _run_block(self, step: Step, depth: int, tags: frozenset[str]) -> StepResult:
         started = time.monotonic()
         children = step.children
-        failed: StepResult | None = None
+        failed: StepResult | None = None  # the first failure
+        kept_going: list[StepResult] = []  # every failure (keep_going steps go on)
         rescued = False
         states: list[State] = []
         try:
@@ -316,8 +320,10 @@ class HostExecutor:
                 res = self.run_step(child, depth + 1 - self.depth, tags)
                 states.append(res.counted_state)
                 if res.counted_state.is_failure:
-                    failed = res
-                    break
+                    kept_going.append(res)
+                    failed = failed or res
+                    if not child.common.keep_going:
+                        break
             if failed is not None and children.get("rescue"):
                 rescued = True
                 for child in children["rescue"]:
@@ -327,7 +333,8 @@ class HostExecutor:
                         rescued = False
                         break
                 if rescued:
-                    failed.rescued = True
+                    for res in kept_going:
+                        res.rescued = True
         finally:
             if not self.run.interrupted:
                 for child in children.get("always", []):

@@ -163,6 +163,9 @@ class StepCommon(_Strict):
     until: Expression | None = None
     failed_when: Condition | None = None
     ignore_errors: bool = False
+    # A failure still counts (host and run fail), but the next steps run: a
+    # checklist collects every finding, not only the first.
+    keep_going: bool = False
     run_once: bool = False
     confirm: str | None = None
     sensitive: bool = False

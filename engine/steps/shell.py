@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any, Literal
 
 from pydantic import model_validator
@@ -90,7 +91,8 @@ class ShellStep(StepType):
         return f"command exited with rc {data.get('rc')}" + (f": {last[0]}" if last[0] else "")
 
     def describe(self, spec: ShellSpec) -> str:
-        text = spec.cmd if spec.cmd is not None else " ".join(map(str, spec.argv or []))
+        # argv quoted as a shell would need it: `sh -c 'test -d "$1"' sh /tmp/x`.
+        text = spec.cmd if spec.cmd is not None else shlex.join(map(str, spec.argv or []))
         return f"$ {text}" + (f"  (as {spec.become})" if spec.become else "")
 
 

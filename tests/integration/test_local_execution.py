@@ -573,3 +573,67 @@ def test_runbook_dir_finds_files_beside_the_runbook_and_an_include_sees_its_own(
     assert s["helper"]["data"]["stdout"] == "main helper\n"
     assert s["inner.helper"]["data"]["stdout"] == "lib helper\n"
     assert s["where"]["data"] == {"message": f"outer {rb} False", "level": "info"}
+
+
+def test_keep_going_counts_the_failure_and_runs_the_next_steps(tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+        runbook: checklist
+        steps:
+          - name: first check
+            id: first
+            shell: "exit 1"
+            keep_going: true
+          - name: second check
+            id: second
+            shell: "echo measured"
+          - name: a hard stop
+            id: stop
+            shell: "exit 2"
+          - name: never
+            shell: "echo never"
+          - name: in a block
+            block:
+              steps:
+                - name: inner fails
+                  id: inner
+                  shell: "exit 1"
+        """,
+    )
+    code, doc = run_json(rb)
+    assert code == 3  # the failure still counts
+    s = steps_of(doc)
+    assert s["first"]["state"] == "failed" and not s["first"].get("ignored")
+    assert s["second"]["data"]["stdout"] == "measured\n"
+    assert s["stop"]["state"] == "failed"
+    assert "never" not in s and "inner" not in s  # a step without keep_going stops the host
+
+
+def test_keep_going_inside_a_block_then_rescue(tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+        runbook: block-checklist
+        steps:
+          - name: checks
+            id: checks
+            block:
+              steps:
+                - name: inner fails
+                  id: inner
+                  shell: "exit 1"
+                  keep_going: true
+                - name: inner goes on
+                  id: inner_next
+                  shell: "true"
+              rescue:
+                - name: fix
+                  shell: "true"
+        """,
+    )
+    code, doc = run_json(rb)
+    s = steps_of(doc)
+    assert s["inner_next"]["state"] == "ok"
+    assert s["inner"]["rescued"] is True
+    assert code == 0, doc

@@ -357,6 +357,68 @@ def test_daily_health_check_flags_a_corrupt_backup(tmp_path: Path, web_servers: 
     assert steps["backup"]["json"]["ok"] is False
 
 
+def test_daily_health_check_keeps_checking_after_the_endpoint_fails(tmp_path: Path) -> None:
+    """B8: a dead endpoint used to end the checklist; every check still runs.
+    B7: an unreadable log is a failed check, not "0 errors"."""
+    code, doc = run_library(
+        "daily-health-check",
+        "-p", "health_url=http://127.0.0.1:1/",
+        "-p", f"app_log={tmp_path / 'missing.log'}",
+        "-p", f"backup_dir={tmp_path}",
+        lab=False,
+    )  # fmt: skip
+    steps = lab_steps(doc, "localhost")
+    assert code == 3, doc
+    assert steps["health"]["state"] == "failed"
+    for check in ("disk", "memory", "load", "backup"):
+        assert steps[check]["state"] != "skipped" and steps[check]["metrics"], check
+    assert steps["log_errors"]["state"] == "failed"
+    assert "cannot read" in steps["log_errors"]["error"]
+
+
+def test_a_failed_probe_never_reads_as_ok(tmp_path: Path) -> None:
+    """B7: df on a missing mount fails its step (it read 0 %); a missing log
+    directory fails log rotation's first check (it read 0 MiB)."""
+    code, doc = run_json(REPO / "examples" / "quickstart.yaml", "-p", "mount=/nonexistent")
+    steps = lab_steps(doc, "localhost")
+    assert code == 3
+    assert steps["disk"]["state"] == "failed" and not steps["disk"]["metrics"]
+    assert "No such file or directory" in steps["disk"]["error"]
+    assert steps["memory"]["state"] in ("ok", "warn", "critical")  # the others still ran
+    code, doc = run_library("log-rotation", "-p", f"log_dir={tmp_path / 'nope'}", lab=False)
+    assert code == 3
+    assert "no such directory" in lab_steps(doc, "localhost")["size"]["error"]
+
+
+def test_read_only_checks_measure_in_a_dry_run(tmp_path: Path) -> None:
+    """B16: the checks are `safe: true`, so a dry run measures instead of skipping."""
+    code, doc = run_json(REPO / "examples" / "quickstart.yaml", "--dry-run")
+    steps = lab_steps(doc, "localhost")
+    assert code in (0, 1, 2), doc
+    for check in ("disk", "inodes", "memory", "load"):
+        assert steps[check]["metrics"], check
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log.1").write_text("x\n")
+    code, doc = run_library("log-rotation", "-p", f"log_dir={logs}", "--dry-run", lab=False)
+    assert code in (0, 1, 2), doc
+    assert "log_dir_mb" in lab_steps(doc, "localhost")["size"]["metrics"]
+    assert (logs / "app.log.1").exists()  # nothing compressed
+
+
+def test_log_rotation_deletes_only_compressed_logs(tmp_path: Path) -> None:
+    """B14: other archives in the log directory are not logs to expire."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    forty_days_ago = time.time() - 40 * 86400
+    for name in ("app.log.3.gz", "app.log-20260101.gz", "db-dump.sql.gz", "report.tar.gz"):
+        (logs / name).write_bytes(gzip.compress(b"x"))
+        os.utime(logs / name, (forty_days_ago, forty_days_ago))
+    code, doc = run_library("log-rotation", "-p", f"log_dir={logs}", lab=False)
+    assert code == 0, doc
+    assert sorted(p.name for p in logs.iterdir()) == ["db-dump.sql.gz", "report.tar.gz"]
+
+
 def test_tls_certificate_expiry_reads_the_served_certificate(web_servers: WebServers) -> None:
     code, doc = run_library(
         "tls-certificate-expiry",
