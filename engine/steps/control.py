@@ -176,6 +176,10 @@ class IncludeStep(StepType):
     name = "include"
     Spec = IncludeSpec
 
+    def normalize(self, body: Any) -> Any:
+        # `include: prep.yaml` is `include: {runbook: prep.yaml}`, as Ansible writes it.
+        return {"runbook": body} if isinstance(body, str) else body
+
     def dry_run_safe(self, spec: IncludeSpec) -> bool:
         return True  # the included steps decide for themselves
 

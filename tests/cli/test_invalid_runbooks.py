@@ -338,8 +338,8 @@ def test_a_broken_file_included_twice_is_one_problem(tmp_path: Path) -> None:
         steps:
           - name: first
             include: {runbook: broken.yaml}
-          - name: again
-            include: {runbook: broken.yaml}
+          - name: again, in short
+            include: broken.yaml
         """,
     )
     result = cli("check", rb)
