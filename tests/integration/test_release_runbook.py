@@ -3,6 +3,8 @@ symlink, against a real HTTP health endpoint, on the lab inventory."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -76,3 +78,39 @@ def test_failed_first_release_leaves_no_current(tmp_path: Path, web_servers: Web
     assert code == 3, doc
     assert not (app / "current").exists() and not (app / "current").is_symlink()
     assert steps_of(doc, "lab-web")["unlink_new"]["state"] == "ok"
+
+
+def dot_artifact(tmp_path: Path, version: str) -> Path:
+    """`tar -czf X -C src .`: a `./` entry whose old mtime each unpacked release
+    directory takes (B2: the prune ordered releases by it)."""
+    src = tmp_path / f"dot-src-{version}"
+    src.mkdir()
+    (src / "VERSION").write_text(version)
+    for path in (src, src / "VERSION"):
+        os.utime(path, (1767225600, 1767225600))  # 2026-01-01, the same for all
+    out = tmp_path / f"dot-{version}.tar.gz"
+    subprocess.run(["tar", "-czf", str(out), "-C", str(src), "."], check=True)
+    return out
+
+
+def test_the_prune_never_deletes_the_live_release(tmp_path: Path, web_servers: WebServers) -> None:
+    app = tmp_path / "app"
+    healthy = f"{web_servers.http_url}/json"
+    for version in ("v1", "v2", "v3"):
+        code, doc = release(app, dot_artifact(tmp_path, version), healthy, "-p", "keep_releases=2")
+        assert code == 0, doc
+        assert current_version(app) == version  # `current` never dangles
+    # Redeploying an older build, and keeping a single release, keep it live too.
+    code, doc = release(app, dot_artifact(tmp_path, "v1b"), healthy, "-p", "keep_releases=1")
+    assert code == 0, doc
+    assert current_version(app) == "v1b"
+    assert len(list((app / "releases").iterdir())) == 1
+
+
+def test_a_failed_unpack_leaves_no_half_release(tmp_path: Path, web_servers: WebServers) -> None:
+    app = tmp_path / "app"
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"not a tarball")
+    code, doc = release(app, broken, f"{web_servers.http_url}/json")
+    assert code == 3, doc
+    assert not any((app / "releases").iterdir())
