@@ -284,6 +284,31 @@ def test_backup_restore_check_fails_on_a_missing_table(
     assert steps["count_rows"]["state"] == "failed"
     assert "missing or empty" in steps["count_rows"]["error"]
     assert steps["drop_scratch"]["state"] == "ok"  # always ran after the failure
+    assert "prune" not in steps  # B10: a backup that fails its check prunes nothing
+
+
+def test_backup_dry_run_measures_and_changes_nothing(
+    pg_database: PgDatabase, s3_server: S3Server, s3_bucket: str
+) -> None:
+    """B3: the dry run's `head` of a key it never uploaded failed the run (exit 3)."""
+    env = {
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": s3_server.region,
+    }
+    code, doc = run_library(
+        "postgres-backup-s3",
+        "-p", f"database={pg_database.name}",
+        "-p", f"bucket={s3_bucket}",
+        "-p", f"endpoint={s3_server.endpoint}",
+        "--dry-run",
+        env=env,
+    )  # fmt: skip
+    assert code in (0, 1, 2), doc
+    steps = lab_steps(doc, "lab-db")
+    assert steps["listed"]["state"] == "skipped"
+    listing = s3_server.client().list_objects_v2(Bucket=s3_bucket)
+    assert listing.get("KeyCount", 0) == 0
 
 
 # ---------------------------------------------------------------- files and HTTP
