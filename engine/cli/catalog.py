@@ -98,10 +98,11 @@ def schema_command() -> None:
 
 @click.command("cron")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
-def cron_command(directory: str | None) -> None:
+@inventory_option("Run the scheduled runbooks against this inventory.")
+def cron_command(directory: str | None, inventory_path: str | None) -> None:
     """Crontab lines for every runbook in DIRECTORY that has a schedule."""
     from engine.format.catalog import cron_lines
 
     root = Path(directory) if directory else Path("runbooks")
-    for line in cron_lines(root):
+    for line in cron_lines(root, inventory=inventory_path):
         click.echo(line)

@@ -195,11 +195,30 @@ def _describe(step: Step) -> str:
     return "\n".join(line[:160] for line in text.strip().splitlines())
 
 
-def cron_lines(directory: Path, runbook_cmd: str = "runbook") -> list[str]:
-    """Crontab lines for every valid runbook that has a `schedule`."""
+def cron_lines(
+    directory: Path, runbook_cmd: str = "runbook", inventory: str | None = None
+) -> list[str]:
+    """Crontab lines for every valid runbook that has a `schedule`.
+
+    A line that could not run as printed (a required param has no value, or the
+    runbook targets inventory hosts and no inventory was given) is printed
+    commented out, saying what it needs: cron would only mail its exit 64."""
     out = []
     for entry in catalogue(directory):
-        if entry.schedule and entry.kind != "invalid":
-            path = shlex.quote(str(entry.path.resolve()))
-            out.append(f"{entry.schedule} {runbook_cmd} run {path} --yes  # {entry.name}")
+        if not entry.schedule or entry.kind == "invalid":
+            continue
+        runbook = load_runbook(entry.path)
+        words = [runbook_cmd, "run", str(entry.path.resolve())]
+        if inventory:
+            words += ["-i", str(Path(inventory).resolve())]
+        words.append("--yes")
+        missing = [name for name, p in runbook.params.items() if p.required and p.default is None]
+        needs = [f"-p {name}=..." for name in missing]
+        if not inventory and runbook.header.hosts not in ("all", "localhost"):
+            needs.append(f"-i INVENTORY (hosts: {runbook.header.hosts})")
+        line = f"{entry.schedule} {shlex.join(words)}"
+        if needs:
+            out.append(f"# {line}  # {entry.name}: add {', '.join(needs)}, then uncomment")
+        else:
+            out.append(f"{line}  # {entry.name}")
     return out

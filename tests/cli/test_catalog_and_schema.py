@@ -81,6 +81,35 @@ def test_list_orders_emergency_first(tmp_path: Path) -> None:
     assert "# beta" in cron.stdout and "zeta" not in cron.stdout
 
 
+def test_cron_never_prints_a_line_that_cannot_run(tmp_path: Path) -> None:
+    """B9: a line without a required param (or an inventory for inventory
+    hosts) exits 64 every night: it is printed commented, saying what it needs."""
+    write(
+        tmp_path,
+        """
+        runbook: backup
+        schedule: "30 2 * * *"
+        hosts: databases
+        params:
+          bucket: {type: str, required: true}
+        steps:
+          - name: a
+            log: "{{ params.bucket }}"
+        """,
+        "backup.yaml",
+    )
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text("hosts:\n  db1: {connection: local}\n")
+    (line,) = cli("cron", str(tmp_path)).stdout.splitlines()
+    assert line.startswith("# 30 2 * * * runbook run ")
+    assert line.endswith(
+        "# backup: add -p bucket=..., -i INVENTORY (hosts: databases), then uncomment"
+    )
+    (line,) = cli("cron", str(tmp_path), "-i", str(inventory)).stdout.splitlines()
+    assert f"-i {inventory} --yes" in line
+    assert line.endswith("# backup: add -p bucket=..., then uncomment")
+
+
 def test_show_is_a_markdown_checklist() -> None:
     result = cli("show", str(ROOT / "examples/quickstart.yaml"))
     assert result.exit_code == 0
