@@ -459,3 +459,16 @@ def test_tls_certificate_expiry_reads_the_served_certificate(web_servers: WebSer
     expected = "ok" if days >= 30 else ("warn" if days >= 7 else "critical")
     assert cert["state"] == expected
     assert code == {"ok": 0, "warn": 1, "critical": 2}[expected]
+
+
+def test_control_node_checks_run_once_whatever_the_inventory(web_servers: WebServers) -> None:
+    """B13: with the lab inventory the endpoint was checked once per host (3×)."""
+    code, doc = run_library(
+        "tls-certificate-expiry", "-p", f"url={web_servers.https_url}/json", "-p", "verify=false"
+    )
+    assert code in (0, 1, 2), doc
+    shared = [
+        (host, (steps_of(doc, host)["cert"].get("skip_reason") or "").startswith("run_once"))
+        for host in doc["hosts"]
+    ]
+    assert len(shared) == 3 and [s for _, s in shared].count(False) == 1, shared
