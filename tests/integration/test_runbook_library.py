@@ -168,6 +168,87 @@ def test_emergency_runbook_terminates_only_the_app_roles_sessions(
     assert "terminating connection" in done.get("error", "")
 
 
+def _blocked_select(dsn: str, table: str, out: dict[str, Any]) -> None:
+    """A victim: a SELECT that waits for the blocker's lock, then completes."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            out["rows"] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    except psycopg.Error as exc:
+        out["error"] = str(exc)
+
+
+def test_emergency_runbook_ends_the_blockers_not_their_victims(
+    pg_database: PgDatabase,
+) -> None:
+    """B12: it used to pick sessions by age: it ended the waiting SELECT and left
+    the session holding the lock. Now the blockers go (superusers only when
+    asked) and the victims finish their queries."""
+    import psycopg
+
+    suffix = uuid.uuid4().hex[:6]
+    app, t1, t2 = f"rb_app_{suffix}", f"locked_a_{suffix}", f"locked_b_{suffix}"
+    pg_database.query(f"CREATE ROLE {app} LOGIN")
+    for table in (t1, t2):
+        pg_database.query(f"CREATE TABLE {table} (id int)")
+        pg_database.query(f"GRANT SELECT ON {table} TO {app}")
+    app_dsn = f"postgresql://{app}@127.0.0.1:5432/{pg_database.name}"
+    admin_dsn = pg_database.dsn  # postgres: a superuser
+    blocker = psycopg.connect(admin_dsn.replace("postgres@", f"{app}@"))  # the app's session
+    admin_blocker = psycopg.connect(admin_dsn)
+    victims: list[tuple[threading.Thread, dict[str, Any]]] = []
+    try:
+        pg_database.query(f"GRANT ALL ON {t1} TO {app}")
+        blocker.execute(f"LOCK TABLE {t1} IN ACCESS EXCLUSIVE MODE")  # idle in transaction
+        admin_blocker.execute(f"LOCK TABLE {t2} IN ACCESS EXCLUSIVE MODE")
+        for table in (t1, t2):
+            out: dict[str, Any] = {}
+            worker = threading.Thread(target=_blocked_select, args=(app_dsn, table, out))
+            worker.start()
+            victims.append((worker, out))
+        deadline = time.monotonic() + 10
+        while (
+            pg_database.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = %s",
+                (app,),
+            )
+            < 2
+        ):
+            assert time.monotonic() < deadline, "the victims never waited"
+            time.sleep(0.05)
+        args = ("-p", f"database={pg_database.name}", "-p", "older_than_min=60", "--yes",
+                "--approve", "declare", "--approve", "handover")  # fmt: skip
+        code, doc = run_library("emergency-db-connections", *args)
+        steps = lab_steps(doc, "lab-db")
+        assert [r["usename"] for r in steps["candidates"]["rows"]] == [app]
+        assert steps["candidates"]["rows"][0]["blocking"] is True
+        assert steps["terminate"]["rows"][0]["terminated"] is True
+        victims[0][0].join(10)
+        assert victims[0][1] == {"rows": (0,)}  # the victim finished, not terminated
+        # The superuser's blocker was left, and the run says so: not resolved.
+        assert (
+            steps["spared"]["state"] == "failed" and "superusers need" in steps["spared"]["error"]
+        )
+        assert steps["unblocked"]["state"] == "failed"
+        assert code == 3, doc
+        assert admin_blocker.execute("SELECT 1").fetchone() == (1,)
+        # Asked to, it ends the superuser's blocker too.
+        code, doc = run_library("emergency-db-connections", *args, "-p", "include_superusers=true")
+        victims[1][0].join(10)
+        assert victims[1][1] == {"rows": (0,)}
+        assert lab_steps(doc, "lab-db")["unblocked"]["state"] == "ok"
+        assert code == 1, doc  # warn: the blocking it found (and ended) is reported
+    finally:
+        for conn in (blocker, admin_blocker):
+            conn.close()
+        for worker, _ in victims:
+            worker.join(10)
+        for table in (t1, t2):
+            pg_database.query(f"DROP TABLE IF EXISTS {table}")
+        pg_database.query(f"DROP ROLE IF EXISTS {app}")
+
+
 # ---------------------------------------------------------------- Redis
 
 
