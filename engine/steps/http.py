@@ -353,6 +353,13 @@ def _connect_error(
     where = f"{target.hostname}:{target.port or (443 if target.scheme == 'https' else 80)}"
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         reason = text.split("certificate verify failed:")[-1].split("(_ssl")[0].strip(" )")
+        if "expired" in reason or "not yet valid" in reason:
+            # Trusting another CA would not help: the dates are wrong.
+            return fail(
+                f"TLS certificate of {where} is not valid now: {reason}; "
+                "renew it (`verify: false` reads it anyway, with `tls.days_left`)",
+                "tls",
+            )
         return fail(
             f"TLS certificate verification failed for {where}: {reason or text}; "
             "trust its CA with `verify: /path/to/ca.pem` or disable with `verify: false`",

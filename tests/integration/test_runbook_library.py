@@ -553,3 +553,97 @@ def test_control_node_checks_run_once_whatever_the_inventory(web_servers: WebSer
         for host in doc["hosts"]
     ]
     assert len(shared) == 3 and [s for _, s in shared].count(False) == 1, shared
+
+
+@pytest.fixture
+def expired_https(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server whose certificate expired two days ago: (url, its cert as CA)."""
+    import datetime as dt
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from tests.fixtures.web import _Handler, _QuietServer, _serve
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=30))
+        .not_valid_after(now - dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = tmp_path / "expired.pem", tmp_path / "expired.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = _QuietServer(("127.0.0.1", 0), _Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    _serve(server)
+    try:
+        yield f"https://localhost:{server.server_address[1]}/json", cert_path
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_expired_certificate_is_critical_with_its_days_left(
+    expired_https: tuple[str, Path],
+) -> None:
+    """B4: it was a generic failure (exit 3) with a wrong "trust its CA" hint,
+    and no days-left metric; a CA bundle could not be given."""
+    url, ca = expired_https
+    code, doc = run_library(
+        "tls-certificate-expiry", "-p", f"url={url}", "-p", f"ca_bundle={ca}", lab=False
+    )
+    steps = lab_steps(doc, "localhost")
+    assert code == 2, doc
+    assert steps["cert"]["state"] == "critical"
+    assert -2.1 < metric(steps["cert"], "tls_days_left") < -1.9
+    assert steps["chain"]["state"] == "skipped"  # no chain to judge on a dead certificate
+    # Asked to verify it directly, the http step says what is wrong with it.
+    rb = write_tmp_runbook(url, ca)
+    code, doc = run_json(rb)
+    error = steps_of(doc)["get"]["error"]
+    assert code == 3 and "is not valid now" in error and "renew it" in error
+    assert "trust its CA" not in error
+
+
+def test_the_chain_is_verified_against_a_given_ca_bundle(web_servers: WebServers) -> None:
+    code, doc = run_library(
+        "tls-certificate-expiry",
+        "-p", f"url={web_servers.https_url}/json",
+        "-p", f"ca_bundle={web_servers.cert_path}",
+        lab=False,
+    )  # fmt: skip
+    steps = lab_steps(doc, "localhost")
+    assert steps["chain"]["state"] == "ok", doc
+    assert code in (0, 1, 2)
+
+
+def write_tmp_runbook(url: str, ca: Path) -> Path:
+    path = ca.parent / "get.yaml"
+    path.write_text(
+        f"runbook: get\nsteps:\n  - name: get\n    http: {{url: '{url}', verify: '{ca}'}}\n"
+    )
+    return path
