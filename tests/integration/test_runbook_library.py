@@ -669,3 +669,49 @@ def write_tmp_runbook(url: str, ca: Path) -> Path:
         f"runbook: get\nsteps:\n  - name: get\n    http: {{url: '{url}', verify: '{ca}'}}\n"
     )
     return path
+
+
+def _dry_params(name: str, tmp_path: Path, web: WebServers, s3: S3Server, bucket: str) -> list[str]:
+    """What each library runbook needs to be pointed at the lab."""
+    return {
+        "postgres-backup-s3": ["-p", f"bucket={bucket}", "-p", f"endpoint={s3.endpoint}"],
+        "app-release-rollback": [
+            "-p", f"artifact={tmp_path / 'none.tar.gz'}", "-p", f"app_dir={tmp_path / 'app'}",
+            "-p", f"health_url={web.http_url}/json",
+        ],
+        "log-rotation": ["-p", f"log_dir={tmp_path}"],
+        "daily-health-check": [
+            "-p", f"health_url={web.http_url}/json", "-p", f"app_log={__file__}",
+            "-p", f"backup_dir={tmp_path}",
+        ],
+        "tls-certificate-expiry": [
+            "-p", f"url={web.https_url}/json", "-p", f"ca_bundle={web.cert_path}",
+        ],
+        "emergency-disk-full": ["-p", f"mount={tmp_path}", "-p", f"log_dir={tmp_path}"],
+    }.get(name, [])  # fmt: skip
+
+
+@pytest.mark.parametrize("runbook", sorted(p.stem for p in LIBRARY.glob("*.yaml")))
+def test_every_library_runbook_dry_runs_on_the_lab_and_changes_nothing(
+    runbook: str,
+    tmp_path: Path,
+    web_servers: WebServers,
+    s3_server: S3Server,
+    s3_bucket: str,
+    pg_database: PgDatabase,
+) -> None:
+    env = {
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": s3_server.region,
+    }
+    before = sorted(p.name for p in tmp_path.iterdir())
+    params = _dry_params(runbook, tmp_path, web_servers, s3_server, s3_bucket)
+    from engine.format.loader import load_runbook
+
+    if "database" in load_runbook(LIBRARY / f"{runbook}.yaml").params:
+        params += ["-p", f"database={pg_database.name}"]
+    code, doc = run_library(runbook, "--dry-run", *params, env=env)
+    assert code in (0, 1, 2), doc
+    assert doc["dry_run"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
