@@ -38,6 +38,15 @@ def run_library(
     return run_json(LIBRARY / f"{name}.yaml", *inventory, *args, env=env)
 
 
+def s3_env(server: S3Server) -> dict[str, str]:
+    """The lab S3 server's credentials, as the standard AWS environment."""
+    return {
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "AWS_DEFAULT_REGION": server.region,
+    }
+
+
 def lab_steps(doc: dict[str, Any], host: str) -> dict[str, dict[str, Any]]:
     """Steps by id, with the type's result fields (under `data` in JSON) lifted beside
     state/metrics, as templates see them (`steps.dead_tuples.rows`)."""
@@ -330,11 +339,7 @@ def test_postgres_backup_to_s3_uploads_prunes_and_restores(
         key = f"postgres/{pg_database.name}_2026010{i}T000000.sql.gz"
         client.put_object(Bucket=s3_bucket, Key=key, Body=b"old")
     client.put_object(Bucket=s3_bucket, Key="other/unrelated.txt", Body=b"not a backup")
-    env = {
-        "AWS_ACCESS_KEY_ID": s3_server.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-        "AWS_DEFAULT_REGION": s3_server.region,
-    }
+    env = s3_env(s3_server)
     code, doc = run_library(
         "postgres-backup-s3",
         "-p", f"database={pg_database.name}",
@@ -369,11 +374,7 @@ def test_postgres_backup_to_s3_uploads_prunes_and_restores(
 def test_backup_restore_check_fails_on_a_missing_table(
     pg_database: PgDatabase, s3_server: S3Server, s3_bucket: str
 ) -> None:
-    env = {
-        "AWS_ACCESS_KEY_ID": s3_server.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-        "AWS_DEFAULT_REGION": s3_server.region,
-    }
+    env = s3_env(s3_server)
     code, doc = run_library(
         "postgres-backup-s3",
         "-p", f"database={pg_database.name}",
@@ -394,11 +395,7 @@ def test_backup_dry_run_measures_and_changes_nothing(
     pg_database: PgDatabase, s3_server: S3Server, s3_bucket: str
 ) -> None:
     """B3: the dry run's `head` of a key it never uploaded failed the run (exit 3)."""
-    env = {
-        "AWS_ACCESS_KEY_ID": s3_server.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-        "AWS_DEFAULT_REGION": s3_server.region,
-    }
+    env = s3_env(s3_server)
     code, doc = run_library(
         "postgres-backup-s3",
         "-p", f"database={pg_database.name}",
@@ -700,11 +697,7 @@ def test_every_library_runbook_dry_runs_on_the_lab_and_changes_nothing(
     s3_bucket: str,
     pg_database: PgDatabase,
 ) -> None:
-    env = {
-        "AWS_ACCESS_KEY_ID": s3_server.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-        "AWS_DEFAULT_REGION": s3_server.region,
-    }
+    env = s3_env(s3_server)
     before = sorted(p.name for p in tmp_path.iterdir())
     params = _dry_params(runbook, tmp_path, web_servers, s3_server, s3_bucket)
     from engine.format.loader import load_runbook
