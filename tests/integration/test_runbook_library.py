@@ -9,6 +9,7 @@ runbook changed, not only its exit code.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import tarfile
 import threading
@@ -708,3 +709,35 @@ def test_every_library_runbook_dry_runs_on_the_lab_and_changes_nothing(
     assert code in (0, 1, 2), doc
     assert doc["dry_run"] is True
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_daily_health_check_takes_its_places_from_the_inventory(
+    tmp_path: Path, web_servers: WebServers
+) -> None:
+    """inventories/<app>.yaml hold each app's health URL, log and backup dir:
+    with no -p, the runbook reads them from the host's vars."""
+    log = tmp_path / "app.log"
+    log.write_text("INFO fine\n")
+    inventory = tmp_path / "app.yaml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "hosts": {
+                    "app1": {
+                        "connection": "local",
+                        "vars": {
+                            "health_url": f"{web_servers.http_url}/json",
+                            "app_log": str(log),
+                            "backup_dir": str(tmp_path),
+                        },
+                    }
+                }
+            }
+        )
+    )
+    code, doc = run_json(LIBRARY / "daily-health-check.yaml", "-i", str(inventory))
+    steps = lab_steps(doc, "app1")
+    assert steps["health"]["status"] == 200
+    assert metric(steps["log_errors"], "log_errors") == 0
+    assert steps["backup"]["json"]["file"] is None  # looked in the inventory's backup_dir
+    assert code in (1, 2), doc  # no backup there: critical age
