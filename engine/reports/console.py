@@ -89,6 +89,7 @@ class ConsoleReport:
         self._ticker: Ticker | None = None
         self._headed: set[str] = set()  # steps whose header was printed
         self._lock = threading.RLock()  # lines from the events and the ticker
+        self._closed = False  # the run ended: the ticker says nothing more
         if _styled(self.stream, color):
             from rich.console import Console
 
@@ -111,15 +112,18 @@ class ConsoleReport:
             for event in events:
                 self.handle(event)
             return
-        self._pending = []
-        try:
-            for event in events:
-                self.handle(event)
-        finally:
-            lines, self._pending = self._pending, None
-            if lines:
-                self.stream.write("".join(lines))
-                self.stream.flush()
+        # The lock is held for the whole batch: the ticker's line waits for
+        # it instead of finding (and losing) a half-filled batch.
+        with self._lock:
+            self._pending = []
+            try:
+                for event in events:
+                    self.handle(event)
+            finally:
+                lines, self._pending = self._pending, None
+                if lines:
+                    self.stream.write("".join(lines))
+                    self.stream.flush()
 
     def _print(self, line: Line) -> None:
         with self._lock:
@@ -136,13 +140,13 @@ class ConsoleReport:
             self.console.print(Text.assemble(*line), highlight=False)
 
     def _say(self, text: str) -> None:
-        """A line from the ticker thread: written at once, never into a batch."""
+        """A line from the ticker thread. Under the lock no batch is open (a
+        batch holds the lock), and after close() nothing more is said: a
+        late "still running" must not follow the recap."""
         with self._lock:
-            pending, self._pending = self._pending, None
-            try:
-                self._print([(text, "dim")])
-            finally:
-                self._pending = pending
+            if self._closed:
+                return
+            self._print([(text, "dim")])
 
     def paused(self) -> AbstractContextManager[None]:
         """No status line while the block runs: the operator is being asked."""
@@ -294,6 +298,8 @@ class ConsoleReport:
 
     def close(self) -> None:
         """Stop the status line or the ticker (at the run's end)."""
+        with self._lock:
+            self._closed = True
         if self._live is not None:
             self._live.stop()
             self._live = None

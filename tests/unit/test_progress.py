@@ -57,3 +57,44 @@ def test_the_ticker_line_names_only_steps_running_longer_than_its_interval() -> 
     assert still_running(p, 30) == (
         "… still running: web1 Slow 2m00s, web2 Slow 1m31s · 0/2 hosts done"
     )
+
+
+def test_ticker_lines_never_swallow_a_batch_nor_follow_the_end() -> None:
+    """The ticker thread writes while batches of host lines are written: every
+    line of both arrives, and once the console is closed the ticker is quiet."""
+    import io
+    import threading
+
+    from engine.events import LogMessage
+    from engine.reports.console import ConsoleReport
+
+    out = io.StringIO()
+    console = ConsoleReport(stream=out, color=False, progress_every=0)
+    stop = threading.Event()
+    said = 0
+
+    def ticker() -> None:
+        nonlocal said
+        while not stop.is_set():
+            console._say(f"tick {said}")
+            said += 1
+
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    try:
+        for batch in range(300):
+            console.handle_batch(
+                [LogMessage(run_id="r", host=f"h{i}", step_id="s", level="info", message=f"b{batch}-{i}")
+                 for i in range(5)]
+            )  # fmt: skip
+    finally:
+        stop.set()
+        thread.join()
+    text = out.getvalue()
+    for batch in range(300):
+        for i in range(5):
+            assert f"info: b{batch}-{i}\n" in text
+    assert text.count("tick ") == said > 0
+    console.close()
+    console._say("late")
+    assert "late" not in out.getvalue()
