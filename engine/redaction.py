@@ -82,6 +82,34 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self._values)
 
+    def partial_end(self, text: str) -> int:
+        """Where a secret begins that `text` ends in the middle of (len(text)
+        if none). Text cut off there (a kept head of output, a chunk written
+        before the rest arrives) holds no piece of a secret that masking,
+        which needs the whole value, would miss."""
+        cut = len(text)
+        for form in self._values:
+            at = text.find(form[0], max(0, len(text) - len(form) + 1))
+            while 0 <= at < cut:
+                if form.startswith(text[at:]):
+                    cut = at
+                    break
+                at = text.find(form[0], at + 1)
+        return cut
+
+    def partial_start(self, text: str) -> int:
+        """Where `text` starts to be clear of a secret it begins in the middle
+        of (0 if none): the mirror of partial_end, for a kept tail."""
+        start = 0
+        for form in self._values:
+            end = text.rfind(form[-1], 0, min(len(text), len(form) - 1))
+            while end >= start:
+                if form.endswith(text[: end + 1]):
+                    start = end + 1
+                    break
+                end = text.rfind(form[-1], 0, end)
+        return start
+
     def text(self, text: str) -> str:
         for value in self._values:  # kept longest first by add()
             if value in text:

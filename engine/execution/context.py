@@ -139,7 +139,7 @@ class RunContext:
                 where / f"{_safe_name(step_id)}.stdout",
                 where / f"{_safe_name(step_id)}.stderr",
             )
-        return OutputSpec(self.options.output_limit, files, self.redactor.text)
+        return OutputSpec(self.options.output_limit, files, self.redactor)
 
     def request_stop(self, reason: str, interrupt: bool = False, failure: bool = False) -> None:
         """No new step starts. `interrupt`: kill what runs (Ctrl-C twice);

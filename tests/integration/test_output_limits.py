@@ -182,3 +182,36 @@ def test_keep_output_writes_the_whole_output_redacted(tmp_path: Path, runbook_ho
     kept = stdout_file.read_bytes()
     assert kept == whole("line", LINES) + b"***\nno newline at the end"
     assert Path(data["output_files"]["stderr"]).read_bytes() == whole("err", LINES // 2)
+
+
+def test_a_secret_cut_by_the_limit_leaves_no_piece(tmp_path: Path, runbook_home: Path) -> None:
+    """One long line, the secret where the kept head ends: the piece of it
+    that would be kept cannot be masked (masking needs the whole value), so
+    it goes with the part left out; likewise at the tail's start."""
+    token = "Zq93-tok-LongSecret-Q7wK"
+    secrets_file = tmp_path / "secrets.json"
+    secrets_file.write_text(json.dumps({"TOKEN": token}))
+    secrets_file.chmod(0o600)
+    line = "printf '%0{n}d' 0; printf '%s' {{{{ secret('TOKEN') }}}}; printf '%0{m}d' 0"
+    rb = write(
+        tmp_path,
+        f"""
+        runbook: cut-secret
+        steps:
+          - name: head
+            shell: "{line.format(n=8182, m=100_000)}"
+          - name: tail
+            shell: "{line.format(n=100_000, m=8182)}"
+        """,
+    )
+    result = cli(
+        "run", rb, "--format", "json", "--output-limit", "16k", "--secrets", secrets_file,
+        env={"RUNBOOK_HOME": str(runbook_home)},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    steps = steps_of(json.loads(result.stdout))
+    assert steps["head"]["data"]["stdout"].startswith("0" * 8182)
+    assert steps["tail"]["data"]["stdout"].endswith("0" * 8182)
+    stored = b"".join(p.read_bytes() for p in runbook_home.rglob("*") if p.is_file())
+    for text in (result.stdout, result.stderr, stored.decode("utf-8", "replace")):
+        assert token[:4] not in text and token[-4:] not in text
