@@ -204,6 +204,8 @@ class ShellSession:
                 self.kill("KILL", command.become)
                 if not self._collect(out, err, time.monotonic() + self.kill_grace):
                     self.close()  # stuck: the next step gets a new session
+            out.flush()  # the markers never came: keep what waited for them
+            err.flush()
             cut = ExecResult.captured(-1, out_capture, err_capture)
             raise StepTimeout(
                 f"timed out after {timeout:g}s; killed the command's process group",
@@ -326,6 +328,21 @@ class _Marked:
             self.rc = int(self.pending[len(self.end) : nl])
         self.pending.clear()
         self.done = True
+
+    def flush(self) -> None:
+        """The stream ends without its marker (a timeout): what waited in
+        `pending` is the step's output, up to where a marker began."""
+        if self.done:
+            return
+        at = self.pending.find(self.end)
+        if at < 0:  # a marker cut short is not output either
+            at = len(self.pending)
+            for size in range(min(len(self.end) - 1, at), 0, -1):
+                if self.pending.endswith(self.end[:size]):
+                    at -= size
+                    break
+        self._pass(at)
+        self.pending.clear()
 
     def _pass(self, upto: int) -> None:
         if upto > 0:
