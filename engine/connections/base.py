@@ -71,12 +71,13 @@ class Hidden:
     stdin: bytes
 
 
-def hidden(command: Command) -> Hidden:
-    """`command` as a reader shell plus its text on stdin (see Hidden)."""
+def hidden(command: Command, one_line: bool = False) -> Hidden:
+    """`command` as a reader shell plus its text on stdin (see Hidden).
+    `one_line`: no newline in the words (a login shell parses them)."""
     text = script(command)
     if command.stdin is None and len(text) > _BYTEWISE:
         # A long text with no stdin after it: one `cat` reads it in blocks.
-        reader = '__rb_s=$(cat); exec </dev/null; eval "$__rb_s"'
+        reader = '__rb_s=$(cat); exec </dev/null; eval " $__rb_s"'
         data = text.encode()
     else:
         # `read` takes stdin a byte at a time, so it stops exactly after the
@@ -84,14 +85,23 @@ def hidden(command: Command) -> Hidden:
         token = secrets.token_hex(8)
         reader = (
             f'__rb_s=; while IFS= read -r __rb_l; do [ "$__rb_l" = {token} ] && break; '
-            '__rb_s="$__rb_s$__rb_l\n"; done; unset __rb_l; eval "$__rb_s"'
+            f'__rb_s="$__rb_s$__rb_l{_NL[one_line]}"; done; unset __rb_l __rb_n; eval " $__rb_s"'
         )
+        if one_line:
+            # Over SSH a login shell parses the reader first, and csh/tcsh refuse
+            # a newline inside quotes: printf makes it (the `x` keeps $(...)
+            # from eating it). A fork, so only where it is needed.
+            reader = "__rb_n=$(printf '\\nx'); __rb_n=${__rb_n%x}; " + reader
         data = f"{text}\n{token}\n".encode() + (command.stdin or b"")
     words = ["/bin/sh", "-c", reader, "sh"]
     if command.become:
         words = become_words(command.become, words)
     return Hidden(words, data)
 
+
+# How the reader joins the lines it reads: a newline, or (one_line) a
+# variable holding one.
+_NL = {False: "\n", True: "$__rb_n"}
 
 # Up to this many characters the text is read byte by byte (cheaper than a
 # fork of `cat`); a 100 KB text that way would cost ~0.1 s.
@@ -104,11 +114,16 @@ def script(command: Command) -> str:
     command.env_words()  # checks the names
     exports = "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in command.env.items())
     if command.cmd is not None:
-        return exports + command.cmd
-    words = [str(w) for w in command.argv or []]
-    if not words:
-        raise StepError("empty argv: nothing to run")
-    return exports + "exec " + shlex.join(words)
+        text = exports + command.cmd
+    else:
+        words = [str(w) for w in command.argv or []]
+        if not words:
+            raise StepError("empty argv: nothing to run")
+        text = exports + "exec " + shlex.join(words)
+    if "\0" in text:
+        # A shell stops reading at a NUL: what follows it would silently not run.
+        raise StepError("the command or its env holds a NUL byte, which no shell can read")
+    return text
 
 
 # Seconds a killed step gets between SIGTERM and SIGKILL (timeout, second Ctrl-C).

@@ -19,7 +19,7 @@ from engine.connections.base import Command
 from engine.connections.output import OutputSpec
 from engine.connections.ssh.connection import SSHConnection
 from engine.errors import StepError, StepTimeout
-from tests.fixtures.sshd import SSHServer
+from tests.fixtures.sshd import CSH_USER, SSHServer
 
 
 @pytest.fixture
@@ -245,3 +245,22 @@ def test_multi_line_commands_arrive_exactly(conn: SSHConnection) -> None:
     assert (rc, err) == (99, b"")
     assert out == (b"a\\\\b|[  padded  ]end-of-doc\nit's \\$HOME \\\\ done\r\n")
     assert run(conn, "echo after") == (0, b"after\n", b"")
+
+
+def test_a_csh_login_shell_runs_steps_exactly(sshd: SSHServer) -> None:
+    """tcsh parses the line the engine sends before /bin/sh runs the step:
+    multi-line commands, stdin and env arrive as they would under a POSIX shell."""
+    connection = SSHConnection(sshd.host(user=CSH_USER), kill_grace=0.3)
+    try:
+        cmd = "a=1\nif [ $a = 1 ]; then\n  echo \"multi $RB_V\"\nfi\nprintf 'err' >&2"
+        assert run(connection, cmd, env={"RB_V": "line's"}) == (0, b"multi line's\n", b"err")
+        assert connection._session is not None  # the session runs under tcsh too
+        assert run(connection, "tr a-z A-Z", stdin=b"piped") == (0, b"PIPED", b"")  # exec
+    finally:
+        connection.close()
+
+
+def test_a_nul_byte_fails_the_step_and_the_session_goes_on(conn: SSHConnection) -> None:
+    with pytest.raises(StepError, match="NUL"):
+        run(conn, "echo a\0echo b")
+    assert run(conn, "-nosuch 2>/dev/null; echo next") == (0, b"next\n", b"")

@@ -58,7 +58,7 @@ def remote_line(command: Command) -> tuple[str, bytes | None]:
         line += f"cd {shlex.quote(command.cwd)} && "
     if command.pty:
         return line + shlex.join(_visible_words(command)), command.stdin
-    launch = hidden(command)
+    launch = hidden(command, one_line=True)
     return line + shlex.join(launch.words), launch.stdin
 
 

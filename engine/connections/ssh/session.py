@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engine.connections.base import KILL_GRACE, Command, ExecResult, hidden, wait_slice
+from engine.connections.base import KILL_GRACE, Command, ExecResult, hidden, script, wait_slice
 from engine.connections.output import Capture
 from engine.errors import StepError, StepTimeout
 
@@ -83,14 +83,16 @@ _OWN_PID = re.compile(r"\$\$|\$\{\$\}|\bPPID\b")
 
 def step_line(command: Command, token: str) -> str:
     """The framed line the session shell runs for one step."""
-    command.env_words()  # checks the names
+    script(command)  # checks the env names and refuses a NUL byte
     exports = "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in command.env.items())
     if command.become or (command.cmd is not None and _OWN_PID.search(command.cmd)):
         # A shell of its own (sudo needs a program; `$$` must be its own pid),
         # fed its text by a here-document: never in argv, where `ps` shows it.
         exports, body = "", _own_shell(command, token)
     elif command.cmd is not None:
-        body = "eval " + shlex.quote(command.cmd)  # no exec: the cheapest isolation
+        # No exec: the cheapest isolation. The space: bash's eval would take
+        # a text starting with "-" for an option of its own.
+        body = "eval " + shlex.quote(" " + command.cmd)
     else:
         words = [str(w) for w in command.argv or []]
         if not words:
@@ -152,8 +154,11 @@ class ShellSession:
 
     def _start(self) -> None:
         token = secrets.token_hex(8)
-        # The login shell says its pid and becomes /bin/sh (same pid).
-        self.channel.exec_command(f"echo {token} $$; exec /bin/sh 3>&2 2>/dev/null")
+        # The login shell says its pid and becomes /bin/sh (same pid). The
+        # redirections are sh's own: a csh login shell cannot say `3>&2`.
+        self.channel.exec_command(
+            f"echo {token} $$; exec /bin/sh -c 'exec /bin/sh 3>&2 2>/dev/null'"
+        )
         deadline = time.monotonic() + _START_TIMEOUT
         head = bytearray()
         # Blocking reads with a timeout, never fileno(): that would cost two more
