@@ -227,7 +227,11 @@ class Runner:
             try:
                 self.bus.emit(
                     HostFinished(
-                        self.run.run_id, host=host.name, state=State.ABORTED, reason=reason
+                        self.run.run_id,
+                        host=host.name,
+                        state=State.ABORTED,
+                        reason=reason,
+                        not_started=True,
                     )
                 )
             except RecordLost:

@@ -281,7 +281,7 @@ class ConsoleReport:
         self._print(summary_line(result))
 
     def _recap(self, result: RunResult) -> None:
-        header, shown, ok = recap.recap_rows(result)
+        header, shown, not_started, ok = recap.recap_rows(result)
         self._print([(header, "bold")])
         width = max((len(h.host) for h, _ in shown), default=0)
         for host, reason in shown[: recap.MAX_HOST_LINES]:
@@ -293,8 +293,10 @@ class ConsoleReport:
         if len(shown) > recap.MAX_HOST_LINES:
             more = len(shown) - recap.MAX_HOST_LINES
             self._print([(f"  … {more} more: runbook history {result.run_id}", "dim")])
+        if not_started:
+            self._print([("  ", ""), (recap.names_line("not started", not_started), "dim")])
         if ok:
-            self._print([("  ", ""), (recap.ok_line(ok), "green")])
+            self._print([("  ", ""), (recap.names_line("ok", ok), "green")])
 
     def close(self) -> None:
         """Stop the status line or the ticker (at the run's end)."""

@@ -42,8 +42,12 @@ def needed(result: RunResult) -> bool:
     return len(result.hosts) > 1 or any(rank(h) < 6 for h in hosts)
 
 
-def recap_rows(result: RunResult) -> tuple[str, list[tuple[HostResult, str]], list[str]]:
-    """(header, the hosts to show one by one with their reasons, the ok hosts' names)."""
+def recap_rows(
+    result: RunResult,
+) -> tuple[str, list[tuple[HostResult, str]], list[str], list[str]]:
+    """(header, the hosts to show one by one with their reasons, the names of
+    the hosts never started, the ok hosts' names). Hosts never started share
+    one reason, the stop the run's "stopped:" line gives: one line names them."""
     hosts = sorted(result.hosts.values(), key=lambda h: (rank(h), h.host))
     counts: dict[str, int] = {}
     for h in hosts:
@@ -51,12 +55,14 @@ def recap_rows(result: RunResult) -> tuple[str, list[tuple[HostResult, str]], li
     order = ["ok", "warn", "critical", "failed", "unreachable", "aborted", "not started", "skipped"]
     parts = [f"{k} {counts[k]}" for k in order if counts.get(k)]
     header = f"RECAP  {len(hosts)} host(s): " + " · ".join(parts)
-    shown = [(h, h.reason()) for h in hosts if rank(h) < 6]
-    ok = [h.host for h in hosts if rank(h) >= 6]
-    return header, shown, ok
+    shown = [(h, h.reason()) for h in hosts if rank(h) < _NOT_STARTED_RANK]
+    not_started = [h.host for h in hosts if h.not_started]
+    ok = [h.host for h in hosts if rank(h) > _NOT_STARTED_RANK]
+    return header, shown, not_started, ok
 
 
-def ok_line(names: list[str]) -> str:
+def names_line(what: str, names: list[str]) -> str:
+    """`what: a, b, c … (+N)`: hosts that need no line each."""
     listed = ", ".join(names[:_OK_NAMES])
     more = f" … (+{len(names) - _OK_NAMES})" if len(names) > _OK_NAMES else ""
-    return f"ok: {listed}{more}"
+    return f"{what}: {listed}{more}"

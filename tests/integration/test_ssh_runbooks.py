@@ -23,7 +23,7 @@ import yaml
 from tests.fixtures.s3server import S3Server
 from tests.fixtures.services import PgDatabase
 from tests.fixtures.sshd import SSHServer
-from tests.helpers import run_json, steps_of, write
+from tests.helpers import cli, run_json, steps_of, write
 
 NAMES = [f"node{i}" for i in range(1, 6)]
 
@@ -505,3 +505,18 @@ def test_hosts_within_the_limit_connect_once(sshd: SSHServer, tmp_path: Path) ->
     assert code == 0, doc
     after = logins(sshd)
     assert {a: after[a] - before[a] for a in after} == {a: 1 for a in sshd.addresses}
+
+
+def test_hosts_never_started_are_counted_not_listed_one_by_one(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "ran"
+    rb = write(tmp_path, MAX_FAIL.format(max_fail=0, out=out))
+    result = cli("run", str(rb), "-i", str(inventory(sshd, tmp_path)), "--no-color")
+    assert result.exit_code == 3
+    lines = result.stdout.splitlines()
+    # The stop is said once; the hosts it came before are named on one line.
+    assert sum("max_fail exceeded" in line for line in lines) == 1, result.stdout
+    assert "  not started: node3, node4, node5" in lines
+    assert not [line for line in lines if line.startswith(("node3", "node4", "node5"))]
+    assert "RECAP  5 host(s): ok 1 · failed 1 · not started 3" in lines
