@@ -85,8 +85,11 @@ class LoopRun:
                 return done, f"page {index} failed: {res.error}"
             previous = res.template_value()
             context = {**self._context(index, index, previous), "result": previous}
-            if holds(loop.until, context):
-                return done, None
+            try:
+                if holds(loop.until, context):
+                    return done, None
+            except TemplateError as exc:  # the pages fetched so far are kept
+                return done, f"loop until: {exc}"
         return done, f"loop until not met after {loop.max} iterations: {loop.until}"
 
     def _one(self, item: Any, index: int, previous: dict[str, Any] | None) -> StepResult:
@@ -94,7 +97,15 @@ class LoopRun:
             raise Interrupted(self.run.stop_reason or "interrupted")
         context = self._context(item, index, previous)
         when = self.step.common.when
-        if when is not None and not holds(when, context):
+        try:
+            run_it = when is None or holds(when, context)
+        except TemplateError as exc:
+            # This item fails; the items before it keep their results.
+            return StepResult(
+                step_id=self.scope.step_id, name=self.step.name, host=self.scope.host.name,
+                state=State.FAILED, error=f"when: {exc}",
+            )  # fmt: skip
+        if not run_it:
             return StepResult(
                 step_id=self.scope.step_id, name=self.step.name, host=self.scope.host.name,
                 state=State.SKIPPED, skip_reason=f"when: {when}",

@@ -179,3 +179,41 @@ def test_loop_mistakes_are_invalid_runbooks(tmp_path: Path, body: str, message: 
     result = cli("check", rb)
     assert result.exit_code == 65, result.output
     assert message in result.stderr, result.stderr
+
+
+def test_a_template_error_on_a_later_item_keeps_the_earlier_results(tmp_path: Path) -> None:
+    out = tmp_path / "ran"
+    rb = write(
+        tmp_path,
+        f"""
+        runbook: later-error
+        params:
+          rows: {{type: list, default: [{{n: 1}}, {{n: 2}}, {{}}, {{n: 4}}]}}
+        steps:
+          - name: Each row
+            id: rows
+            loop: "{{{{ params.rows }}}}"
+            when: "item.n > 0"
+            shell: "echo {{{{ item.n }}}} >> {out}"
+            ignore_errors: true
+          - name: Pages
+            id: pages
+            loop: {{until: "result.stdout | int > previous.missing.field", max: 5}}
+            shell: "echo {{{{ item }}}}"
+            ignore_errors: true
+        """,
+    )
+    code, doc = run_json(rb)
+    assert code == 0, doc  # both steps failed, and are ignored
+    rows = steps_of(doc)["rows"]
+    assert [(r["item"], r["state"]) for r in rows["data"]["results"]] == [
+        ({"n": 1}, "ok"),
+        ({"n": 2}, "ok"),
+        ({}, "failed"),  # its `when` cannot be judged: this item fails
+        ({"n": 4}, "ok"),  # and the items after it still run
+    ]
+    assert rows["error"].startswith("1 of 4 items failed; first {}: when: ")
+    assert out.read_text().split() == ["1", "2", "4"]
+    pages = steps_of(doc)["pages"]
+    assert pages["data"]["items"] == 1  # the page fetched is kept
+    assert pages["error"].startswith("loop until:")
