@@ -78,8 +78,10 @@ class PostgresStore(SqlStore):
         try:
             return work()
         except psycopg.OperationalError:
-            if self.conn is None or not self.conn.broken:
-                raise  # the server answered: a real error, not a lost connection
+            # Broken: the server went away. Closed: an earlier reconnect gave
+            # up and left no connection. Else the server answered: a real error.
+            if self.conn is None or not (self.conn.broken or self.conn.closed):
+                raise
         self._reconnect()
         return (retry or work)()
 

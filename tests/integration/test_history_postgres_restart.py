@@ -126,3 +126,25 @@ def test_a_write_that_had_committed_is_not_doubled(own_postgres: OwnPostgres) ->
             store.record(new)
     finally:
         store.close()
+
+
+def test_a_store_that_gave_up_writes_again_once_the_server_is_back(
+    own_postgres: OwnPostgres,
+) -> None:
+    """A server away longer than the window: the write fails at once; the
+    first write after it came back finds a new connection (one try, no wait)."""
+    store = PostgresStore.open(own_postgres.dsn)
+    store.reconnect_for = 0.5
+    try:
+        store.insert_run({"id": "r2", "runbook": "x", "state": "running", "started_at": "now"})
+        own_postgres.ctl("-m", "immediate", "-w", "stop")
+        first = EventRow("r2", 1, "2026-12-03T00:00:00", "log", None, None, {"m": 1})
+        with pytest.raises(psycopg.OperationalError, match=r"did not come back within 0\.5s"):
+            store.record(first)
+        assert store.gave_up and store.conn.closed
+        own_postgres.start()
+        store.record(first)
+        assert not store.gave_up
+        assert [e.seq for e in store.events("r2")] == [1]
+    finally:
+        store.close()
