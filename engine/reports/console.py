@@ -363,10 +363,15 @@ def summary_line(result: RunResult) -> Line:
                 key = "rescued"
             elif step.state.is_failure and step.ignored:
                 key = "ignored"
+            elif "would_fail" in step.data:
+                key = "not judged"  # a dry run's failure it could not judge: said apart
             counts[key] = counts.get(key, 0) + 1
     unreachable = sum(1 for h in result.hosts.values() if h.unreachable)
     state = result.state
-    order = ("ok", "warn", "critical", "failed", "rescued", "ignored", "skipped", "aborted", "kept")
+    order = (
+        "ok", "warn", "critical", "failed", "rescued", "ignored", "not judged", "skipped",
+        "aborted", "kept",
+    )  # fmt: skip
     parts = [f"{k} {counts[k]}" for k in order if counts.get(k)]
     if unreachable:
         parts.append(f"unreachable hosts {unreachable}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.services import PgDatabase
-from tests.helpers import run_json, steps_of, write
+from tests.helpers import cli, run_json, steps_of, write
 
 DEAD_TUPLES = """
 runbook: pg-dead-tuples
@@ -188,6 +188,10 @@ def test_a_dry_run_of_write_then_verify_does_not_fail_the_verification(
     )
     assert "assertion failed" in verify["data"]["would_fail"]
     assert steps["say"]["state"] == "skipped"  # reads the skipped insert's result
+    # The console's last line counts it apart: a reader of the summary alone
+    # must not take an unjudged failure for a plain skip.
+    text = cli("run", str(path), *args, "--no-color", env=_home(tmp_path)).stdout
+    assert text.splitlines()[-1].endswith("ok 1 · not judged 1 · skipped 2")
     # Before any skipped step, a failing check is a failure, dry run or not.
     pg_database.query(f"INSERT INTO {pg_table} (v) VALUES ('c')")
     code, doc = run_json(path, *args, env=_home(tmp_path))
