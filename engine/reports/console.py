@@ -225,8 +225,14 @@ class ConsoleReport:
         if r.skip_reason and (self.verbosity >= 1 or r.dry_run):
             out.append(r.skip_reason)
         if r.rendered is not None:
-            for key, value in r.rendered.items():
-                out.append(f"would run {key}: {_short(value)}")
+            rendered = dict(r.rendered)
+            described = rendered.pop("describe", None)
+            if described is not None:
+                out.append(f"would run: {_short(described)}")
+            for key, value in rendered.items():
+                # What the one-line description already says is not said twice.
+                if not (isinstance(value, str) and described and value in described):
+                    out.append(f"would run {key}: {_short(value)}")
         out.extend(_loop_lines(r, self.verbosity))
         stream_lines = 20 if r.state.is_failure else (200 if self.verbosity >= 2 else 0)
         if r.state.is_failure or self.verbosity >= 1:

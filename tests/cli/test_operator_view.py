@@ -250,3 +250,19 @@ def test_a_prompt_is_not_drawn_over_by_the_status_line(tmp_path: Path) -> None:
     after_prompt = screen.split("Drop the cache? [yes/no]", 1)[1]
     before_answer = after_prompt.split("y\r\n", 1)[0]
     assert "hosts done" not in before_answer
+
+
+def test_a_dry_run_says_once_what_each_step_would_run(tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+        runbook: preview
+        steps:
+          - name: Restart
+            shell: {cmd: "systemctl restart app", env: {MODE: fast}}
+        """,
+    )
+    lines = [line.strip() for line in cli("run", rb, "--dry-run", "--no-color").stdout.splitlines()]
+    assert "would run: $ systemctl restart app" in lines
+    assert "would run env: {'MODE': 'fast'}" in lines  # what the description leaves out
+    assert not [line for line in lines if line.startswith("would run cmd")]
