@@ -329,6 +329,16 @@ def test_redis_cache_health_without_a_pattern_deletes_nothing(
 # ---------------------------------------------------------------- backups to S3
 
 
+def run_backup(db: PgDatabase, s3: S3Server, bucket: str, *args: str) -> tuple[int, dict[str, Any]]:
+    """postgres-backup-s3 on the lab database into the test's bucket."""
+    return run_library(
+        "postgres-backup-s3",
+        "-p", f"database={db.name}", "-p", f"bucket={bucket}", "-p", f"endpoint={s3.endpoint}",
+        *args,
+        env=s3_env(s3),
+    )  # fmt: skip
+
+
 def test_postgres_backup_to_s3_uploads_prunes_and_restores(
     pg_database: PgDatabase, pg_table: str, s3_server: S3Server, s3_bucket: str
 ) -> None:
@@ -340,16 +350,9 @@ def test_postgres_backup_to_s3_uploads_prunes_and_restores(
         key = f"postgres/{pg_database.name}_2026010{i}T000000.sql.gz"
         client.put_object(Bucket=s3_bucket, Key=key, Body=b"old")
     client.put_object(Bucket=s3_bucket, Key="other/unrelated.txt", Body=b"not a backup")
-    env = s3_env(s3_server)
-    code, doc = run_library(
-        "postgres-backup-s3",
-        "-p", f"database={pg_database.name}",
-        "-p", f"bucket={s3_bucket}",
-        "-p", f"endpoint={s3_server.endpoint}",
-        "-p", "keep_days=0s",
-        "-p", "keep_last=3",
-        "-p", f"verify_table={pg_table}",
-        env=env,
+    code, doc = run_backup(
+        pg_database, s3_server, s3_bucket,
+        "-p", "keep_days=0s", "-p", "keep_last=3", "-p", f"verify_table={pg_table}",
     )  # fmt: skip
     steps = lab_steps(doc, "lab-db")
     assert code == 0, doc
@@ -375,15 +378,7 @@ def test_postgres_backup_to_s3_uploads_prunes_and_restores(
 def test_backup_restore_check_fails_on_a_missing_table(
     pg_database: PgDatabase, s3_server: S3Server, s3_bucket: str
 ) -> None:
-    env = s3_env(s3_server)
-    code, doc = run_library(
-        "postgres-backup-s3",
-        "-p", f"database={pg_database.name}",
-        "-p", f"bucket={s3_bucket}",
-        "-p", f"endpoint={s3_server.endpoint}",
-        "-p", "verify_table=no_such_table",
-        env=env,
-    )  # fmt: skip
+    code, doc = run_backup(pg_database, s3_server, s3_bucket, "-p", "verify_table=no_such_table")
     steps = lab_steps(doc, "lab-db")
     assert code == 3, doc
     assert steps["count_rows"]["state"] == "failed"
@@ -396,15 +391,7 @@ def test_backup_dry_run_measures_and_changes_nothing(
     pg_database: PgDatabase, s3_server: S3Server, s3_bucket: str
 ) -> None:
     """B3: the dry run's `head` of a key it never uploaded failed the run (exit 3)."""
-    env = s3_env(s3_server)
-    code, doc = run_library(
-        "postgres-backup-s3",
-        "-p", f"database={pg_database.name}",
-        "-p", f"bucket={s3_bucket}",
-        "-p", f"endpoint={s3_server.endpoint}",
-        "--dry-run",
-        env=env,
-    )  # fmt: skip
+    code, doc = run_backup(pg_database, s3_server, s3_bucket, "--dry-run")
     assert code in (0, 1, 2), doc
     steps = lab_steps(doc, "lab-db")
     assert steps["listed"]["state"] == "skipped"
