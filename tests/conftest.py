@@ -14,6 +14,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.sshd",
     "tests.fixtures.own_postgres",
     "tests.fixtures.own_redis",
+    "tests.fixtures.lab_app",
 ]
 
 
