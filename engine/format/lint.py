@@ -22,8 +22,10 @@ def lint(rb: Runbook) -> list[str]:
     for step in rb.all_steps():
         where = f"{step.where} step {step.id}"
         text = repr(step.body)
+        # Instructions to a human (`manual`, `log`) run nothing: no gate needed.
         if (
-            DESTRUCTIVE.search(text)
+            step.type not in ("manual", "log")
+            and DESTRUCTIVE.search(text)
             and not step.common.confirm
             and not _inside_confirmed(rb, step.id)
         ):
