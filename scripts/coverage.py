@@ -38,8 +38,8 @@ STATUSES = ("full", "manual", "partial", "planning", "none")
 def step_ids(steps: Any) -> dict[str, dict[str, Any]]:
     """Every step with an id, blocks, rescue and always included."""
     found: dict[str, dict[str, Any]] = {}
-    if isinstance(steps, dict):
-        steps = steps.get("steps")
+    if isinstance(steps, dict):  # a block's body: its steps, rescue and always
+        steps = [step for key in ("steps", "rescue", "always") for step in steps.get(key) or []]
     for step in steps or []:
         if not isinstance(step, dict):
             continue

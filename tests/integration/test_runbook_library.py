@@ -673,6 +673,7 @@ def _dry_params(name: str, tmp_path: Path, web: WebServers, s3: S3Server, bucket
             "-p", f"url={web.https_url}/json", "-p", f"ca_bundle={web.cert_path}",
         ],
         "emergency-disk-full": ["-p", f"mount={tmp_path}", "-p", f"log_dir={tmp_path}"],
+        "postgres-restore": ["-p", f"file={tmp_path / 'none.dump'}"],
     }.get(name, [])  # fmt: skip
 
 
