@@ -130,9 +130,11 @@ def _pid(directory: Path) -> int | None:
     try:
         pid = int((directory / "app.pid").read_text().strip())
         os.kill(pid, 0)
-    except (OSError, ValueError):
+        # A zombie waits for its reaper (slow on some inits): it serves nothing.
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
         return None
-    return pid
+    return None if state == "Z" else pid
 
 
 def start(directory: Path, port: int) -> int:
