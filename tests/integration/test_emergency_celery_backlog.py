@@ -1,0 +1,180 @@
+"""runbooks/emergency-celery-backlog.yaml against a real Celery worker on
+Redis (scripts/lab/celery_lab.py): a backlog with no worker is measured, the
+confirmed restart starts one and the queue drains; purge deletes only when
+asked and confirmed. Each test has a queue of its own on Redis database 15."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.helpers import run_json, steps_of
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNBOOK = ROOT / "runbooks" / "emergency-celery-backlog.yaml"
+LAB = ROOT / "scripts" / "lab"
+BROKER = "redis://127.0.0.1:6379/15"
+
+pytest.importorskip("celery", reason="celery is a dev dependency: pip install -e '.[dev]'")
+
+
+@dataclass
+class Lab:
+    queue: str
+    tmp: Path
+
+    @property
+    def env(self) -> str:
+        return f"env LAB_BROKER={BROKER} LAB_QUEUE={self.queue}"
+
+    @property
+    def celery(self) -> str:
+        """How the runbook runs celery for this app (its celery_cmd)."""
+        exe = shutil.which("celery") or f"{sys.executable} -m celery"
+        return f"{self.env} {exe} --workdir {shlex.quote(str(LAB))} -A celery_lab"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.tmp / "worker.pid"
+
+    def start_worker_cmd(self) -> str:
+        return (
+            f"{self.celery} worker -Q {self.queue} -n {self.queue}@%h -P solo --without-gossip"
+            f" --without-mingle --without-heartbeat --detach --pidfile {self.pidfile}"
+            f" --logfile {self.tmp / 'worker.log'}"
+        )
+
+    def send(self, n: int, task: str = "lab.add") -> None:
+        client = redis.Redis.from_url(BROKER)
+        sender = subprocess.run(
+            [sys.executable, "-c",
+             "import sys, celery_lab\n"
+             f"for i in range({n}): celery_lab.app.send_task({task!r}, args=(i, 1), queue={self.queue!r})"],
+            cwd=LAB, env={**os.environ, "LAB_BROKER": BROKER, "LAB_QUEUE": self.queue},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert sender.returncode == 0, sender.stderr
+        assert client.llen(self.queue) >= n
+
+    def wait_ready(self) -> None:
+        """Until the worker answers a ping (a loaded machine starts it slowly)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ping = subprocess.run(
+                f"{self.celery} inspect ping --timeout 1", shell=True, capture_output=True
+            )
+            if ping.returncode == 0:
+                return
+        raise AssertionError("the lab worker did not answer within 60 s")
+
+    def depth(self) -> int:
+        return int(redis.Redis.from_url(BROKER).llen(self.queue))
+
+    def stop_worker(self) -> None:
+        if self.pidfile.exists():
+            pid = int(self.pidfile.read_text())
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def lab(tmp_path: Path, redis_url: str) -> Iterator[Lab]:
+    queue = f"rbq{uuid.uuid4().hex[:8]}"
+    lab = Lab(queue, tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.stop_worker()
+        client = redis.Redis.from_url(BROKER)
+        for key in client.scan_iter(f"{queue}*"):
+            client.delete(key)
+
+
+def run(lab: Lab, *args: str) -> tuple[int, dict[str, Any]]:
+    code, doc = run_json(
+        RUNBOOK, "-p", f"broker_url={BROKER}", "-p", f"queues={json.dumps([lab.queue])}",
+        "-p", f"celery_cmd={lab.celery}", "-p", f"worker_restart_cmd={lab.start_worker_cmd()}",
+        "-p", "warn_depth=20", "-p", "critical_depth=500", "-p", "drain_delay=1s",
+        "-p", "inspect_timeout=1", *args,
+    )  # fmt: skip
+    return code, {k: {**v.get("data", {}), **v} for k, v in steps_of(doc).items()}
+
+
+def test_a_backlog_without_workers_is_restarted_and_drains(lab: Lab) -> None:
+    lab.send(50)
+    code, steps = run(lab, "--yes")
+    assert steps["depth"]["results"][0]["value"] == 50
+    assert steps["depth"]["metrics"][f"celery_queue_depth[{lab.queue}]"]["state"] == "warn"
+    assert steps["workers"]["metrics"]["celery_workers_alive"]["value"] == 0
+    assert steps["workers"]["state"] == "critical"
+    assert steps["restart_workers"]["state"] == "ok"
+    assert steps["workers_after"]["metrics"]["celery_workers_alive_after"]["value"] == 1
+    assert steps["drain"]["state"] == "ok"
+    assert steps["depth_now"]["results"][0]["value"] == 0 == lab.depth()
+    assert steps["purge"]["state"] == "skipped"
+    # What was found stays the verdict: no worker answered when the run began.
+    assert code == 2, steps
+
+
+def test_purge_needs_the_flag_and_the_confirmation(lab: Lab) -> None:
+    lab.send(30)
+    code, steps = run(lab, "-p", "worker_restart_cmd=true", "-p", "drain_checks=1")
+    assert code == 4 and steps["restart_workers"]["state"] == "aborted"  # declined: no terminal
+    assert lab.depth() == 30
+    code, steps = run(lab, "-p", "worker_restart_cmd=true", "-p", "drain_checks=1", "--yes")
+    assert steps["purge"]["state"] == "skipped" and lab.depth() == 30  # not asked for
+    code, steps = run(
+        lab, "-p", "worker_restart_cmd=true", "-p", "drain_checks=1", "-p", "purge=true", "--yes"
+    )
+    assert steps["purge"]["state"] == "ok" and steps["purge"]["value"] == 1  # one list deleted
+    assert steps["purge"]["approved_by"].endswith("(--yes)")
+    assert lab.depth() == 0 and steps["depth_now"]["results"][0]["value"] == 0
+
+
+def test_a_dry_run_measures_and_restarts_nothing(lab: Lab) -> None:
+    lab.send(25)
+    code, steps = run(lab, "--dry-run", "-p", "purge=true")
+    assert code in (0, 1, 2), steps
+    assert steps["depth"]["results"][0]["value"] == 25
+    assert steps["workers"]["metrics"]["celery_workers_alive"]["value"] == 0
+    assert steps["restart_workers"]["state"] == steps["purge"]["state"] == "skipped"
+    assert lab.depth() == 25 and not lab.pidfile.exists()
+
+
+def test_a_live_worker_with_nothing_waiting_needs_nothing(lab: Lab) -> None:
+    started = subprocess.run(lab.start_worker_cmd(), shell=True, capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    lab.wait_ready()
+    code, steps = run(lab)
+    assert code == 0, [
+        (k, v["state"], v.get("error"), v.get("data"))
+        for k, v in steps.items()
+        if v["state"] != "ok"
+    ]
+    assert steps["workers"]["metrics"]["celery_workers_alive"]["value"] == 1
+    assert steps["tasks"]["metrics"]["celery_tasks_active"]["value"] == 0
+    assert steps["restart_workers"]["state"] == "skipped"
