@@ -178,3 +178,19 @@ def test_a_live_worker_with_nothing_waiting_needs_nothing(lab: Lab) -> None:
     assert steps["workers"]["metrics"]["celery_workers_alive"]["value"] == 1
     assert steps["tasks"]["metrics"]["celery_tasks_active"]["value"] == 0
     assert steps["restart_workers"]["state"] == "skipped"
+
+
+def test_a_stale_beat_schedule_is_found_and_beat_restarted(lab: Lab, tmp_path: Path) -> None:
+    schedule = tmp_path / "celerybeat-schedule"
+    schedule.write_bytes(b"")
+    hour_ago = time.time() - 3600
+    os.utime(schedule, (hour_ago, hour_ago))
+    restarted = tmp_path / "beat-restarted"
+    args = ("-p", f"beat_schedule_file={schedule}", "-p", f"beat_restart_cmd=touch {restarted}")
+    _, steps = run(lab, *args, "-p", "worker_restart_cmd=true", "-p", "drain_checks=1", "--yes")
+    assert 3590 <= steps["beat"]["metrics"]["celery_beat_age_s"]["value"] < 3700
+    assert steps["beat"]["state"] == "warn"
+    assert steps["restart_beat"]["state"] == "ok" and restarted.exists()
+    schedule.touch()  # beat writes it again
+    _, steps = run(lab, *args, "-p", "worker_restart_cmd=true", "-p", "drain_checks=1", "--yes")
+    assert steps["beat"]["state"] == "ok" and steps["restart_beat"]["state"] == "skipped"
