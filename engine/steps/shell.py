@@ -78,6 +78,8 @@ class ShellStep(StepType):
             try:
                 data["json"] = json.loads(stdout)
             except json.JSONDecodeError as exc:
+                if out.rc != 0:
+                    return data  # the command failed: its rc and stderr say why, not this
                 reason = f"stdout is not JSON ({exc.msg} at char {exc.pos})"
                 if out.stdout_omitted:
                     reason += "; it was cut to the output limit (raise --output-limit)"

@@ -637,3 +637,24 @@ def test_keep_going_inside_a_block_then_rescue(tmp_path: Path) -> None:
     assert s["inner_next"]["state"] == "ok"
     assert s["inner"]["rescued"] is True
     assert code == 0, doc
+
+
+def test_a_failed_command_asked_for_json_says_why_it_failed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        runbook: json-of-a-failure
+        steps:
+          - name: probe
+            keep_going: true
+            shell: {cmd: "echo 'cannot read /var/log/x' >&2; exit 3", parse: json}
+          - name: not json
+            shell: {cmd: "echo plain", parse: json}
+        """,
+    )
+    code, doc = run_json(path)
+    steps = steps_of(doc)
+    assert code == 3
+    # The command's own failure, not a JSON error about the empty stdout it left.
+    assert steps["probe"]["error"] == "command exited with rc 3: cannot read /var/log/x"
+    assert steps["not_json"]["error"] == "stdout is not JSON (Expecting value at char 0)"
