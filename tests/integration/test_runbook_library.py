@@ -675,6 +675,7 @@ def _dry_params(name: str, tmp_path: Path, web: WebServers, s3: S3Server, bucket
         "emergency-disk-full": ["-p", f"mount={tmp_path}", "-p", f"log_dir={tmp_path}"],
         "postgres-restore": ["-p", f"file={tmp_path / 'none.dump'}"],
         "emergency-celery-backlog": ["-p", "inspect_timeout=1"],
+        "emergency-error-rate": ["-p", f"access_log={__file__}", "-p", "sample_seconds=0"],
     }.get(name, [])  # fmt: skip
 
 
