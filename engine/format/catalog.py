@@ -82,9 +82,10 @@ def show_markdown(rb: Runbook) -> str:
             "|---|---|---|---|---|",
         ]
         for name, p in h.params.items():
-            default = "" if p.default is None else f"`{p.default}`"
+            default = "" if p.default is None else f"`{_cell(str(p.default))}`"
             required = "yes" if p.required else ""
-            lines.append(f"| `{name}` | {p.type} | {default} | {required} | {p.description} |")
+            cells = f"| `{name}` | {p.type} | {default} | {required} | {_cell(p.description)} |"
+            lines.append(cells)
         lines.append("")
     lines += ["## Steps", ""]
     _steps(rb.steps, lines, 0)
@@ -222,3 +223,8 @@ def cron_lines(
         else:
             out.append(f"{line}  # {entry.name}")
     return out
+
+
+def _cell(text: str) -> str:
+    """Text inside a markdown table cell: a `|` would end the cell, a newline the row."""
+    return text.replace("|", "\\|").replace("\n", " ")

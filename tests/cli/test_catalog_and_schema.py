@@ -9,10 +9,12 @@ import jsonschema
 import pytest
 import yaml
 
+from engine.format.catalog import find_runbooks
 from tests.helpers import cli, write
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted([*ROOT.glob("examples/**/*.yaml"), *ROOT.glob("runbooks/**/*.yaml")])
+# Runbook files only, as `runbook list` finds them (runbooks/coverage/ holds data).
+EXAMPLES = sorted([*find_runbooks(ROOT / "examples"), *find_runbooks(ROOT / "runbooks")])
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +164,20 @@ def test_list_steps_and_hosts(tmp_path: Path) -> None:
     assert steps.stdout.splitlines() == ["a\tlog\ta  [tags: t]", "b\tblock\tb", "  c\tlog\tc"]
     hosts = cli("run", str(path), "--list-hosts")
     assert hosts.stdout.strip() == "localhost\tlocal\t127.0.0.1"
+
+
+def test_show_keeps_a_pipe_inside_its_parameter_cell(tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+        runbook: piped
+        params:
+          probe: {type: str, default: "ps aux | grep x", description: "one | two"}
+        steps:
+          - name: run
+            shell: "{{ params.probe }}"
+        """,
+    )
+    out = cli("show", str(rb)).stdout
+    [row] = [line for line in out.splitlines() if line.startswith("| `probe`")]
+    assert row == "| `probe` | str | `ps aux \\| grep x` |  | one \\| two |"
