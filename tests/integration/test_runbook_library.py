@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.fixtures.s3server import S3Server
 from tests.fixtures.services import PgDatabase
@@ -283,6 +284,9 @@ def test_emergency_runbook_ends_the_blockers_not_their_victims(
 
 # ---------------------------------------------------------------- Redis
 
+# The shared Redis's hit rate is every test's lookups: not judged here.
+UNJUDGED = ("-p", "min_lookups=1000000000000")
+
 
 def test_redis_cache_health_deletes_only_the_stale_pattern(
     redis_url: str, redis_prefix: str
@@ -295,13 +299,13 @@ def test_redis_cache_health_deletes_only_the_stale_pattern(
             client.set(f"{redis_prefix}stale:{i}", "old")
         client.set(f"{redis_prefix}fresh", "keep")
         code, doc = run_library(
-            "redis-cache-health", "-p", f"stale_pattern={redis_prefix}stale:*", "--yes"
+            "redis-cache-health", "-p", f"stale_pattern={redis_prefix}stale:*", "--yes", *UNJUDGED
         )
         remaining = sorted(k.decode() for k in client.scan_iter(match=f"{redis_prefix}*"))
     finally:
         client.close()
     steps = lab_steps(doc, "lab-cache")
-    assert code in (0, 1), doc  # the shared Redis's hit rate may deserve a warning
+    assert code == 0, doc
     assert steps["delete_stale"]["state"] == "ok"
     assert steps["delete_stale"]["value"] == 5
     assert remaining == [f"{redis_prefix}fresh"]
@@ -316,12 +320,12 @@ def test_redis_cache_health_without_a_pattern_deletes_nothing(
     client = redis.Redis.from_url(redis_url)
     try:
         client.set(f"{redis_prefix}k", "v")
-        code, doc = run_library("redis-cache-health")
+        code, doc = run_library("redis-cache-health", *UNJUDGED)
         assert client.get(f"{redis_prefix}k") == b"v"
     finally:
         client.close()
     steps = lab_steps(doc, "lab-cache")
-    assert code in (0, 1), doc
+    assert code == 0, doc
     assert steps["stale"]["state"] == steps["delete_stale"]["state"] == "skipped"
     assert isinstance(steps["dbsize"]["value"], int) and steps["dbsize"]["value"] >= 1
 
@@ -559,7 +563,8 @@ def test_control_node_checks_run_once_whatever_the_inventory(web_servers: WebSer
         (host, (steps_of(doc, host)["cert"].get("skip_reason") or "").startswith("run_once"))
         for host in doc["hosts"]
     ]
-    assert len(shared) == 3 and [s for _, s in shared].count(False) == 1, shared
+    lab_hosts = len(yaml.safe_load(LAB.read_text())["groups"])  # one host per group
+    assert len(shared) == lab_hosts and [s for _, s in shared].count(False) == 1, shared
 
 
 @pytest.fixture
@@ -676,6 +681,9 @@ def _dry_params(name: str, tmp_path: Path, web: WebServers, s3: S3Server, bucket
         "postgres-restore": ["-p", f"file={tmp_path / 'none.dump'}"],
         "emergency-celery-backlog": ["-p", "inspect_timeout=1"],
         "emergency-error-rate": ["-p", f"access_log={__file__}", "-p", "sample_seconds=0"],
+        "emergency-certificate": [
+            "-p", f"url={web.https_url}/json", "-p", f"ca_bundle={web.cert_path}",
+        ],
     }.get(name, [])  # fmt: skip
 
 
