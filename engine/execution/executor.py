@@ -22,7 +22,7 @@ from typing import Any
 from engine.connections.pool import ConnectionHolder
 from engine.errors import Aborted, HostUnreachable, StepError, TemplateError, UsageError
 from engine.events import Approval, HostFinished, StepFinished, StepStarted
-from engine.format.model import Runbook, Step
+from engine.format.model import LoopUntil, Runbook, Step
 from engine.format.params import resolve_params
 from engine.inventory.host import Host
 from engine.results import KEPT, HostResult, State, StepResult, worst
@@ -234,9 +234,24 @@ class HostExecutor:
                     self.vars.update(child_kept.data)
         return res
 
+    def _no_items(self, step: Step) -> bool:
+        """A looped step whose list is empty: it would do nothing, so a confirm
+        on it must not be asked (a decline would stop the host for nothing).
+        A list that cannot be rendered is left to the loop to report."""
+        loop = step.common.loop
+        if loop is None or isinstance(loop, LoopUntil):
+            return False
+        try:
+            items = render_value(loop, self.context)
+        except TemplateError:
+            return False
+        return isinstance(items, list | tuple) and not items
+
     def _gated(self, step: Step, depth: int, tags: frozenset[str]) -> StepResult:
         by: str | None = None
         if step.common.confirm is not None:
+            if self._no_items(step):
+                return self._skipped(step, "loop: no items")  # nothing to approve
             try:
                 prompt = str(render_value(step.common.confirm, self.context))
             except TemplateError as exc:

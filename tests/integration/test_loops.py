@@ -217,3 +217,28 @@ def test_a_template_error_on_a_later_item_keeps_the_earlier_results(tmp_path: Pa
     pages = steps_of(doc)["pages"]
     assert pages["data"]["items"] == 1  # the page fetched is kept
     assert pages["error"].startswith("loop until:")
+
+
+def test_a_confirm_on_a_loop_with_no_items_is_not_asked(tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+        runbook: nothing-to-restart
+        params:
+          down: {type: list, default: []}
+        steps:
+          - name: Restart what is down
+            id: restart
+            loop: "{{ params.down }}"
+            confirm: "Restart {{ params.down | join(', ') }}?"
+            shell: "echo {{ item }}"
+          - name: after
+            log: "went on"
+        """,
+    )
+    code, doc = run_json(rb)  # no terminal, no --yes: a question would be declined
+    assert code == 0, doc
+    assert steps_of(doc)["restart"]["state"] == "skipped"
+    assert steps_of(doc)["restart"]["skip_reason"] == "loop: no items"
+    code, doc = run_json(rb, "-p", "down=web")
+    assert code == 4 and steps_of(doc)["restart"]["state"] == "aborted"
