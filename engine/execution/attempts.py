@@ -113,7 +113,8 @@ class TypedStepRun:
             rendered=attempt.rendered,
         )
         if attempt.dry_run_skip:
-            self.scope.dry_skipped.add(step.id)
+            if self.stype.skipping_leaves_a_change:
+                self.scope.dry_skipped.add(step.id)
             res.state = State.SKIPPED
             res.skip_reason = attempt.skip_reason
         elif unverifiable and failure:

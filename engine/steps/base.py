@@ -92,6 +92,10 @@ class StepType:
     raw_fields: ClassVar[frozenset[str]] = frozenset()
     # Whether `result` may be used in expression_fields.
     result_in_expressions: ClassVar[bool] = False
+    # Whether skipping it in a dry run leaves a change unmade: later failures may
+    # then check that change and are not judged (docs/format.md). A step that
+    # only asks a human (manual) changes nothing by being skipped.
+    skipping_leaves_a_change: ClassVar[bool] = True
 
     def normalize(self, body: Any) -> Any:
         """Turn a shorthand body into the full mapping (e.g. `shell: "df -h"`)."""

@@ -151,6 +151,7 @@ class ManualSpec(StepSpec):
 class ManualStep(StepType):
     name = "manual"
     Spec = ManualSpec
+    skipping_leaves_a_change = False
 
     def normalize(self, body: Any) -> Any:
         return {"instructions": body} if isinstance(body, str) else body

@@ -109,3 +109,11 @@ def test_a_dry_run_collects_and_restarts_nothing(lab_app: LabApp, tmp_path: Path
     assert [r["rc"] for r in steps["status"]["results"]] == [3]  # measured, read-only
     assert steps["restart"]["state"] == "skipped"
     assert not order.exists() and not lab_app.running()
+
+
+def test_nothing_down_needs_no_answer(lab_app: LabApp, tmp_path: Path) -> None:
+    order = tmp_path / "order"
+    code, steps = run(lab_app, [service(lab_app, "app", order)], "--approve", "declare")
+    assert code == 0, steps  # no terminal, no --yes: nothing was asked
+    assert steps["restart"]["skip_reason"] == "loop: no items"
+    assert not order.exists()

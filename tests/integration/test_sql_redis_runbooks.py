@@ -270,3 +270,26 @@ def test_redis_dry_run_skips_writes(redis_url: str, redis_prefix: str, tmp_path:
     assert steps["traffic"]["data"]["replies"] == [None, None, None]  # the SET never ran
     assert redis.Redis.from_url(redis_url).exists(f"{redis_prefix}k") == 0
     assert code in (0, 1, 2)
+
+
+def test_a_skipped_manual_step_does_not_excuse_later_failures(tmp_path: Path) -> None:
+    """A manual step changes nothing: a dry run skipping it leaves every later
+    check judged, where a skipped write would not."""
+    path = write(
+        tmp_path,
+        """
+        runbook: declare-then-check
+        steps:
+          - name: Declare
+            id: declare
+            manual: Tell the channel.
+          - name: A check that fails
+            id: check
+            safe: true
+            shell: "exit 1"
+        """,
+    )
+    code, doc = run_json(path, "--dry-run", env=_home(tmp_path))
+    steps = steps_of(doc)
+    assert steps["declare"]["state"] == "skipped"
+    assert steps["check"]["state"] == "failed" and code == 3
