@@ -681,6 +681,7 @@ def _dry_params(name: str, tmp_path: Path, web: WebServers, s3: S3Server, bucket
         "postgres-restore": ["-p", f"file={tmp_path / 'none.dump'}"],
         "emergency-celery-backlog": ["-p", "inspect_timeout=1"],
         "emergency-error-rate": ["-p", f"access_log={__file__}", "-p", "sample_seconds=0"],
+        "trailblaze-scrapers": ["-p", f"cache_dir={tmp_path}"],
         "emergency-certificate": [
             "-p", f"url={web.https_url}/json", "-p", f"ca_bundle={web.cert_path}",
         ],
