@@ -89,6 +89,7 @@ def test_clear_and_refresh_then_the_cache_validates(
     assert steps["validate_after"]["json"] == {"entries": 3, "valid": 3, "problems": []}
     assert steps["validate_after"]["state"] == "ok"
     assert steps["handover"]["state"] == "skipped"
+    assert code == 3  # the dead source stays a finding
 
 
 def test_nothing_is_cleared_or_run_without_confirmation(
