@@ -682,6 +682,10 @@ def _dry_params(name: str, tmp_path: Path, web: WebServers, s3: S3Server, bucket
         "emergency-celery-backlog": ["-p", "inspect_timeout=1"],
         "emergency-error-rate": ["-p", f"access_log={__file__}", "-p", "sample_seconds=0"],
         "trailblaze-scrapers": ["-p", f"cache_dir={tmp_path}"],
+        "app-files-backup": [
+            "-p", f"paths={json.dumps([__file__])}", "-p", f"backup_dir={tmp_path / 'b'}",
+            "-p", f"bucket={bucket}", "-p", f"endpoint={s3.endpoint}",
+        ],
         "emergency-certificate": [
             "-p", f"url={web.https_url}/json", "-p", f"ca_bundle={web.cert_path}",
         ],
