@@ -131,6 +131,7 @@ def test_a_backlog_without_workers_is_restarted_and_drains(lab: Lab) -> None:
     assert steps["depth"]["metrics"][f"celery_queue_depth[{lab.queue}]"]["state"] == "warn"
     assert steps["workers"]["metrics"]["celery_workers_alive"]["value"] == 0
     assert steps["workers"]["state"] == "critical"
+    assert steps["broker"]["metrics"]["broker_used_memory_mb"]["value"] > 0
     assert steps["restart_workers"]["state"] == "ok"
     assert steps["workers_after"]["metrics"]["celery_workers_alive_after"]["value"] == 1
     assert steps["drain"]["state"] == "ok"
@@ -142,15 +143,23 @@ def test_a_backlog_without_workers_is_restarted_and_drains(lab: Lab) -> None:
 
 def test_purge_needs_the_flag_and_the_confirmation(lab: Lab) -> None:
     lab.send(30)
+    redis.Redis.from_url(BROKER).rpush(f"{lab.queue}\x06\x163", "a", "b")  # priority 3
     code, steps = run(lab, "-p", "worker_restart_cmd=true", "-p", "drain_checks=1")
     assert code == 4 and steps["restart_workers"]["state"] == "aborted"  # declined: no terminal
     assert lab.depth() == 30
     code, steps = run(lab, "-p", "worker_restart_cmd=true", "-p", "drain_checks=1", "--yes")
     assert steps["purge"]["state"] == "skipped" and lab.depth() == 30  # not asked for
+    args = ("-p", "worker_restart_cmd=true", "-p", "drain_checks=1", "-p", "purge=true")
+    code, steps = run(lab, *args, "--approve", "restart_workers", "--approve", "handover")
+    assert code == 4 and steps["purge"]["state"] == "aborted"  # the purge itself not approved
+    assert (
+        "PURGE" in steps["purge"]["error"] and " 32 messages are deleted" in steps["purge"]["error"]
+    )
+    assert lab.depth() == 30
     code, steps = run(
         lab, "-p", "worker_restart_cmd=true", "-p", "drain_checks=1", "-p", "purge=true", "--yes"
     )
-    assert steps["purge"]["state"] == "ok" and steps["purge"]["value"] == 1  # one list deleted
+    assert steps["purge"]["state"] == "ok" and steps["purge"]["value"] == 32, steps["purge"]
     assert steps["purge"]["approved_by"].endswith("(--yes)")
     assert lab.depth() == 0 and steps["depth_now"]["results"][0]["value"] == 0
 
