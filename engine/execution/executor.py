@@ -235,9 +235,10 @@ class HostExecutor:
         return res
 
     def _no_items(self, step: Step) -> bool:
-        """A looped step whose list is empty: it would do nothing, so a confirm
-        on it must not be asked (a decline would stop the host for nothing).
-        A list that cannot be rendered is left to the loop to report."""
+        """A looped step with no item to run (an empty list, or none passing its
+        `when`): it would do nothing, so a confirm on it must not be asked (a
+        decline would stop the host for nothing). A list that cannot be
+        rendered is left to the loop to report."""
         loop = step.common.loop
         if loop is None or isinstance(loop, LoopUntil):
             return False
@@ -245,13 +246,27 @@ class HostExecutor:
             items = render_value(loop, self.context)
         except TemplateError:
             return False
-        return isinstance(items, list | tuple) and not items
+        if not isinstance(items, list | tuple):
+            return False
+        when = step.common.when
+        if when is None or not items:
+            return not items
+        # `when` on a loop is asked per item: none passing is no work either.
+        var = step.common.loop_var
+        for index, item in enumerate(items):
+            context = {**self.context, var: item, "loop_index": index, "previous": None}
+            try:
+                if holds(when, context):
+                    return False
+            except TemplateError:
+                return False  # the loop will say why, item by item
+        return True
 
     def _gated(self, step: Step, depth: int, tags: frozenset[str]) -> StepResult:
         by: str | None = None
         if step.common.confirm is not None:
             if self._no_items(step):
-                return self._skipped(step, "loop: no items")  # nothing to approve
+                return self._skipped(step, "loop: no items to run")  # nothing to approve
             try:
                 prompt = str(render_value(step.common.confirm, self.context))
             except TemplateError as exc:
@@ -259,6 +274,8 @@ class HostExecutor:
             if self.run.options.dry_run:
                 res = self._skipped(step, f"dry run: would ask {prompt!r}")
                 res.dry_run = True
+                # What it would have done is not done: later checks may miss it.
+                self.dry_skipped.add(step.id)
                 return res
             approved, by = self.run.operator.confirm(self.host.name, self._sid(step), prompt)
             answer = Approval(

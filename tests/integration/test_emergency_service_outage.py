@@ -115,5 +115,5 @@ def test_nothing_down_needs_no_answer(lab_app: LabApp, tmp_path: Path) -> None:
     order = tmp_path / "order"
     code, steps = run(lab_app, [service(lab_app, "app", order)], "--approve", "declare")
     assert code == 0, steps  # no terminal, no --yes: nothing was asked
-    assert steps["restart"]["skip_reason"] == "loop: no items"
+    assert steps["restart"]["skip_reason"] == "loop: no items to run"
     assert not order.exists()

@@ -226,10 +226,12 @@ def test_a_confirm_on_a_loop_with_no_items_is_not_asked(tmp_path: Path) -> None:
         runbook: nothing-to-restart
         params:
           down: {type: list, default: []}
+          only: {type: str, default: ""}
         steps:
           - name: Restart what is down
             id: restart
             loop: "{{ params.down }}"
+            when: "params.only == '' or item == params.only"
             confirm: "Restart {{ params.down | join(', ') }}?"
             shell: "echo {{ item }}"
           - name: after
@@ -239,6 +241,9 @@ def test_a_confirm_on_a_loop_with_no_items_is_not_asked(tmp_path: Path) -> None:
     code, doc = run_json(rb)  # no terminal, no --yes: a question would be declined
     assert code == 0, doc
     assert steps_of(doc)["restart"]["state"] == "skipped"
-    assert steps_of(doc)["restart"]["skip_reason"] == "loop: no items"
+    assert steps_of(doc)["restart"]["skip_reason"] == "loop: no items to run"
     code, doc = run_json(rb, "-p", "down=web")
     assert code == 4 and steps_of(doc)["restart"]["state"] == "aborted"
+    # A `when` no item passes is no work either (it is asked per item).
+    code, doc = run_json(rb, "-p", "down=web,db", "-p", "only=cache")
+    assert code == 0 and steps_of(doc)["restart"]["skip_reason"] == "loop: no items to run"
