@@ -84,11 +84,8 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                 status, data, ctype = 200, b'{"ok": true}', "application/json"
             if path != "/metrics":  # scrapes are not the traffic they measure
                 state.count(status)
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            # Logged before the answer leaves: a client's next request is then
+            # always logged after this one (the log is in request order).
             stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
             agent = self.headers.get("User-Agent", "-")
             seconds = time.monotonic() - started
@@ -96,6 +93,11 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                 f'{self.client_address[0]} - - [{stamp}] "{self.command} {self.path} '
                 f'{self.request_version}" {status} {len(data)} "-" "{agent}" {seconds:.3f}\n'
             )
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def _metrics(self) -> bytes:
             with state.lock:
