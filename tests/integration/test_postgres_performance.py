@@ -172,6 +172,8 @@ def test_unused_index_and_missing_index_candidate(tmp_path: Path, pg_database: P
     assert cand["live_rows"] >= 5000
     assert not any(r["table_name"] == f"public.{unused}" for r in s["missing_indexes"]["rows"])
     assert s["missing_indexes"]["state"] == "warn"
+    busiest = {r["table_name"]: r for r in s["busiest_tables"]["rows"]}
+    assert busiest[f"public.{unused}"]["inserted"] == 5000  # where the writes went
     assert code in (1, 2), s
 
 
