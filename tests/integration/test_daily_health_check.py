@@ -63,3 +63,18 @@ def test_a_custom_format_dump_counts_as_the_latest_backup(
     )  # fmt: skip
     backup = steps_of(json.loads(result.stdout))["backup"]
     assert backup["data"]["json"]["ok"] is True and backup["state"] == "ok"
+
+
+def test_a_log_command_replaces_the_file_and_its_failure_is_a_failure(
+    tmp_path: Path, web_servers: WebServers
+) -> None:
+    common = ("run", str(RUNBOOK), "--format", "json", "-p", f"health_url={web_servers.http_url}/json",
+              "-p", f"backup_dir={tmp_path}")  # fmt: skip
+    # journalctl/docker stand-in: a real command printing log lines.
+    lines = "printf 'INFO a\\nERROR b\\nerror c\\nINFO d\\n'"
+    result = cli(*common, "-p", f"log_cmd={lines}")
+    step = steps_of(json.loads(result.stdout))["log_errors"]
+    assert step["metrics"]["log_errors"]["value"] == 2
+    result = cli(*common, "-p", "log_cmd=echo 'no such container' >&2; exit 1")
+    step = steps_of(json.loads(result.stdout))["log_errors"]
+    assert step["state"] == "failed" and "no such container" in step["error"]
