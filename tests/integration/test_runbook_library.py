@@ -88,10 +88,14 @@ def bloated_table(pg_database: PgDatabase) -> Iterator[str]:
 
 
 def test_postgres_weekly_vacuums_a_bloated_database(
-    pg_database: PgDatabase, bloated_table: str
+    pg_database: PgDatabase, bloated_table: str, tmp_path: Path
 ) -> None:
-    code, doc = run_library("postgres-weekly", "-p", f"database={pg_database.name}", "--yes")
+    args = ("-p", f"database={pg_database.name}", "-p", f"backup_dir={tmp_path}", "--yes")
+    code, doc = run_library("postgres-weekly", *args)
     steps = lab_steps(doc, "lab-db")
+    # Backed up first (FastAPI: before maintenance), and the dump reads back.
+    dump = Path(steps["backup"]["stdout"].strip())
+    assert dump.parent == tmp_path and dump.stat().st_size > 0
     # B11: judged after the fix, so a run that fixed the bloat does not page
     # (it exited 2 on the state it had already repaired); the finding is recorded.
     assert code == 0, doc
