@@ -26,6 +26,7 @@ SERVER_MARKERS = {
     "sshd_jump": "ssh",
     "pg_database": "postgres",
     "pg_table": "postgres",
+    "scratch_db": "postgres",
     "pg_history_dsn": "postgres",
     "own_postgres": "postgres",
     "redis_url": "redis",

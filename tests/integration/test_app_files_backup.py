@@ -23,14 +23,6 @@ from tests.helpers import run_json, steps_of
 RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "app-files-backup.yaml"
 
 
-def s3_env(server: S3Server) -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": server.access_key,
-        "AWS_SECRET_ACCESS_KEY": server.secret_key,
-        "AWS_DEFAULT_REGION": server.region,
-    }
-
-
 def sources(tmp_path: Path) -> list[str]:
     uploads, config = tmp_path / "src" / "uploads", tmp_path / "src" / "config"
     (uploads / "2026").mkdir(parents=True)
@@ -61,7 +53,7 @@ def test_the_archive_holds_the_files_and_s3_the_same_bytes(
     tmp_path: Path, s3_server: S3Server, s3_bucket: str
 ) -> None:
     args = ("-p", f"bucket={s3_bucket}", "-p", f"endpoint={s3_server.endpoint}")
-    code, steps = run(tmp_path, *args, env=s3_env(s3_server))
+    code, steps = run(tmp_path, *args, env=s3_server.env())
     assert code == 0, {k: (v["state"], v.get("error")) for k, v in steps.items()}
     archive = Path(steps["archive"]["json"]["file"])
     with tarfile.open(archive) as tar:
@@ -96,7 +88,7 @@ def test_retention_keeps_the_newest_and_the_new_one(
         "-p",
         "keep_last=3",
     )
-    code, steps = run(tmp_path, *args, env=s3_env(s3_server))
+    code, steps = run(tmp_path, *args, env=s3_server.env())
     assert code == 0, {k: (v["state"], v.get("error")) for k, v in steps.items()}
     kept = sorted(p.name for p in backups.glob("web1_*.tar.gz"))
     # The new archive and the two newest old ones make keep_last=3.
@@ -122,7 +114,7 @@ def test_the_audit_finds_an_old_and_a_shrunken_backup(
         "-p",
         "archive=false",
     )
-    code, steps = run(tmp_path, *args, env=s3_env(s3_server))
+    code, steps = run(tmp_path, *args, env=s3_server.env())
     audit = steps["audit"]
     assert [a["name"] for a in audit["json"]["archives"]] == [newest, older]
     assert 59 < audit["metrics"]["backup_newest_age_h"]["value"] < 61
@@ -151,7 +143,7 @@ def test_an_existing_database_backup_is_restored_and_counted(
         )  # fmt: skip
         scratch = "SELECT datname FROM pg_database WHERE datname LIKE 'verify_%'"
         before = pg_database.query(scratch)
-        code, steps = run(tmp_path, *args, env=s3_env(s3_server))
+        code, steps = run(tmp_path, *args, env=s3_server.env())
         assert code == 0, {k: (v["state"], v.get("error")) for k, v in steps.items()}
         assert steps["db_rows"]["rows"][0]["n"] == 42
         assert steps["db_drop"]["state"] == "ok"
@@ -175,7 +167,7 @@ def test_a_dry_run_writes_uploads_and_deletes_nothing(
         "-p",
         "keep_last=0",
     )
-    code, steps = run(tmp_path, *args, "--dry-run", env=s3_env(s3_server))
+    code, steps = run(tmp_path, *args, "--dry-run", env=s3_server.env())
     assert code in (0, 1, 2), steps
     assert sorted(p.name for p in backups.iterdir()) == [old.name]
     assert "Contents" not in s3_server.client().list_objects_v2(Bucket=s3_bucket)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +23,10 @@ DAY = 86400
 
 
 @pytest.fixture
-def db(pg_database: PgDatabase) -> Iterator[PgDatabase]:
+def db(scratch_db: PgDatabase) -> PgDatabase:
     """jobs: ids 1-10 a year old (odd ones completed), 11-20 a week old;
     page_visits: 30 rows 200 days old, 5 recent."""
-    name = f"ret_{uuid.uuid4().hex[:8]}"
-    pg_database.query(f'CREATE DATABASE "{name}"')
-    scratch = PgDatabase(name)
+    scratch = scratch_db
     scratch.query("CREATE TABLE jobs (id int primary key, status text, created_at timestamptz)")
     scratch.query(
         "INSERT INTO jobs SELECT g, CASE WHEN g % 2 = 1 THEN 'completed' ELSE 'failed' END,"
@@ -44,10 +40,7 @@ def db(pg_database: PgDatabase) -> Iterator[PgDatabase]:
         "INSERT INTO page_visits (visited_at) SELECT now() - interval '200 days' FROM generate_series(1, 30)"
     )
     scratch.query("INSERT INTO page_visits (visited_at) SELECT now() FROM generate_series(1, 5)")
-    try:
-        yield scratch
-    finally:
-        pg_database.query(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return scratch
 
 
 RULES = [

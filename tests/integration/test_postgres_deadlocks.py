@@ -5,27 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from tests.fixtures.services import PgDatabase
 from tests.helpers import run_json, steps_of
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def scratch(pg_database: PgDatabase) -> Iterator[PgDatabase]:
-    name = f"dl_{uuid.uuid4().hex[:8]}"
-    pg_database.query(f'CREATE DATABASE "{name}"')
-    try:
-        yield PgDatabase(name)
-    finally:
-        pg_database.query(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def deadlock(db: PgDatabase) -> None:
@@ -51,18 +38,20 @@ def deadlock(db: PgDatabase) -> None:
     assert len(failures) == 1  # the server chose one victim
 
 
-def test_a_deadlock_is_counted(scratch: PgDatabase) -> None:
-    deadlock(scratch)
+def test_a_deadlock_is_counted(scratch_db: PgDatabase) -> None:
+    deadlock(scratch_db)
     deadline = time.monotonic() + 15  # statistics reach the view when a backend flushes them
     while (
-        scratch.scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        scratch_db.scalar(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+        )
         < 1
     ):
         assert time.monotonic() < deadline, "the deadlock never reached pg_stat_database"
         time.sleep(0.2)
     _, doc = run_json(
         ROOT / "runbooks" / "postgres-weekly.yaml", "-i", str(ROOT / "inventories" / "lab.yaml"),
-        "-p", f"database={scratch.name}",
+        "-p", f"database={scratch_db.name}",
     )  # fmt: skip
     step = steps_of(doc, "lab-db")["deadlocks"]
     assert step["data"]["rows"][0]["deadlocks"] == 1

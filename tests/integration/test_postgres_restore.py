@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import gzip
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +24,15 @@ APPROVE = ("--approve", "declare", "--approve", "handover")
 
 
 @pytest.fixture
-def live(pg_database: PgDatabase) -> Iterator[PgDatabase]:
-    """A live database with 100 orders and 5 customers, and every database the
-    runbook made from it dropped afterwards."""
-    name = f"shop_{uuid.uuid4().hex[:8]}"
-    pg_database.query(f'CREATE DATABASE "{name}"')
-    db = PgDatabase(name)
+def live(scratch_db: PgDatabase) -> PgDatabase:
+    """A live database with 100 orders and 5 customers (scratch_db drops it
+    and every database the runbook makes beside it)."""
+    db = scratch_db
     db.query("CREATE TABLE orders (id int primary key, total numeric)")
     db.query("INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 100) g")
     db.query("CREATE TABLE customers (id int primary key, name text)")
     db.query("INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 5) g")
-    try:
-        yield db
-    finally:
-        for (other,) in pg_database.query(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{name}%",)
-        ):
-            pg_database.query(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
+    return db
 
 
 def dump(db: PgDatabase, *args: str) -> bytes:
@@ -52,14 +42,6 @@ def dump(db: PgDatabase, *args: str) -> bytes:
         check=True,
     )
     return done.stdout
-
-
-def s3_env(server: S3Server) -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": server.access_key,
-        "AWS_SECRET_ACCESS_KEY": server.secret_key,
-        "AWS_DEFAULT_REGION": server.region,
-    }
 
 
 def run(
@@ -93,7 +75,7 @@ def test_restore_from_the_newest_s3_backup_keeps_the_live_copy(
         "-p", f"bucket={s3_bucket}", "-p", f"endpoint={s3_server.endpoint}",
         "-p", "verify_table=orders",
         "-p", f"stop_cmd=echo stop >> {order}", "-p", f"start_cmd=echo start >> {order}",
-        "--yes", *APPROVE, env=s3_env(s3_server),
+        "--yes", *APPROVE, env=s3_server.env(),
     )  # fmt: skip
     assert code == 0, [
         (k, v["state"], v.get("error"))

@@ -40,15 +40,6 @@ def run_library(
     return run_json(LIBRARY / f"{name}.yaml", *inventory, *args, env=env)
 
 
-def s3_env(server: S3Server) -> dict[str, str]:
-    """The lab S3 server's credentials, as the standard AWS environment."""
-    return {
-        "AWS_ACCESS_KEY_ID": server.access_key,
-        "AWS_SECRET_ACCESS_KEY": server.secret_key,
-        "AWS_DEFAULT_REGION": server.region,
-    }
-
-
 def lab_steps(doc: dict[str, Any], host: str) -> dict[str, dict[str, Any]]:
     """Steps by id, with the type's result fields (under `data` in JSON) lifted beside
     state/metrics, as templates see them (`steps.dead_tuples.rows`)."""
@@ -343,7 +334,7 @@ def run_backup(db: PgDatabase, s3: S3Server, bucket: str, *args: str) -> tuple[i
         "postgres-backup-s3",
         "-p", f"database={db.name}", "-p", f"bucket={bucket}", "-p", f"endpoint={s3.endpoint}",
         *args,
-        env=s3_env(s3),
+        env=s3.env(),
     )  # fmt: skip
 
 
@@ -705,7 +696,7 @@ def test_every_library_runbook_dry_runs_on_the_lab_and_changes_nothing(
     s3_bucket: str,
     pg_database: PgDatabase,
 ) -> None:
-    env = s3_env(s3_server)
+    env = s3_server.env()
     before = sorted(p.name for p in tmp_path.iterdir())
     params = _dry_params(runbook, tmp_path, web_servers, s3_server, s3_bucket)
     from engine.format.loader import load_runbook

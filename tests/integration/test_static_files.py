@@ -79,8 +79,7 @@ def test_loaded_assets_need_nothing_and_the_bucket_is_counted(
     sources, root, _ = site
     subprocess.run(["cp", "-r", f"{sources}/.", f"{root}/"], check=True)
     s3_server.client().put_object(Bucket=s3_bucket, Key="static/css/site.css", Body=b"body {}")
-    env = {"AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-           "AWS_DEFAULT_REGION": s3_server.region}  # fmt: skip
+    env = s3_server.env()
     code, steps = run(
         site, "-p", f"bucket={s3_bucket}", "-p", f"endpoint={s3_server.endpoint}", env=env
     )
