@@ -83,6 +83,8 @@ class LoopRun:
             done.append((index, res))
             if res.state.is_failure:
                 return done, f"page {index} failed: {res.error}"
+            if res.state is State.SKIPPED and not res.dry_run:
+                return done, None  # `when` said no: no page, and nothing for `until` to read
             previous = res.template_value()
             context = {**self._context(index, index, previous), "result": previous}
             try:

@@ -247,3 +247,21 @@ def test_a_confirm_on_a_loop_with_no_items_is_not_asked(tmp_path: Path) -> None:
     # A `when` no item passes is no work either (it is asked per item).
     code, doc = run_json(rb, "-p", "down=web,db", "-p", "only=cache")
     assert code == 0 and steps_of(doc)["restart"]["skip_reason"] == "loop: no items to run"
+
+
+def test_paging_whose_when_is_false_is_skipped(tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+        runbook: paged-when
+        steps:
+          - name: paged
+            id: paged
+            when: "false"
+            loop: {until: "result.stdout | int == 0", max: 5}
+            shell: "echo 0"
+        """,
+    )
+    code, doc = run_json(rb)
+    assert code == 0, doc
+    assert steps_of(doc)["paged"]["state"] == "skipped"
