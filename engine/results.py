@@ -171,6 +171,9 @@ class HostResult:
     unreachable: str | None = None
     aborted: str | None = None
     not_started: bool = False  # the run stopped (max_fail, Ctrl-C) before its batch
+    # Its walk is still going (a keep_going failure, rescue, always): not yet a
+    # failed host for max_fail, which judges hosts whose walk ended.
+    walking: bool = field(default=False, repr=False, compare=False)
 
     @property
     def state(self) -> State:

@@ -91,6 +91,7 @@ class HostExecutor:
 
     def walk(self) -> Iterator[StepResult | None]:
         """Run every step, then rescue on failure, then always; yield after each."""
+        self.result.walking = True
         try:
             yield from self._main()
         except HostUnreachable as exc:
@@ -108,6 +109,7 @@ class HostExecutor:
                 self.result.unreachable = str(exc)
             except Aborted as exc:
                 self.result.aborted = self.result.aborted or str(exc)
+        self.result.walking = False
         if not self.id_prefix:
             self.run.emit(
                 HostFinished(

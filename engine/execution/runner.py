@@ -307,7 +307,9 @@ class Runner:
     def _check_max_fail(self, max_fail: int | None) -> None:
         if max_fail is None:
             return
-        failed = [n for n, h in self.result.hosts.items() if _host_failed(h)]
+        # Hosts still walking may yet be rescued, or go on past a keep_going
+        # failure: judged when their walk ends.
+        failed = [n for n, h in self.result.hosts.items() if _host_failed(h) and not h.walking]
         if len(failed) > max_fail:
             self.ctx.request_stop(
                 f"max_fail exceeded: {len(failed)} host(s) failed ({', '.join(failed)}), "

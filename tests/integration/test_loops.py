@@ -265,3 +265,19 @@ def test_paging_whose_when_is_false_is_skipped(tmp_path: Path) -> None:
     code, doc = run_json(rb)
     assert code == 0, doc
     assert steps_of(doc)["paged"]["state"] == "skipped"
+
+
+def test_max_fail_lets_a_keep_going_host_finish_its_checklist(tmp_path: Path) -> None:
+    rb = write(
+        tmp_path,
+        """
+        runbook: checklist
+        max_fail: 0
+        steps:
+          - {name: first, keep_going: true, shell: "false"}
+          - {name: second, shell: "echo second ran"}
+        """,
+    )
+    code, doc = run_json(rb)
+    assert code == 3  # the host failed: max_fail still counts it, at its end
+    assert steps_of(doc)["second"]["state"] == "ok"
