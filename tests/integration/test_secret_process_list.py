@@ -35,7 +35,8 @@ def steps(host_index: int) -> list[dict[str, object]]:
     """One step per way of starting a command, each with its own sleep marker."""
     out: list[dict[str, object]] = []
     for n, (kind, extra) in enumerate(KINDS.items()):
-        marker = f"0.6{host_index}{n}"
+        # Over a second: a scan of /proc on a loaded machine must not miss it.
+        marker = f"1.1{host_index}{n}"
         cmd = (
             f"{extra.get('cmd_prefix', '')}: {{{{ secret('Q') | quote }}}} \"$TOKEN_VALUE\"; "
             f"sleep {marker}"
@@ -134,4 +135,4 @@ def test_no_secret_in_any_process_list(tmp_path: Path, sshd: SSHServer) -> None:
     # Not vacuous: every step's own process was seen while it ran.
     for host_index in (1, 2):
         for n in range(len(KINDS)):
-            assert f"sleep 0.6{host_index}{n}" in listing, (host_index, n)
+            assert f"sleep 1.1{host_index}{n}" in listing, (host_index, n)
