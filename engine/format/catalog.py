@@ -185,7 +185,9 @@ def _describe(step: Step) -> str:
             if key in step.body:
                 value = step.body[key]
                 if key == "argv" and isinstance(value, list):
-                    text = "$ " + " ".join(map(str, value))
+                    # Quoted as a shell would need it: `sh -c 'a; b' sh ARG`,
+                    # not words that read as another command.
+                    text = "$ " + shlex.join(map(str, value))
                 else:
                     text = f"{key}: {value}"
                 break

@@ -137,6 +137,8 @@ def test_show_prints_what_runs_as_written(tmp_path: Path) -> None:
             retry: {attempts: "{{ params.n }}", delay: 2}
           - name: argv step
             shell: {argv: [df, -h, "{{ params.n }}"]}
+          - name: script in argv
+            shell: {argv: [sh, -c, 'test -d "$1" && ls "$1"', sh, "{{ params.n }}"]}
           - name: multi line
             shell: |
               set -e
@@ -150,7 +152,8 @@ def test_show_prints_what_runs_as_written(tmp_path: Path) -> None:
     shown = cli("show", rb).stdout
     assert "   - retry (attempts: {{ params.n }}, delay: 2)" in shown
     assert "retry 3×" not in shown
-    assert "   - `$ df -h {{ params.n }}`" in shown
+    assert "   - `$ df -h '{{ params.n }}'`" in shown
+    assert """   - `$ sh -c 'test -d "$1" && ls "$1"' sh '{{ params.n }}'`""" in shown
     assert "   - runs:\n         $ set -e\n         echo one\n         echo two\n" in shown
     assert "   - for each of `a`, `b` as `item`" in shown
 
