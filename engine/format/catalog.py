@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ from engine.steps.base import get_step_type
 
 from .loader import load_runbook
 from .model import LoopUntil, Runbook, Step, StepCommon
+
+_RAW_MARK = re.compile(r"\{%-?\s*(?:end)?raw\s*-?%\}")
 
 
 @dataclass
@@ -121,7 +124,8 @@ def _steps(steps: list[Step], lines: list[str], depth: int) -> None:
         if c.confirm:
             lines.append(f"{detail}- asks: _{c.confirm}_")
         if step.type == "manual" and isinstance(step.body, dict):
-            for text in str(step.body.get("instructions", "")).strip().splitlines():
+            instructions = _RAW_MARK.sub("", str(step.body.get("instructions", "")))
+            for text in instructions.strip().splitlines():
                 lines.append(f"{detail}> {text}")
         elif step.type not in ("block",):
             described = _describe(step)
@@ -175,7 +179,7 @@ def _loop_text(common: StepCommon) -> str:
 
 
 def _describe(step: Step) -> str:
-    """What the step runs, every line of it (a long line cut at 160 characters)."""
+    """What the step runs, every line of it, whole: a checklist is pasted."""
     stype = get_step_type(step.type)
     if step.spec is not None:
         text = stype.describe(step.spec)
@@ -195,7 +199,10 @@ def _describe(step: Step) -> str:
             text = ""
     else:
         text = str(step.body)
-    return "\n".join(line[:160] for line in text.strip().splitlines())
+    # `{% raw %}` only keeps Jinja off text such as docker's `{{.Name}}`:
+    # the person reading the checklist types the text without it.
+    text = _RAW_MARK.sub("", text)
+    return text.strip()
 
 
 def cron_lines(

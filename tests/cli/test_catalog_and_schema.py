@@ -184,3 +184,22 @@ def test_show_keeps_a_pipe_inside_its_parameter_cell(tmp_path: Path) -> None:
     out = cli("show", str(rb)).stdout
     [row] = [line for line in out.splitlines() if line.startswith("| `probe`")]
     assert row == "| `probe` | str | `ps aux \\| grep x` |  | one \\| two |"
+
+
+def test_show_drops_the_raw_marks_that_keep_jinja_off_docker_templates(tmp_path: Path) -> None:
+    """`{% raw %}` is for the engine; the person at the checklist types docker's own text."""
+    rb = write(
+        tmp_path,
+        """
+        runbook: raw
+        steps:
+          - name: restarts
+            shell: "docker inspect web --format '{% raw %}{{.RestartCount}}{% endraw %}'"
+          - name: look
+            manual: "Run `docker ps --format '{%- raw -%}{{.Names}}{%- endraw -%}'`"
+        """,
+    )
+    out = cli("show", str(rb)).stdout
+    assert "docker inspect web --format '{{.RestartCount}}'`" in out
+    assert "> Run `docker ps --format '{{.Names}}'`" in out
+    assert "raw" not in out.split("## Steps")[1]
