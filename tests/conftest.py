@@ -15,11 +15,12 @@ pytest_plugins: list[str] = [
     "tests.fixtures.own_postgres",
     "tests.fixtures.own_redis",
     "tests.fixtures.lab_app",
+    "tests.fixtures.containers",
 ]
 
 
 # A test that uses one of these fixtures needs that server: it gets the marker,
-# so `-m "not (ssh or postgres or redis or s3 or browser)"` is the lane that
+# so `-m "not (ssh or postgres or redis or s3 or browser or containers)"` is the lane that
 # runs with no server at all (CONTRIBUTING.md).
 SERVER_MARKERS = {
     "sshd": "ssh",
@@ -36,6 +37,8 @@ SERVER_MARKERS = {
     "s3_server": "s3",
     "s3_bucket": "s3",
     "chromium": "browser",
+    "container_engine": "containers",
+    "containers": "containers",
 }
 
 
