@@ -704,6 +704,15 @@ def test_every_library_runbook_dry_runs_on_the_lab_and_changes_nothing(
 
     if "database" in load_runbook(LIBRARY / f"{runbook}.yaml").params:
         params += ["-p", f"database={pg_database.name}"]
+    if runbook == "lighthouse-scores":  # the Django site's table of nightly audits
+        table = f"lh_{uuid.uuid4().hex[:8]}"
+        pg_database.query(
+            f"CREATE TABLE {table} (url text, performance_score float,"
+            " accessibility_score int, best_practices_score float,"
+            " seo_score float, created_at timestamptz)"
+        )
+        request.addfinalizer(lambda: pg_database.query(f"DROP TABLE {table}"))
+        params += ["-p", f"table={table}"]
     if runbook == "container-health":  # the lab's podman (skips where none runs)
         params += ["-p", f"container_cli={request.getfixturevalue('container_engine')}"]
     code, doc = run_library(runbook, "--dry-run", *params, env=env)
