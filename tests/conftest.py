@@ -39,6 +39,7 @@ SERVER_MARKERS = {
     "chromium": "browser",
     "container_engine": "containers",
     "containers": "containers",
+    "registry": "containers",
 }
 
 
