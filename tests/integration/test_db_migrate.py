@@ -232,3 +232,19 @@ def test_not_enough_disk_for_the_dump_stops_before_anything(app: App, tmp_path: 
         assert "was not changed" in s["handover"]["instructions"]
     finally:
         subprocess.run(["umount", str(tiny)], check=True)
+
+
+def test_an_announced_window_waits_for_the_person_who_told_the_users(app: App) -> None:
+    """With downtime (announce=true): nothing is dumped or migrated until the
+    announcement step is acknowledged; acknowledged, it is recorded and goes on."""
+    code, s = run(app, "-p", "announce=true", "--yes", "--approve", "handover")
+    assert s["announce"]["state"] == "aborted", s["announce"]  # not acknowledged
+    assert dumps(app) == [] and app.db.scalar("SELECT version FROM schema_version") == 1
+    assert code == 4
+    code, s = run(
+        app, "-p", "announce=true", "--yes", "--approve", "announce", "--approve", "handover"
+    )
+    assert s["announce"]["state"] == "ok"
+    assert "Tell the users of" in s["announce"]["instructions"]
+    assert app.db.scalar("SELECT version FROM schema_version") == 2
+    assert code == 0, s
