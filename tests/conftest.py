@@ -16,6 +16,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.own_redis",
     "tests.fixtures.lab_app",
     "tests.fixtures.containers",
+    "tests.fixtures.celery_lab",
 ]
 
 
@@ -33,6 +34,7 @@ SERVER_MARKERS = {
     "redis_url": "redis",
     "redis_prefix": "redis",
     "redis_user": "redis",
+    "celery_lab": "redis",
     "own_redis": "redis",
     "s3_server": "s3",
     "s3_bucket": "s3",

@@ -7,111 +7,26 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import shutil
-import signal
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from tests.fixtures.celery_lab import BROKER, Lab
 from tests.helpers import run_json, steps_of
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = ROOT / "runbooks" / "emergency-celery-backlog.yaml"
-LAB = ROOT / "scripts" / "lab"
-BROKER = "redis://127.0.0.1:6379/15"
 
 pytest.importorskip("celery", reason="celery is a dev dependency: pip install -e '.[dev]'")
 
 
-@dataclass
-class Lab:
-    queue: str
-    tmp: Path
-
-    @property
-    def env(self) -> str:
-        return f"env LAB_BROKER={BROKER} LAB_QUEUE={self.queue}"
-
-    @property
-    def celery(self) -> str:
-        """How the runbook runs celery for this app (its celery_cmd)."""
-        exe = shutil.which("celery") or f"{sys.executable} -m celery"
-        return f"{self.env} {exe} --workdir {shlex.quote(str(LAB))} -A celery_lab"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.tmp / "worker.pid"
-
-    def start_worker_cmd(self) -> str:
-        return (
-            f"{self.celery} worker -Q {self.queue} -n {self.queue}@%h -P solo --without-gossip"
-            f" --without-mingle --without-heartbeat --detach --pidfile {self.pidfile}"
-            f" --logfile {self.tmp / 'worker.log'}"
-        )
-
-    def send(self, n: int, task: str = "lab.add") -> None:
-        client = redis.Redis.from_url(BROKER)
-        sender = subprocess.run(
-            [sys.executable, "-c",
-             "import sys, celery_lab\n"
-             f"for i in range({n}): celery_lab.app.send_task({task!r}, args=(i, 1), queue={self.queue!r})"],
-            cwd=LAB, env={**os.environ, "LAB_BROKER": BROKER, "LAB_QUEUE": self.queue},
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert sender.returncode == 0, sender.stderr
-        assert client.llen(self.queue) >= n
-
-    def wait_ready(self) -> None:
-        """Until the worker answers a ping (a loaded machine starts it slowly)."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ping = subprocess.run(
-                f"{self.celery} inspect ping --timeout 1", shell=True, capture_output=True
-            )
-            if ping.returncode == 0:
-                return
-        raise AssertionError("the lab worker did not answer within 60 s")
-
-    def depth(self) -> int:
-        return int(redis.Redis.from_url(BROKER).llen(self.queue))
-
-    def stop_worker(self) -> None:
-        if self.pidfile.exists():
-            pid = int(self.pidfile.read_text())
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    return
-                time.sleep(0.1)
-            os.kill(pid, signal.SIGKILL)
-
-
 @pytest.fixture
-def lab(tmp_path: Path, redis_url: str) -> Iterator[Lab]:
-    queue = f"rbq{uuid.uuid4().hex[:8]}"
-    lab = Lab(queue, tmp_path)
-    try:
-        yield lab
-    finally:
-        lab.stop_worker()
-        client = redis.Redis.from_url(BROKER)
-        for key in client.scan_iter(f"{queue}*"):
-            client.delete(key)
+def lab(celery_lab: Lab) -> Lab:
+    return celery_lab
 
 
 def run(lab: Lab, *args: str) -> tuple[int, dict[str, Any]]:
