@@ -90,9 +90,10 @@ def check_named_steps(
     if start_at and start_at not in ids:
         hint = did_you_mean(start_at, ids)
         raise UsageError(f"--start-at {start_at}: no such step id" + (f" ({hint})" if hint else ""))
+    recorded = runbook.recorded_step_ids()  # an included runbook's gates too
     for step_id in approve:
-        if step_id not in ids:
-            hint = did_you_mean(step_id, ids)
+        if step_id not in recorded:
+            hint = did_you_mean(step_id, recorded)
             raise UsageError(
                 f"--approve {step_id}: no such step id in {runbook.name}"
                 + (f" ({hint})" if hint else "")

@@ -314,6 +314,16 @@ class Runbook:
     def step_ids(self) -> list[str]:
         return [s.id for s in self.all_steps()]
 
+    def recorded_step_ids(self, prefix: str = "") -> list[str]:
+        """Every step id as runs record it: an included runbook's steps as
+        `<include id>.<step id>`, so `--approve` can name a gate inside one."""
+        out: list[str] = []
+        for step in self.all_steps():
+            out.append(prefix + step.id)
+            if step.included is not None:  # include cycles never load
+                out.extend(step.included.recorded_step_ids(f"{prefix}{step.id}."))
+        return out
+
 
 def snake_case(name: str) -> str:
     """The default step id: "Dead tuple ratio" → "dead_tuple_ratio"."""

@@ -256,3 +256,23 @@ def test_ctrl_d_at_a_step_prompt_aborts(in_tmp: Path) -> None:
     assert _last_run()["run"]["state"] == "aborted"
     # Nobody is left to ask: no later step runs unasked, cleanup included.
     assert (in_tmp / "counter").read_text().split() == ["look"]
+
+
+def test_approve_names_a_gate_and_a_manual_step_inside_an_include(in_tmp: Path) -> None:
+    """Recorded as `<include id>.<step id>`, approved by that name: a scheduled
+    runbook that includes others (no terminal) is not stuck at their gates."""
+    write(
+        in_tmp,
+        "runbook: inner\nsteps:\n"
+        "  - {name: gate, confirm: go?, shell: 'echo gated >> counter'}\n"
+        "  - {name: look, manual: look at it}\n",
+        name="inner.yaml",
+    )
+    outer = write(in_tmp, "runbook: outer\nsteps:\n  - {name: prep, include: inner.yaml}\n")
+    res = cli("run", outer, "--approve", "prep.gate", "--approve", "prep.look")
+    assert res.exit_code == 0, res.output
+    assert (in_tmp / "counter").read_text() == "gated\n"
+    steps = {s["id"]: s for s in _last_run()["steps"]}
+    assert steps["prep.look"]["data"]["acknowledged_by"] == "carol (--approve prep.look)"
+    typo = cli("run", outer, "--approve", "prep.gat")
+    assert typo.exit_code == 64 and "did you mean `prep.gate`" in typo.output
