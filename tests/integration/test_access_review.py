@@ -228,3 +228,99 @@ def test_a_table_not_found_is_reported_not_read_as_no_findings(scratch: Scratch)
     assert s["stale"]["state"] == "skipped" and s["failed_logins"]["state"] == "warn"
     assert "NOT FOUND, not reviewed: no_such_users" in s["report"]["data"]["message"]
     assert "stale accounts n/a" in s["report"]["data"]["message"]
+
+
+# Suspicious lines in the app log (BigShot Evening Checklist 3). ----------------
+
+TOKEN = "tok-" + uuid.uuid4().hex  # a secret a request line carries: masked in the output
+
+ATTACKS = [
+    '"GET /products?id=1%20UNION%20SELECT%20password%20FROM%20users HTTP/1.1" 200 512',
+    '"GET /login?user=admin\' OR 1=1-- HTTP/1.1" 200 12',
+    '"GET /static/../../etc/hosts HTTP/1.1" 404 0',
+    '"GET /download?file=/etc/passwd HTTP/1.1" 404 0',
+    '"POST /comment?text=<script>alert(1)</script> HTTP/1.1" 201 0',
+    '"GET /wp-admin/install.php HTTP/1.1" 404 0',
+    f'"GET /phpMyAdmin/index.php?token={TOKEN} HTTP/1.1" 404 0',
+]
+CLEAN = [
+    '"GET /api/v1/health HTTP/1.1" 200 17',
+    '"GET /blog/the-union-selected-its-board HTTP/1.1" 200 900',  # words, not SQL
+    '"POST /api/v1/passwd-reset HTTP/1.1" 200 3',
+    '"GET /scripts/app.js HTTP/1.1" 200 4000',
+]
+
+
+def app_log(path: Path, attacks: int, denied: int) -> Path:
+    """An nginx-style access log: `attacks` attack lines (ATTACKS in turn), the
+    clean lines around them, and `denied` 401 answers to a password guesser."""
+    line = '203.0.113.{} - - [04/Dec/2026:10:00:00 +0000] {} "-" "curl/8.0"\n'
+    text = "".join(line.format(1, c) for c in CLEAN)
+    text += "".join(line.format(9, ATTACKS[i % len(ATTACKS)]) for i in range(attacks))
+    text += line.format(7, '"POST /login HTTP/1.1" 401 0') * denied
+    text += "".join(line.format(1, c) for c in CLEAN)
+    path.write_text(text)
+    return path
+
+
+def test_suspicious_lines_are_counted_and_the_first_20_shown(
+    scratch: Scratch, tmp_path: Path
+) -> None:
+    log = app_log(tmp_path / "access.log", attacks=25, denied=60)
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text(f"APP_TOKEN: {TOKEN}\n")
+    secrets.chmod(0o600)
+    code, doc, s = review(
+        scratch, "-p", f"app_log={log}", "-p", "auth_log=", "--secrets", str(secrets), "--dry-run"
+    )
+    assert code == 1, doc
+    step = s["suspicious_lines"]
+    found = step["data"]["json"]
+    assert found["searched"] == len(log.read_text().splitlines())
+    assert found["suspicious"] == 25  # every attack line, none of the clean ones
+    assert found["signs"] == {
+        "sql_injection": 8, "path_traversal": 4, "etc_passwd": 4, "script": 3, "admin_probe": 6,
+    }  # fmt: skip
+    assert found["denied"] == 60
+    assert len(found["first"]) == 20
+    lines = log.read_text().splitlines()
+    attack_lines = [line for line in lines if any(a in line for a in ATTACKS)]
+    assert found["first"] == [line.replace(TOKEN, "***") for line in attack_lines[:20]]
+    assert TOKEN not in str(doc)
+    assert step["metrics"]["suspicious_log_lines"]["state"] == "warn"
+    assert step["metrics"]["denied_log_lines"]["state"] == "warn"  # 60 > 50
+    assert step["state"] == "warn"
+    assert (
+        f"app log {log}: suspicious lines 25, 401/403 answers 60." in s["report"]["data"]["message"]
+    )
+
+    # A clean log: nothing found, and nothing to warn about.
+    log.write_text("".join(f"198.51.100.1 - - [04/Dec/2026:10:00:00 +0000] {c}\n" for c in CLEAN))
+    code, _, s = review(scratch, "-p", f"app_log={log}", "-p", "auth_log=", "--dry-run")
+    found = s["suspicious_lines"]["data"]["json"]
+    assert (found["suspicious"], found["denied"], found["first"]) == (0, 0, [])
+    assert s["suspicious_lines"]["state"] == "ok"
+
+
+def test_a_missing_app_log_is_not_reviewed_never_zero_found(
+    scratch: Scratch, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-app.log"
+    # The host var names it: an inventory whose one host is this machine.
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(
+        f"hosts:\n  localhost:\n    connection: local\n    vars: {{app_log: '{missing}'}}\n"
+    )
+    code, _, s = review(scratch, "-i", str(inventory), "-p", "auth_log=", "--dry-run")
+    assert code == 3  # a failed check
+    step = s["suspicious_lines"]
+    assert (
+        step["state"] == "failed" and f"app log {missing}: missing, not reviewed" in step["error"]
+    )
+    assert step["metrics"] == {}  # no count at all
+    assert s["handover"]["state"] == "skipped"  # the review went on (manual: dry run)
+    assert f"app log {missing}: missing, not reviewed." in s["report"]["data"]["message"]
+
+    code, _, s = review(scratch, "-p", "auth_log=", "--dry-run")
+    assert code == 1 and s["suspicious_lines"]["state"] == "skipped"
+    assert "no app log configured (not reviewed)." in s["report"]["data"]["message"]
