@@ -20,6 +20,11 @@ RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "trailblaze-scraper
 SCRAPER = """
 import json, os, pathlib, sys
 cache = pathlib.Path(sys.argv[1])
+if os.environ.get("SCRAPER_DEBUG") == "true":  # cache metrics, one line per request
+    for name in sorted(p.stem for p in cache.glob("*.json")):
+        print(f"DEBUG cache hit {name}")
+    print("DEBUG Cache MISS aerc_calendar_d", file=sys.stderr)
+    sys.exit(0)
 if os.environ.get("SCRAPER_REFRESH") != "true":
     sys.exit(0)
 for name, n in (("aerc_calendar_a", 2), ("aerc_calendar_b", 3), ("aerc_calendar_c", 1)):
@@ -107,3 +112,18 @@ def test_nothing_is_cleared_or_run_without_confirmation(
     assert steps["validate"]["json"]["valid"] == 1
     assert steps["clear"]["state"] == steps["run"]["state"] == "skipped"
     assert sorted(p.name for p in cache.iterdir()) == before
+
+
+def test_a_debug_run_gives_the_cache_hit_rate(tmp_path: Path, web_servers: WebServers) -> None:
+    """TrailBlaze "Verifying Cache Efficiency" 1: the share of requests served
+    from the cache, read from the scraper's debug output (stdout and stderr)."""
+    cache, log, scraper = setup(tmp_path)
+    args = ("-p", "run=true", "-p", "mode=debug", "-p", "min_hit_rate=0.8", "--yes")
+    code, steps = run(cache, log, scraper, web_servers, *args, "--approve", "handover")
+    assert steps["hit_rate"]["json"] == {"hits": 3, "misses": 1}
+    rate = steps["hit_rate"]["metrics"]["scraper_cache_hit_rate"]
+    assert rate["value"] == 0.75 and rate["state"] == "warn"
+    assert code == 3  # the dead source stays a finding
+    code, steps = run(cache, log, scraper, web_servers, "-p", "run=true", "--yes")
+    assert steps["hit_rate"]["state"] == "skipped"  # only a debug run prints the metrics
+    assert code == 3
