@@ -97,6 +97,8 @@ def _allow_templates(node: Any) -> Any:
     kind = out.get("type")
     if kind in ("integer", "number", "boolean", "array", "object") and "properties" not in out:
         return {"anyOf": [out, TEMPLATE]}
+    if kind == "string" and ("enum" in out or "const" in out):  # log level: "{{ ... }}"
+        return {"anyOf": [out, TEMPLATE]}
     if kind == "object" and "properties" in out:
         return {"anyOf": [out, TEMPLATE]} if out.get("additionalProperties") is not False else out
     return out

@@ -51,9 +51,12 @@ def test_schema_accepts_templates_for_typed_fields(schema: jsonschema.Draft20201
             {"name": "a", "shell": {"cmd": "ls", "env": "{{ vars.env }}"}},
             {"name": "b", "block": {"steps": [{"name": "c", "log": "hi"}]}},
             {"name": "d", "log": "x", "retry": {"attempts": "{{ params.n }}"}},
+            {"name": "e", "log": {"message": "x", "level": "{{ 'error' if 1 else 'info' }}"}},
         ],
     }
     schema.validate(ok)
+    with pytest.raises(jsonschema.ValidationError):  # not a template, not a level
+        schema.validate({"runbook": "x", "steps": [{"name": "f", "log": {"message": "x", "level": "loud"}}]})
 
 
 def test_schema_refuses_templates_where_the_loader_does(
