@@ -4,11 +4,13 @@ pg_stat_statements must be preloaded, which the shared server (5432) is not:
 its test runs on a PostgreSQL of the test's own, restarted with the library in
 shared_preload_libraries. Everything else runs on the shared server, on tables
 of the test's own, and checks what the server says: index sizes, relfilenodes,
-rows that a rolled-back EXPLAIN ANALYZE did not change.
+rows that a rolled-back EXPLAIN ANALYZE did not change, indexes that
+create_indexes built (pg_indexes, pg_index.indisvalid) or did not build.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -98,7 +100,10 @@ def test_slow_statements_are_listed_when_pg_stat_statements_is_loaded(
             conn.execute("SELECT pg_sleep(0.2)")
 
     port = own_postgres.port
-    code, s = run(tmp_path, "postgres", "-p", "slow_mean_ms=100", port=port)
+    # Slow statements bring the manual `optimise` step: acknowledged in advance here.
+    code, s = run(
+        tmp_path, "postgres", "-p", "slow_mean_ms=100", "--approve", "optimise", port=port
+    )
     assert s["pgss"]["rows"][0]["ready"] is True and s["pgss"]["state"] == "ok"
     assert s["pgss_howto"]["state"] == "skipped"
     [slow] = [r for r in s["slow_statements"]["rows"] if "pg_sleep" in r["query"]]
@@ -106,11 +111,15 @@ def test_slow_statements_are_listed_when_pg_stat_statements_is_loaded(
     assert s["slow_statements"]["state"] == "warn"
     assert metric(s["slow_statements"], "slow_statements") >= 1
     assert any("pg_sleep" in r["query"] for r in s["top_statements"]["rows"])
+    optimise = s["optimise"]
+    assert optimise["state"] == "ok" and "--approve optimise" in optimise["acknowledged_by"]
+    assert "pg_sleep" in optimise["instructions"] and "select_related" in optimise["instructions"]
     assert code == 1, s
 
     # Without -p the threshold comes from the host's slow_query_ms: 1 s here.
     code, s = run(tmp_path, "postgres", port=port, slow_query_ms=1000)
     assert s["slow_statements"]["state"] == "ok"
+    assert s["optimise"]["state"] == "skipped"  # nothing slow: nothing to do
     assert not any("pg_sleep" in r["query"] for r in s["slow_statements"]["rows"])
 
 
@@ -251,3 +260,201 @@ def test_dry_run_changes_nothing(
     assert s["unused_indexes"]["state"] != "skipped"  # the review itself runs
     assert filenode(pg_database, bloated_index) == before
     assert pg_database.scalar(f"SELECT count(*) FROM {pg_table}") == 10
+
+
+# create_indexes: on a database of the test's own, so the only indexes there
+# are the ones the runbook builds.
+
+ORDERS_ROWS = 20000
+
+
+@pytest.fixture
+def orders(scratch: PgDatabase) -> PgDatabase:
+    """orders: 20,000 rows, no index, never analysed (autovacuum off, so only
+    the runbook's ANALYZE can set last_analyze); 60 sequential scans counted.
+    dup: a column with a repeated value, on which a UNIQUE build fails."""
+    scratch.query(
+        "CREATE TABLE orders (id int, customer_id int, note text) WITH (autovacuum_enabled = off)"
+    )
+    scratch.query(
+        f"INSERT INTO orders SELECT g, g % 1000, 'x' FROM generate_series(1, {ORDERS_ROWS}) g"
+    )
+    scratch.query("CREATE TABLE dup (k int) WITH (autovacuum_enabled = off)")
+    scratch.query("INSERT INTO dup VALUES (1), (1), (2)")
+    with psycopg.connect(scratch.dsn, autocommit=True) as conn:
+        for _ in range(60):
+            conn.execute("SELECT count(*) FROM orders WHERE customer_id = 7")
+
+    def counted() -> bool:
+        row = scratch.query(
+            "SELECT seq_scan, n_live_tup FROM pg_stat_user_tables WHERE relname = 'orders'"
+        )
+        return bool(row) and row[0][0] >= 60 and row[0][1] >= ORDERS_ROWS
+
+    wait_until(counted, "60 sequential scans of orders")
+    return scratch
+
+
+def indexes(db: PgDatabase) -> dict[str, tuple[str, bool]]:
+    """Every index of the database: name -> (definition, valid), from the catalogue."""
+    rows = db.query(
+        "SELECT x.indexname, x.indexdef, i.indisvalid FROM pg_indexes x"
+        " JOIN pg_index i ON i.indexrelid = format('%I.%I', x.schemaname, x.indexname)::regclass"
+        " WHERE x.schemaname = 'public'"
+    )
+    return {name: (definition, valid) for name, definition, valid in rows}
+
+
+def last_analyze(db: PgDatabase, table: str) -> Any:
+    return db.scalar("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = %s", (table,))
+
+
+def create(items: list[Any]) -> tuple[str, str]:
+    return ("-p", f"create_indexes={json.dumps(items)}")
+
+
+CUSTOMER_IDX = {"table": "orders", "columns": ["customer_id"]}
+UNIQUE_IDX = {"table": "orders", "columns": ["id", "customer_id"], "name": "orders_id_uq", "unique": True}  # fmt: skip
+EXPLAIN = ("-p", "explain_query=SELECT * FROM orders WHERE customer_id = 7")
+HEURISTIC = ("-p", "min_table_rows=1000", "-p", "min_seq_scans=50")
+
+
+def test_a_candidate_index_is_created_valid_and_its_table_analysed(
+    tmp_path: Path, orders: PgDatabase
+) -> None:
+    assert indexes(orders) == {} and last_analyze(orders, "orders") is None
+    args = (*create([CUSTOMER_IDX, UNIQUE_IDX]), *EXPLAIN, *HEURISTIC)
+    code, s = run(tmp_path, orders.name, *args, "--yes", "--approve", "optimise")
+
+    # The review found the table: a candidate, and a sequential scan in the plan.
+    [cand] = s["missing_indexes"]["rows"]
+    assert cand["table_name"] == "public.orders" and cand["seq_scan"] >= 60
+    [scan] = s["explain_seq_scans"]["rows"]
+    assert scan["table_name"] == "public.orders" and scan["big"] is True
+    assert scan["table_rows"] == ORDERS_ROWS and scan["actual_rows"] == 20
+    assert metric(s["explain_seq_scans"], "explain_big_seq_scans") == 1
+    instructions = s["optimise"]["instructions"]
+    assert "reads all of public.orders" in instructions
+    assert '"table": "orders"' in instructions and "prefetch_related" in instructions
+
+    # The requests as checked, then built.
+    planned = [(r["name"], r["columns"], r["unique"]) for r in s["check_index_requests"]["rows"]]
+    assert planned == [
+        ("orders_customer_id_idx", ["customer_id"], False),
+        ("orders_id_uq", ["id", "customer_id"], True),
+    ]
+    assert s["create_indexes"]["state"] == "ok", s["create_indexes"]
+    built = [r["json"] for r in s["create_indexes"]["results"]]
+    assert [b["index"] for b in built] == ["public.orders_customer_id_idx", "public.orders_id_uq"]
+    assert all(b["created"] is True for b in built)
+    assert indexes(orders) == {
+        "orders_customer_id_idx": (
+            "CREATE INDEX orders_customer_id_idx ON public.orders USING btree (customer_id)",
+            True,
+        ),
+        "orders_id_uq": (
+            "CREATE UNIQUE INDEX orders_id_uq ON public.orders USING btree (id, customer_id)",
+            True,
+        ),
+    }
+    wait_until(lambda: last_analyze(orders, "orders") is not None, "an ANALYZE of orders")
+
+    # The check after: both there and valid, with their real sizes.
+    after = {r["index"]: r for r in s["new_indexes"]["rows"]}
+    assert s["new_indexes"]["state"] == "ok"
+    for name in ("orders_customer_id_idx", "orders_id_uq"):
+        row = after[f"public.{name}"]
+        size = orders.scalar("SELECT pg_relation_size(%s::regclass)", (name,))
+        assert row["valid"] is True and row["bytes"] == size > 0
+    assert metric(s["new_indexes"], "new_index_mb") > 0
+    assert s["invalid_indexes"]["rows"] == []
+    assert code in (1, 2), s  # warnings of the review (no pg_stat_statements, the candidate)
+
+    # Again, the same requests: already there, nothing to build or ask; the
+    # plan now uses the index, so there is nothing to optimise either.
+    code, s = run(tmp_path, orders.name, *create([CUSTOMER_IDX, UNIQUE_IDX]), *EXPLAIN)
+    assert all(r["exists"] for r in s["check_index_requests"]["rows"])
+    assert s["create_indexes"]["state"] == "skipped"
+    assert s["new_indexes"]["state"] == "ok"
+    plan = "\n".join(r["QUERY PLAN"] for r in s["explain"]["rows"])
+    assert "orders_customer_id_idx" in plan and "Seq Scan" not in plan
+    assert s["explain_seq_scans"]["rows"] == [] and s["optimise"]["state"] == "skipped"
+    assert code in (0, 1, 2), s
+
+
+def test_without_yes_no_index_is_created(tmp_path: Path, orders: PgDatabase) -> None:
+    code, s = run(tmp_path, orders.name, *create([CUSTOMER_IDX]))
+    assert s["check_index_requests"]["state"] == "ok"
+    assert s["create_indexes"]["state"] == "aborted"
+    assert "orders_customer_id_idx ON public.orders (customer_id)" in s["create_indexes"]["error"]
+    assert code == 4
+    assert indexes(orders) == {} and last_analyze(orders, "orders") is None
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"table": "orders", "columns": ["no_such_column"]},
+         "no column no_such_column in table orders"),
+        ({"table": "orders; DROP TABLE orders", "columns": ["id"]},
+         "table: not a plain name: orders; DROP TABLE orders"),
+        ({"table": "orders", "columns": ["id"], "name": 'x" ON dup (k); --'},
+         "name: not a plain name"),
+        ({"table": "no_such_table", "columns": ["id"]}, "no table no_such_table in database"),
+        ({"table": "orders", "columns": ["id"], "unique": "yes"}, "unique: true or false"),
+        ({"table": "orders", "column": ["id"]}, "unknown key column"),
+        ("orders", "not a mapping"),
+    ],
+)  # fmt: skip
+def test_a_bad_item_fails_before_any_index_is_made(
+    tmp_path: Path, orders: PgDatabase, bad: Any, message: str
+) -> None:
+    code, s = run(tmp_path, orders.name, *create([CUSTOMER_IDX, bad]), "--yes")
+    check = s["check_index_requests"]
+    assert check["state"] == "failed"
+    assert "nothing was created: item 2 " in check["error"] and message in check["error"]
+    assert "item 1" not in check["error"]  # the good item is not blamed
+    assert "create_indexes" not in s and "reindex" not in s  # the host stopped there
+    assert code == 3
+    assert indexes(orders) == {}
+    assert orders.scalar("SELECT count(*) FROM orders") == ORDERS_ROWS
+
+
+def test_a_failed_concurrent_build_leaves_no_invalid_index(
+    tmp_path: Path, orders: PgDatabase
+) -> None:
+    bad = {"table": "dup", "columns": ["k"], "unique": True}  # k = 1 twice
+    code, s = run(tmp_path, orders.name, *create([bad, CUSTOMER_IDX]), "--yes")
+    failed, ok = s["create_indexes"]["results"]
+    assert failed["state"] == "failed"
+    assert 'could not create unique index "dup_k_idx"' in failed["error"]
+    assert "Key (k)=(1) is duplicated" in failed["error"]
+    assert "the INVALID index it left was dropped" in failed["error"]
+    assert ok["state"] == "ok" and ok["json"]["index"] == "public.orders_customer_id_idx"
+    # The catalogue: no dup_k_idx at all (neither valid nor invalid), the other one valid.
+    assert orders.scalar("SELECT to_regclass('dup_k_idx') IS NULL")
+    assert indexes(orders) == {
+        "orders_customer_id_idx": (
+            "CREATE INDEX orders_customer_id_idx ON public.orders USING btree (customer_id)",
+            True,
+        )
+    }
+    assert last_analyze(orders, "dup") is None  # not analysed: its item failed first
+    rows = {r["index"]: r for r in s["new_indexes"]["rows"]}
+    assert s["new_indexes"]["state"] == "failed" and "public.dup_k_idx" in s["new_indexes"]["error"]
+    assert rows["public.dup_k_idx"]["present"] is False
+    assert rows["public.orders_customer_id_idx"]["valid"] is True
+    assert s["invalid_indexes"]["rows"] == []  # the review went on (keep_going)
+    assert code == 3
+
+
+def test_dry_run_creates_no_index(tmp_path: Path, orders: PgDatabase) -> None:
+    args = (*create([CUSTOMER_IDX, UNIQUE_IDX]), *EXPLAIN, *HEURISTIC)
+    code, s = run(tmp_path, orders.name, *args, "--dry-run")
+    assert code in (0, 1, 2), s
+    names = [r["name"] for r in s["check_index_requests"]["rows"]]  # checked, read-only
+    assert names == ["orders_customer_id_idx", "orders_id_uq"]
+    assert s["create_indexes"]["state"] == "skipped"
+    assert s["new_indexes"]["state"] == "skipped"
+    assert s["optimise"]["state"] == "skipped"  # a manual step is not asked in a dry run
+    assert indexes(orders) == {} and last_analyze(orders, "orders") is None
