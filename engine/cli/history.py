@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 @click.option("--metric", metavar="NAME", help="A threshold's values over time, per host.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@click.option("--report", metavar="PATH.html", help="Write RUN_ID's HTML report again.")
+@click.option(
+    "--report",
+    metavar="PATH.html",
+    help="Write RUN_ID's HTML report again; with --metric, the metric's trend chart.",
+)
 @click.option("--junit", metavar="PATH", help="Write RUN_ID's JUnit XML again.")
 def history_command(
     run_id: str | None,
@@ -38,11 +42,17 @@ def history_command(
     from engine.history.replay import resolve_run_id
     from engine.history.store import RunQuery
 
-    if (report or junit) and not run_id:
-        raise UsageError("--report and --junit need a RUN_ID")
+    if junit and not run_id:
+        raise UsageError("--junit needs a RUN_ID")
+    if report and not (run_id or metric):
+        raise UsageError("--report needs a RUN_ID, or --metric NAME for its trend")
+    if run_id and metric:
+        raise UsageError("--metric shows a trend over runs: give it without a RUN_ID")
     store = open_history()
     try:
-        if metric:
+        if metric and report:
+            _trend_report(store, metric, runbook_name, limit, report)
+        elif metric:
             _show_metric(store, metric, runbook_name, limit, fmt)
         elif run_id and (report or junit):
             _rerender(store, resolve_run_id(store, run_id), report, junit)
@@ -64,6 +74,27 @@ def _show_metric(
         _json({"metric": metric, "values": rows})
     else:
         click.echo(view.metric_view(metric, rows))
+
+
+def _trend_report(
+    store: HistoryStore, metric: str, runbook: str | None, limit: int, path: str
+) -> None:
+    """The trend as a page; the bounds drawn are the newest run's (they are
+    rendered per run, so a changed threshold shows from its first run on)."""
+    from pathlib import Path
+
+    from engine.reports.trend import render_trend
+
+    rows = store.metric_rows(metric, runbook, limit)
+    bounds: dict[str, str | None] = {"warn": None, "critical": None}
+    if rows:
+        newest = rows[-1]
+        for step in store.step_rows(newest["run_id"]):
+            if step.host == newest["host"] and step.step_id == newest["step_id"]:
+                found = (step.result.get("metrics") or {}).get(metric) or {}
+                bounds = {k: found.get(k) for k in ("warn", "critical")}
+    Path(path).write_text(render_trend(metric, rows, bounds), encoding="utf-8")
+    click.echo(f"wrote {path} ({len(rows)} values of {metric})")
 
 
 def _show_run(store: HistoryStore, row: dict[str, Any], fmt: str) -> None:

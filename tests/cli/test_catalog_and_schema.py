@@ -56,7 +56,9 @@ def test_schema_accepts_templates_for_typed_fields(schema: jsonschema.Draft20201
     }
     schema.validate(ok)
     with pytest.raises(jsonschema.ValidationError):  # not a template, not a level
-        schema.validate({"runbook": "x", "steps": [{"name": "f", "log": {"message": "x", "level": "loud"}}]})
+        schema.validate(
+            {"runbook": "x", "steps": [{"name": "f", "log": {"message": "x", "level": "loud"}}]}
+        )
 
 
 def test_schema_refuses_templates_where_the_loader_does(

@@ -144,6 +144,10 @@ def test_secret_in_every_channel_is_redacted_everywhere(
         _assert_clean("re-rendered JUnit", again_xml.read_text())
     _assert_clean("history list", cli("history").output)
     _assert_clean("metric trend", cli("history", "--metric", "tokens").output)
+    trend = tmp_path / "trend.html"
+    assert cli("history", "--metric", "tokens", "--report", trend).exit_code == 0
+    _assert_clean("metric trend page", trend.read_text())
+    assert "<polyline" in trend.read_text()  # drawn, not an empty page
 
     rows = _every_history_row(backend, runbook_home)
     _assert_clean("the history database", rows)
