@@ -684,6 +684,10 @@ def _dry_params(name: str, tmp_path: Path, web: WebServers, s3: S3Server, bucket
         "dr-drill": [
             "-p", f"bucket={bucket}", "-p", f"endpoint={s3.endpoint}", "-p", f"work_dir={tmp_path}",
         ],
+        "monthly-audit": [
+            "--limit", "lab-db", "-p", f"health_url={web.http_url}/json",
+            "-p", f"app_log={__file__}", "-p", f"backup_dir={tmp_path}",
+        ],
         "uptime-check": ["-p", f"url={web.http_url}/json", "-p", f"state_dir={tmp_path / 'state'}"],
         "emergency-certificate": [
             "-p", f"url={web.https_url}/json", "-p", f"ca_bundle={web.cert_path}",
