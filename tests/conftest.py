@@ -17,6 +17,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.lab_app",
     "tests.fixtures.containers",
     "tests.fixtures.celery_lab",
+    "tests.fixtures.receiver",
 ]
 
 

@@ -79,6 +79,9 @@ class Operator:
     show: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
     # Held around every prompt: the console takes its status line off the screen.
     screen: Callable[[], AbstractContextManager[None]] = nullcontext
+    # Told (host, step id, prompt) as a prompt starts waiting at the terminal:
+    # `notify: [{events: [approval], ...}]` sends "waiting for approval" from it.
+    on_wait: Callable[[str, str, str], None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _continue_all: bool = False
     _input_ended: bool = False  # once Ctrl-D was typed, later prompts get no answer either
@@ -104,6 +107,8 @@ class Operator:
             return True, f"{self.name} ({how})"
         if not self.interactive:
             return False, f"{self.name} (no terminal: pass --yes or --approve {step_id})"
+        if self.on_wait is not None:
+            self.on_wait(host, step_id, prompt)
         try:
             with self._lock:
                 answer = self._ask(f"[{host}] {prompt}", ["yes", "no"])
@@ -128,6 +133,8 @@ class Operator:
                     f"manual step {step_id} needs an operator at a terminal, "
                     f"or --approve {step_id} once it is done{hint}"
                 )
+            if self.on_wait is not None:
+                self.on_wait(host, step_id, f"manual step: {instructions.strip()[:200]}")
             try:
                 answer = self._ask("Done?", ["done", "abort"])
             except NoAnswer:

@@ -25,6 +25,7 @@ from engine.errors import EngineBug, EngineError, RecordLost
 from engine.events import (
     EventBus,
     HostFinished,
+    LogMessage,
     Processor,
     RunAborted,
     RunFinished,
@@ -177,6 +178,7 @@ class Runner:
             run.params,
             run.options.extra_vars,
         )
+        self._notifier_start()
         self.bus.emit(
             RunStarted(
                 run.run_id,
@@ -206,6 +208,11 @@ class Runner:
             self._not_started()
         self.result.finished_at = now_iso()
         self.result.duration_ms = int((time.monotonic() - started) * 1000)
+        if self.notifier is not None:
+            try:
+                self.notifier.run_finished(self.result)
+            except Exception as exc:  # never the run's outcome: said and recorded
+                self._notify_log("warning", f"notify failed: {type(exc).__name__}: {exc}")
         try:
             if self.result.aborted:
                 self.bus.emit(RunAborted(self.run.run_id, reason=self.result.aborted))
@@ -216,6 +223,38 @@ class Runner:
             if bug is None:
                 raise
             # The bug may be in a processor itself: the run's end is best effort then.
+
+    def _notifier_start(self) -> None:
+        """The `notify:` targets, rendered now: a missing secret is said before
+        any step runs. Approval notifications hook the operator's prompts."""
+        from engine.notify import Notifier, render_targets
+
+        self.notifier: Notifier | None = None
+        run = self.run
+        if not run.runbook.header.notify:
+            return
+        context = {
+            "params": run.params,
+            "env": self.secrets.environment(),
+            "secret": self.secrets,
+            "run": self.ctx.run_info,
+        }
+        targets = render_targets(run.runbook.header.notify, context)
+        self.notifier = Notifier(targets, run.runbook.name, run.redactor, self._notify_log)
+        if self.notifier.wants_approvals:
+            notifier, run_id = self.notifier, run.run_id
+            run.operator.on_wait = lambda host, step_id, prompt: notifier.approval_waiting(
+                run_id, host, step_id, prompt
+            )
+
+    def _notify_log(self, level: str, message: str) -> None:
+        """How a notification went: a log event, so console and history show it."""
+        try:
+            self.bus.emit(
+                LogMessage(self.run.run_id, host="", step_id="notify", level=level, message=message)
+            )
+        except Exception:
+            pass  # the history's own failure is said by the recorder; a notice is not worth more
 
     def _not_started(self) -> None:
         """Hosts of batches the stop came before: in the result, said so."""

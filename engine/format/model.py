@@ -14,7 +14,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from .source import PathKey
 
@@ -237,6 +245,37 @@ class Step:
         return out
 
 
+NotifyOn = Literal["ok", "warn", "critical", "failed", "aborted", "approval", "always"]
+
+
+class PagerDutyTarget(_Strict):
+    """PagerDuty's Events API v2: an integration's routing key (a secret)."""
+
+    routing_key: str
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+
+
+class NotifyTarget(_Strict):
+    """One entry of `notify:`: where to say it, and on which outcomes. The
+    field is `events`, not `on`: YAML 1.1 reads a bare `on` as true."""
+
+    events: list[NotifyOn] = ["critical", "failed", "aborted"]
+    webhook: str | None = None
+    slack: str | None = None
+    pagerduty: PagerDutyTarget | None = None
+    timeout: float = Field(default=10, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> NotifyTarget:
+        given = [k for k in ("webhook", "slack", "pagerduty") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of webhook, slack or pagerduty per entry"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
 class RunbookHeader(_Strict):
     """The top-level fields of a runbook file; steps are parsed separately."""
 
@@ -257,6 +296,7 @@ class RunbookHeader(_Strict):
     steps: list[Any] = Field(min_length=1)
     rescue: list[Any] = []
     always: list[Any] = []
+    notify: list[NotifyTarget] = []
 
     @field_validator("serial")
     @classmethod

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.history import open_store
+from tests.fixtures.receiver import Receiver
 from tests.helpers import cli, write
 
 ENV_SECRET = "tok-S3cr3t-env-9f2"
@@ -18,6 +19,9 @@ ALL = (ENV_SECRET, FILE_SECRET, PARAM_SECRET, SENSITIVE)
 
 RUNBOOK = """
 runbook: secret-demo
+notify:
+  - {events: [always], webhook: "{{ env.NOTIFY_URL }}/hook"}
+  - {events: [always], slack: "{{ env.NOTIFY_URL }}/slack"}
 params:
   password: {type: str, secret: true}
 steps:
@@ -99,9 +103,14 @@ def _every_history_row(backend: str, home: Path) -> str:
 
 
 def test_secret_in_every_channel_is_redacted_everywhere(
-    tmp_path: Path, backend: str, runbook_home: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    backend: str,
+    runbook_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    receiver: Receiver,
 ) -> None:
     monkeypatch.setenv("API_TOKEN", ENV_SECRET)
+    monkeypatch.setenv("NOTIFY_URL", receiver.url)
     secrets_file = tmp_path / "secrets.yaml"
     secrets_file.write_text(f"FILE_PW: {FILE_SECRET}\n")
     secrets_file.chmod(0o600)
@@ -148,6 +157,11 @@ def test_secret_in_every_channel_is_redacted_everywhere(
     assert cli("history", "--metric", "tokens", "--report", trend).exit_code == 0
     _assert_clean("metric trend page", trend.read_text())
     assert "<polyline" in trend.read_text()  # drawn, not an empty page
+
+    # Notifications: what left for the webhook and Slack, two runs' worth.
+    sent = json.dumps(receiver.posts)
+    _assert_clean("notifications", sent)
+    assert len(receiver.bodies("/hook")) == 2 and len(receiver.bodies("/slack")) == 2
 
     rows = _every_history_row(backend, runbook_home)
     _assert_clean("the history database", rows)
