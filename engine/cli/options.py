@@ -20,6 +20,7 @@ class Output:
     fmt: str  # text | json
     junit: str | None  # a JUnit XML file to write too
     report: str | None  # an HTML report to write too
+    metrics_textfile: str | None  # Prometheus text for node_exporter's textfile collector
     operator: str | None  # who is running it
     secrets_file: str | None
     verbose: int
@@ -27,7 +28,8 @@ class Output:
 
 
 def output_options(who: str) -> Callable[[F], F]:
-    """--format, --junit, --report, --operator, --secrets, -v, --color, as `output: Output`."""
+    """--format, --junit, --report, --metrics-textfile, --operator, --secrets, -v, --color,
+    as `output: Output`."""
 
     def apply(command: F) -> F:
         @functools.wraps(command)
@@ -40,6 +42,12 @@ def output_options(who: str) -> Callable[[F], F]:
             click.option("--junit", metavar="PATH", help="Also write the run as JUnit XML."),
             click.option(
                 "--report", metavar="PATH.html", help="Also write a self-contained HTML report."
+            ),
+            click.option(
+                "--metrics-textfile",
+                metavar="PATH",
+                help="Also write the thresholds and outcome for node_exporter's textfile "
+                "collector (a directory: runbook_NAME.prom in it).",
             ),
             click.option(
                 "--operator", help=f"Who is {who} (default: $RUNBOOK_OPERATOR or login name)."

@@ -252,6 +252,8 @@ def _execute(
     from engine.execution.runner import run_runbook
     from engine.history.session import recorded_run
 
+    if output.metrics_textfile:
+        _metrics_textfile(run, output.metrics_textfile)
     with recorded_run(
         run, options=record, junit=output.junit, report=output.report, store=store
     ) as recorded:
@@ -260,6 +262,19 @@ def _execute(
     if kept is not None and (kept / run.run_id).is_dir():
         click.echo(f"whole output of each command: {kept / run.run_id}/HOST/", err=True)
     sys.exit(result.exit_code)
+
+
+def _metrics_textfile(run: Run, path: str) -> None:
+    """Attach the textfile writer; a place it could never write to is a usage
+    error now, not a lost file after the run."""
+    from engine.errors import UsageError
+    from engine.reports.prometheus import MetricsTextfile
+
+    writer = MetricsTextfile(path)
+    folder = writer.target(run.runbook.name).parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"--metrics-textfile {path}: {folder} is not a writable directory")
+    run.processors.append(writer)
 
 
 def _print_steps(rb: Runbook) -> None:
