@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import textwrap
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +79,22 @@ def in_thread(work: Callable[[], object]) -> tuple[threading.Thread, list[BaseEx
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, errors
+
+
+@contextmanager
+def named_python(
+    directory: Path, prefix: str, code: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Python process under a name of its own (/proc/PID/comm is the
+    executable's name: a copy of the interpreter), started once `code` printed
+    "ready"; killed afterwards. What the process runbooks look for by name."""
+    name = f"{prefix}{uuid.uuid4().hex[:6]}"
+    exe = directory / name
+    shutil.copy(sys.executable, exe)
+    proc = subprocess.Popen([str(exe), "-c", code], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    try:
+        yield name, proc
+    finally:
+        proc.kill()
+        proc.wait()

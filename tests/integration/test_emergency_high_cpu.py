@@ -4,12 +4,9 @@ access log whose last minutes hold a traffic spike."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,24 +15,17 @@ import pytest
 
 from tests.fixtures.celery_lab import Lab
 from tests.fixtures.services import PgDatabase
-from tests.helpers import run_json, steps_of
+from tests.helpers import named_python, run_json, steps_of
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "emergency-high-cpu.yaml"
 
 
 @pytest.fixture
 def hog(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    name = f"rbcpu{uuid.uuid4().hex[:6]}"  # /proc/PID/comm: the executable's name
-    exe = tmp_path / name
-    shutil.copy(sys.executable, exe)
-    proc = subprocess.Popen([str(exe), "-c", "print('ready', flush=True)\nwhile True: pass\n"],
-                            stdout=subprocess.PIPE)  # fmt: skip
-    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-    try:
-        yield name, proc
-    finally:
-        proc.kill()
-        proc.wait()
+    with named_python(
+        tmp_path, "rbcpu", "print('ready', flush=True)\nwhile True: pass\n"
+    ) as started:
+        yield started
 
 
 def _access_log(path: Path) -> None:

@@ -3,34 +3,26 @@ a Python process, renamed so its /proc name is unique, holding 80 MiB."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_json, steps_of
+from tests.helpers import named_python, run_json, steps_of
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "emergency-memory.yaml"
 
 
 @pytest.fixture
 def hog(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    name = f"rbhog{uuid.uuid4().hex[:6]}"  # /proc/PID/comm: the executable's name
-    exe = tmp_path / name
-    shutil.copy(sys.executable, exe)
-    code = "import time\nx = bytearray(b'\\x01') * (80 << 20)\nprint('ready', flush=True)\ntime.sleep(120)\n"
-    proc = subprocess.Popen([str(exe), "-c", code], stdout=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-    try:
-        yield name, proc
-    finally:
-        proc.kill()
-        proc.wait()
+    with named_python(
+        tmp_path,
+        "rbhog",
+        "import time\nx = bytearray(b'\\x01') * (80 << 20)\nprint('ready', flush=True)\ntime.sleep(120)\n",
+    ) as started:
+        yield started
 
 
 def test_it_finds_the_hog_and_restarts_it_when_asked(
