@@ -88,6 +88,15 @@ def _repeat_last(sizes: list[Any]) -> Iterator[Any]:
         yield sizes[-1]
 
 
+def _groups_of(hosts: list[Host]) -> dict[str, list[str]]:
+    """Each group of the run's hosts, with its members in run order."""
+    groups: dict[str, list[str]] = {}
+    for host in hosts:
+        for group in host.groups:
+            groups.setdefault(group, []).append(host.name)
+    return groups
+
+
 @dataclass
 class Run:
     """Everything one execution of a runbook needs, assembled by the caller."""
@@ -127,6 +136,10 @@ class Runner:
                 "started_at": now_iso(),
                 "operator": run.operator.name,
                 "dry_run": run.options.dry_run,
+                # The run's hosts in the order they run, and by group: what a
+                # step on one host may know of the others (staging goes first).
+                "hosts": [h.name for h in run.hosts],
+                "groups": _groups_of(run.hosts),
             },
             connect=self._connect,
             connection_limit=ConnectionLimit(max(run.options.max_connections, run.options.forks)),

@@ -114,3 +114,73 @@ def test_a_failed_unpack_leaves_no_half_release(tmp_path: Path, web_servers: Web
     code, doc = release(app, broken, f"{web_servers.http_url}/json")
     assert code == 3, doc
     assert not any((app / "releases").iterdir())
+
+
+def _staged(tmp_path: Path, health: str, staging_first: bool = True) -> Path:
+    """A staging host and two production hosts, each with its own app directory."""
+    hosts = {
+        "stg1": f"{{connection: local, address: 127.0.0.1, vars: {{app_dir: {tmp_path / 'stg1'}}}}}",
+        "prod1": f"{{connection: local, address: 127.0.0.1, vars: {{app_dir: {tmp_path / 'prod1'}}}}}",
+        "prod2": f"{{connection: local, address: 127.0.0.1, vars: {{app_dir: {tmp_path / 'prod2'}}}}}",
+    }
+    order = ["stg1", "prod1", "prod2"] if staging_first else ["prod1", "stg1", "prod2"]
+    inv = tmp_path / "staged.yaml"
+    inv.write_text(
+        f"vars: {{health_url: '{health}'}}\n"
+        "hosts:\n"
+        + "".join(f"  {h}: {hosts[h]}\n" for h in order)
+        + "groups:\n  web:\n    hosts: {"
+        + ", ".join(f"{h}: {{}}" for h in order)
+        + "}\n"
+        "  staging:\n    hosts: {stg1: {}}\n  production:\n    hosts: {prod1: {}, prod2: {}}\n"
+    )
+    return inv
+
+
+def _staged_release(inv: Path, art: Path, *extra: str) -> tuple[int, dict]:
+    return run_json(
+        RUNBOOK, "-i", str(inv), "-p", f"artifact={art}", "-p", "staging_group=staging",
+        "-p", "health_attempts=2", "-p", "health_interval=100ms", *extra,
+    )  # fmt: skip
+
+
+def test_staging_then_production_with_one_promotion(
+    tmp_path: Path, web_servers: WebServers
+) -> None:
+    """TrailBlaze: deploy to staging, then production. The promotion is asked once,
+    at the first production host, after staging took the release."""
+    inv = _staged(tmp_path, f"{web_servers.http_url}/json")
+    art = artifact(tmp_path, "v1")
+    code, doc = _staged_release(inv, art, "--approve", "unpack")  # promotion not approved
+    assert code == 4, doc
+    assert current_version(tmp_path / "stg1") == "v1"
+    assert not (tmp_path / "prod1" / "current").exists()
+    assert steps_of(doc, "prod1")["promote"]["state"] == "aborted"
+    code, doc = _staged_release(inv, art, "--approve", "unpack", "--approve", "promote")
+    assert code == 0, doc
+    assert [current_version(tmp_path / h) for h in ("stg1", "prod1", "prod2")] == ["v1"] * 3
+    assert steps_of(doc, "prod1")["promote"]["state"] == "ok"
+    assert steps_of(doc, "prod2")["promote"]["state"] == "skipped"  # asked once
+
+
+def test_a_release_failing_on_staging_never_reaches_production(
+    tmp_path: Path, web_servers: WebServers
+) -> None:
+    inv = _staged(tmp_path, f"{web_servers.http_url}/status/503")
+    code, doc = _staged_release(inv, artifact(tmp_path, "v1"), "--yes")
+    assert code == 3, doc
+    assert steps_of(doc, "stg1")["health"]["state"] == "failed"
+    for host in ("prod1", "prod2"):
+        assert not (tmp_path / host).exists()
+        assert doc["hosts"][host]["not_started"] is True
+
+
+def test_staging_listed_after_production_releases_nothing(
+    tmp_path: Path, web_servers: WebServers
+) -> None:
+    inv = _staged(tmp_path, f"{web_servers.http_url}/json", staging_first=False)
+    code, doc = _staged_release(inv, artifact(tmp_path, "v1"), "--yes")
+    assert code == 3, doc
+    error = steps_of(doc, "prod1")["staging_first"]["error"]
+    assert "must be the first of the run, which goes prod1, stg1, prod2" in error
+    assert not any((tmp_path / h).exists() for h in ("stg1", "prod1", "prod2"))
