@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from engine import exitcodes
-from engine.errors import InvalidError
+from engine.errors import InvalidError, UsageError
 
 from .options import inventory_option
 
@@ -99,10 +99,73 @@ def schema_command() -> None:
 @click.command("cron")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @inventory_option("Run the scheduled runbooks against this inventory.")
-def cron_command(directory: str | None, inventory_path: str | None) -> None:
-    """Crontab lines for every runbook in DIRECTORY that has a schedule."""
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+    help="A param for the runbooks that declare it (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--systemd",
+    "systemd_dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Write a .service and a .timer per scheduled runbook into DIR instead.",
+)
+def cron_command(
+    directory: str | None,
+    inventory_path: str | None,
+    params: tuple[str, ...],
+    systemd_dir: str | None,
+) -> None:
+    """Crontab lines (or systemd timers) for every runbook in DIRECTORY that has
+    a schedule, running the installed `runbook` by its absolute path."""
     from engine.format.catalog import cron_lines
 
     root = Path(directory) if directory else Path("runbooks")
-    for line in cron_lines(root, inventory=inventory_path):
+    given: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"-p {item!r}: expected NAME=VALUE")
+        given[name] = value
+    command = _runbook_command()
+    if systemd_dir:
+        _write_systemd(root, Path(systemd_dir), command, inventory_path, given)
+        return
+    for line in cron_lines(root, command, inventory=inventory_path, params=given):
         click.echo(line)
+
+
+def _runbook_command() -> list[str]:
+    """The installed `runbook` by its absolute path: cron's PATH is short."""
+    import shutil
+    import sys
+
+    found = shutil.which("runbook")
+    return [str(Path(found).resolve())] if found else [sys.executable, "-m", "engine"]
+
+
+def _write_systemd(
+    root: Path,
+    out: Path,
+    command: list[str],
+    inventory: str | None,
+    params: dict[str, str],
+) -> None:
+    from engine.format.catalog import scheduled
+    from engine.format.schedule import ScheduleError, systemd_units
+
+    out.mkdir(parents=True, exist_ok=True)
+    for item in scheduled(root, command, inventory, params):
+        if item.needs:
+            click.echo(f"skipped {item.entry.name}: add {', '.join(item.needs)}", err=True)
+            continue
+        try:
+            units = systemd_units(
+                item.entry.name, item.entry.description, str(item.entry.schedule), item.words
+            )
+        except ScheduleError as exc:
+            click.echo(f"skipped {item.entry.name}: {exc}", err=True)
+            continue
+        for filename, text in units.items():
+            (out / filename).write_text(text)
+            click.echo(f"wrote {out / filename}")

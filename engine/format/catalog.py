@@ -205,32 +205,69 @@ def _describe(step: Step) -> str:
     return text.strip()
 
 
-def cron_lines(
-    directory: Path, runbook_cmd: str = "runbook", inventory: str | None = None
-) -> list[str]:
-    """Crontab lines for every valid runbook that has a `schedule`.
+@dataclass
+class Scheduled:
+    """One scheduled runbook as `runbook cron` prints it: the command, or what it needs."""
 
-    A line that could not run as printed (a required param has no value, or the
-    runbook targets inventory hosts and no inventory was given) is printed
-    commented out, saying what it needs: cron would only mail its exit 64."""
+    entry: Entry
+    words: list[str]
+    needs: list[str]
+
+
+def scheduled(
+    directory: Path,
+    runbook_cmd: list[str],
+    inventory: str | None = None,
+    params: dict[str, str] | None = None,
+) -> list[Scheduled]:
+    """Every valid runbook with a `schedule`, with the command that runs it.
+
+    `params` go to the runbooks that declare them. A command that could not run
+    as printed (a required param has no value, or the runbook targets inventory
+    hosts and no inventory was given) says what it needs instead: cron would
+    only mail its exit 64."""
+    params = params or {}
     out = []
     for entry in catalogue(directory):
         if not entry.schedule or entry.kind == "invalid":
             continue
         runbook = load_runbook(entry.path)
-        words = [runbook_cmd, "run", str(entry.path.resolve())]
+        words = [*runbook_cmd, "run", str(entry.path.resolve())]
         if inventory:
             words += ["-i", str(Path(inventory).resolve())]
         words.append("--yes")
-        missing = [name for name, p in runbook.params.items() if p.required and p.default is None]
+        for name in runbook.params:
+            if name in params:
+                words += ["-p", f"{name}={params[name]}"]
+        missing = [
+            name
+            for name, p in runbook.params.items()
+            if p.required and p.default is None and name not in params
+        ]
         needs = [f"-p {name}=..." for name in missing]
         if not inventory and runbook.header.hosts not in ("all", "localhost"):
             needs.append(f"-i INVENTORY (hosts: {runbook.header.hosts})")
-        line = f"{entry.schedule} {shlex.join(words)}"
-        if needs:
-            out.append(f"# {line}  # {entry.name}: add {', '.join(needs)}, then uncomment")
+        out.append(Scheduled(entry, words, needs))
+    return out
+
+
+def cron_lines(
+    directory: Path,
+    runbook_cmd: list[str] | None = None,
+    inventory: str | None = None,
+    params: dict[str, str] | None = None,
+) -> list[str]:
+    """Crontab lines for every valid runbook that has a `schedule`; one that
+    could not run as printed is commented out, saying what to add."""
+    out = []
+    for item in scheduled(directory, runbook_cmd or ["runbook"], inventory, params):
+        line = f"{item.entry.schedule} {shlex.join(item.words)}"
+        if item.needs:
+            out.append(
+                f"# {line}  # {item.entry.name}: add {', '.join(item.needs)}, then uncomment"
+            )
         else:
-            out.append(f"{line}  # {entry.name}")
+            out.append(f"{line}  # {item.entry.name}")
     return out
 
 

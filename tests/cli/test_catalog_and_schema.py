@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -84,7 +85,7 @@ def test_list_orders_emergency_first(tmp_path: Path) -> None:
     names = [e["name"] for e in json.loads(result.stdout)]
     assert names == ["zeta", "alpha", "beta"]
     cron = cli("cron", str(tmp_path))
-    assert cron.stdout.startswith("0 3 * * 1 runbook run ")
+    assert re.match(r"0 3 \* \* 1 /\S+ run ", cron.stdout)  # runbook by its absolute path
     assert "# beta" in cron.stdout and "zeta" not in cron.stdout
 
 
@@ -108,7 +109,7 @@ def test_cron_never_prints_a_line_that_cannot_run(tmp_path: Path) -> None:
     inventory = tmp_path / "inv.yaml"
     inventory.write_text("hosts:\n  db1: {connection: local}\n")
     (line,) = cli("cron", str(tmp_path)).stdout.splitlines()
-    assert line.startswith("# 30 2 * * * runbook run ")
+    assert re.match(r"# 30 2 \* \* \* /\S+ run ", line)
     assert line.endswith(
         "# backup: add -p bucket=..., -i INVENTORY (hosts: databases), then uncomment"
     )
@@ -208,3 +209,27 @@ def test_show_drops_the_raw_marks_that_keep_jinja_off_docker_templates(tmp_path:
     assert "docker inspect web --format '{{.RestartCount}}'`" in out
     assert "> Run `docker ps --format '{{.Names}}'`" in out
     assert "raw" not in out.split("## Steps")[1]
+
+
+def test_cron_params_fill_the_runbooks_that_declare_them(tmp_path: Path) -> None:
+    """Issue 18: the line carries the required params, so it can run as printed."""
+    write(
+        tmp_path,
+        """
+        runbook: backup
+        schedule: "30 2 * * *"
+        params:
+          bucket: {type: str, required: true}
+        steps:
+          - name: a
+            log: "{{ params.bucket }}"
+        """,
+        "backup.yaml",
+    )
+    (line,) = cli(
+        "cron", str(tmp_path), "-p", "bucket=nightly", "-p", "other=x"
+    ).stdout.splitlines()
+    assert not line.startswith("#") and line.endswith("--yes -p bucket=nightly  # backup")
+    runbook_path = line.split()[5]
+    assert Path(runbook_path).is_absolute() and Path(runbook_path).exists()
+    assert cli("cron", str(tmp_path), "-p", "nonsense").exit_code == 64
