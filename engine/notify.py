@@ -51,7 +51,7 @@ def render_targets(entries: list[NotifyTarget], context: Mapping[str, Any]) -> l
 
     out = []
     for i, entry in enumerate(entries):
-        kind = next(k for k in ("webhook", "slack", "pagerduty") if getattr(entry, k) is not None)
+        kind = entry.kind
         try:
             if entry.pagerduty is not None:
                 url = str(render_value(entry.pagerduty.url, context))

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from engine import exitcodes
-from engine.errors import InvalidError, UsageError
+from engine.errors import InvalidError
 
 from .options import inventory_option
 
@@ -119,14 +119,10 @@ def cron_command(
     """Crontab lines (or systemd timers) for every runbook in DIRECTORY that has
     a schedule, running the installed `runbook` by its absolute path."""
     from engine.format.catalog import cron_lines
+    from engine.format.params import parse_assignments
 
     root = Path(directory) if directory else Path("runbooks")
-    given: dict[str, str] = {}
-    for item in params:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise UsageError(f"-p {item!r}: expected NAME=VALUE")
-        given[name] = value
+    given = parse_assignments(params, "-p")
     command = _runbook_command()
     if systemd_dir:
         _write_systemd(root, Path(systemd_dir), command, inventory_path, given)

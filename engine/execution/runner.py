@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.connections.base import Connection, connection_types
 from engine.connections.pool import ConnectionHolder, ConnectionLimit
@@ -42,6 +42,9 @@ from .approvals import Operator
 from .context import RunContext, RunOptions
 from .executor import HostExecutor
 from .lockstep import Lockstep
+
+if TYPE_CHECKING:
+    from engine.notify import Notifier
 
 
 def new_run_id() -> str:
@@ -151,6 +154,7 @@ class Runner:
             dry_run=run.options.dry_run,
         )
         self._interrupts = 0
+        self.notifier: Notifier | None = None  # set at the start when `notify:` is given
 
     # ------------------------------------------------------------ public
 
@@ -242,7 +246,6 @@ class Runner:
         any step runs. Approval notifications hook the operator's prompts."""
         from engine.notify import Notifier, render_targets
 
-        self.notifier: Notifier | None = None
         run = self.run
         if not run.runbook.header.notify:
             return

@@ -265,9 +265,17 @@ class NotifyTarget(_Strict):
     pagerduty: PagerDutyTarget | None = None
     timeout: float = Field(default=10, gt=0, le=120)
 
+    @property
+    def kind(self) -> str:
+        """webhook, slack or pagerduty: the one given (the validator sees to it)."""
+        return self._given()[0]
+
+    def _given(self) -> list[str]:
+        return [k for k in ("webhook", "slack", "pagerduty") if getattr(self, k) is not None]
+
     @model_validator(mode="after")
     def _one_target(self) -> NotifyTarget:
-        given = [k for k in ("webhook", "slack", "pagerduty") if getattr(self, k) is not None]
+        given = self._given()
         if len(given) != 1:
             raise ValueError(
                 "give exactly one of webhook, slack or pagerduty per entry"
