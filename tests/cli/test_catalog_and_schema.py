@@ -89,9 +89,8 @@ def test_list_orders_emergency_first(tmp_path: Path) -> None:
     assert "# beta" in cron.stdout and "zeta" not in cron.stdout
 
 
-def test_cron_never_prints_a_line_that_cannot_run(tmp_path: Path) -> None:
-    """B9: a line without a required param (or an inventory for inventory
-    hosts) exits 64 every night: it is printed commented, saying what it needs."""
+def _scheduled_backup(tmp_path: Path) -> Path:
+    """A nightly runbook on `databases` with a required param; its inventory."""
     write(
         tmp_path,
         """
@@ -108,6 +107,13 @@ def test_cron_never_prints_a_line_that_cannot_run(tmp_path: Path) -> None:
     )
     inventory = tmp_path / "inv.yaml"
     inventory.write_text("hosts:\n  db1: {connection: local}\n")
+    return inventory
+
+
+def test_cron_never_prints_a_line_that_cannot_run(tmp_path: Path) -> None:
+    """B9: a line without a required param (or an inventory for inventory
+    hosts) exits 64 every night: it is printed commented, saying what it needs."""
+    inventory = _scheduled_backup(tmp_path)
     (line,) = cli("cron", str(tmp_path)).stdout.splitlines()
     assert re.match(r"# 30 2 \* \* \* /\S+ run ", line)
     assert line.endswith(
@@ -213,22 +219,9 @@ def test_show_drops_the_raw_marks_that_keep_jinja_off_docker_templates(tmp_path:
 
 def test_cron_params_fill_the_runbooks_that_declare_them(tmp_path: Path) -> None:
     """Issue 18: the line carries the required params, so it can run as printed."""
-    write(
-        tmp_path,
-        """
-        runbook: backup
-        schedule: "30 2 * * *"
-        params:
-          bucket: {type: str, required: true}
-        steps:
-          - name: a
-            log: "{{ params.bucket }}"
-        """,
-        "backup.yaml",
-    )
-    (line,) = cli(
-        "cron", str(tmp_path), "-p", "bucket=nightly", "-p", "other=x"
-    ).stdout.splitlines()
+    inventory = _scheduled_backup(tmp_path)
+    args = ("-i", str(inventory), "-p", "bucket=nightly", "-p", "other=x")
+    (line,) = cli("cron", str(tmp_path), *args).stdout.splitlines()
     assert not line.startswith("#") and line.endswith("--yes -p bucket=nightly  # backup")
     runbook_path = line.split()[5]
     assert Path(runbook_path).is_absolute() and Path(runbook_path).exists()

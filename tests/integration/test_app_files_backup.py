@@ -49,11 +49,16 @@ def run(
     return code, {k: {**v.get("data", {}), **v} for k, v in steps_of(doc).items()}
 
 
+def run_s3(tmp_path: Path, s3: S3Server, bucket: str, *args: str) -> tuple[int, dict[str, Any]]:
+    """`run` with the test's bucket on the moto server."""
+    s3_args = ("-p", f"bucket={bucket}", "-p", f"endpoint={s3.endpoint}")
+    return run(tmp_path, *s3_args, *args, env=s3.env())
+
+
 def test_the_archive_holds_the_files_and_s3_the_same_bytes(
     tmp_path: Path, s3_server: S3Server, s3_bucket: str
 ) -> None:
-    args = ("-p", f"bucket={s3_bucket}", "-p", f"endpoint={s3_server.endpoint}")
-    code, steps = run(tmp_path, *args, env=s3_server.env())
+    code, steps = run_s3(tmp_path, s3_server, s3_bucket)
     assert code == 0, {k: (v["state"], v.get("error")) for k, v in steps.items()}
     archive = Path(steps["archive"]["json"]["file"])
     with tarfile.open(archive) as tar:
@@ -80,15 +85,7 @@ def test_retention_keeps_the_newest_and_the_new_one(
     other = f"files/other_{stamp(100)}.tar.gz"
     client.put_object(Bucket=s3_bucket, Key=other, Body=b"x")
     (backups / "notes.txt").write_text("not an archive")
-    args = (
-        "-p",
-        f"bucket={s3_bucket}",
-        "-p",
-        f"endpoint={s3_server.endpoint}",
-        "-p",
-        "keep_last=3",
-    )
-    code, steps = run(tmp_path, *args, env=s3_server.env())
+    code, steps = run_s3(tmp_path, s3_server, s3_bucket, "-p", "keep_last=3")
     assert code == 0, {k: (v["state"], v.get("error")) for k, v in steps.items()}
     kept = sorted(p.name for p in backups.glob("web1_*.tar.gz"))
     # The new archive and the two newest old ones make keep_last=3.
@@ -106,15 +103,7 @@ def test_the_audit_finds_an_old_and_a_shrunken_backup(
     older, newest = f"files/web1_{stamp(3)}.tar.gz", f"files/web1_{stamp(2.5)}.tar.gz"
     client.put_object(Bucket=s3_bucket, Key=older, Body=b"x" * 10_000)
     client.put_object(Bucket=s3_bucket, Key=newest, Body=b"x" * 1_000)  # a tenth of it
-    args = (
-        "-p",
-        f"bucket={s3_bucket}",
-        "-p",
-        f"endpoint={s3_server.endpoint}",
-        "-p",
-        "archive=false",
-    )
-    code, steps = run(tmp_path, *args, env=s3_server.env())
+    code, steps = run_s3(tmp_path, s3_server, s3_bucket, "-p", "archive=false")
     audit = steps["audit"]
     assert [a["name"] for a in audit["json"]["archives"]] == [newest, older]
     assert 59 < audit["metrics"]["backup_newest_age_h"]["value"] < 61
@@ -138,12 +127,11 @@ def test_an_existing_database_backup_is_restored_and_counted(
         key = f"postgres/{name}_{stamp(1)}.sql.gz"
         s3_server.client().put_object(Bucket=s3_bucket, Key=key, Body=gzip.compress(dump))
         args = (
-            "-p", f"bucket={s3_bucket}", "-p", f"endpoint={s3_server.endpoint}",
             "-p", "verify_db_backup=true", "-p", f"database={name}", "-p", "verify_table=orders",
         )  # fmt: skip
         scratch = "SELECT datname FROM pg_database WHERE datname LIKE 'verify_%'"
         before = pg_database.query(scratch)
-        code, steps = run(tmp_path, *args, env=s3_server.env())
+        code, steps = run_s3(tmp_path, s3_server, s3_bucket, *args)
         assert code == 0, {k: (v["state"], v.get("error")) for k, v in steps.items()}
         assert steps["db_rows"]["rows"][0]["n"] == 42
         assert steps["db_drop"]["state"] == "ok"
@@ -159,15 +147,7 @@ def test_a_dry_run_writes_uploads_and_deletes_nothing(
     backups.mkdir()
     old = backups / f"web1_{stamp(400)}.tar.gz"
     old.write_bytes(b"old")
-    args = (
-        "-p",
-        f"bucket={s3_bucket}",
-        "-p",
-        f"endpoint={s3_server.endpoint}",
-        "-p",
-        "keep_last=0",
-    )
-    code, steps = run(tmp_path, *args, "--dry-run", env=s3_server.env())
+    code, steps = run_s3(tmp_path, s3_server, s3_bucket, "-p", "keep_last=0", "--dry-run")
     assert code in (0, 1, 2), steps
     assert sorted(p.name for p in backups.iterdir()) == [old.name]
     assert "Contents" not in s3_server.client().list_objects_v2(Bucket=s3_bucket)
