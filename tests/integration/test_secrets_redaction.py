@@ -117,8 +117,12 @@ def test_secret_in_every_channel_is_redacted_everywhere(
     rb = write(tmp_path, RUNBOOK)
     common = ["-p", f"password={PARAM_SECRET}", "--secrets", secrets_file, "--yes"]
     junit, html = tmp_path / "out.xml", tmp_path / "out.html"
+    textfile = tmp_path / "metrics.prom"
 
-    text = cli("run", rb, *common, "-vv", "--junit", junit, "--report", html)
+    text = cli(
+        "run", rb, *common, "-vv", "--junit", junit, "--report", html,
+        "--metrics-textfile", textfile,
+    )  # fmt: skip
     assert text.exit_code == 0, text.output
     _assert_clean("console output", text.output)
     # Not vacuous: the steps did print, with the secret masked.
@@ -135,6 +139,8 @@ def test_secret_in_every_channel_is_redacted_everywhere(
     assert "***" in steps["error_message"]["error"]
     assert "***" in steps["url_in_error"]["error"]
 
+    _assert_clean("Prometheus textfile", textfile.read_text())
+    assert 'metric="tokens"' in textfile.read_text()
     _assert_clean("JUnit report", junit.read_text())
     _assert_clean("HTML report", html.read_text())
     assert "***" in junit.read_text() and "***" in html.read_text()
