@@ -1,4 +1,6 @@
-"""`secret(name)`: secrets from a `--secrets` file or the environment.
+"""`secret(name)`: secrets from a `--secrets` file or the environment, or, for
+a name with a backend's prefix (`vault:`, `aws:`, `sops:`), from that backend
+(engine/secret_backends/).
 
 A secret's value is registered with the run's Redactor (engine/redaction.py)
 the moment it is read, and every output channel passes what it writes through
@@ -15,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from engine.secret_backends import Backends, parse_ref
+
 from .errors import SecretError
 from .redaction import Redactor, dsn_passwords, looks_secret
 
@@ -23,7 +27,8 @@ if TYPE_CHECKING:
 
 
 class Secrets:
-    """Looks secrets up in a secrets file first, then in the environment."""
+    """Looks secrets up in a backend a name's prefix names, else in a secrets
+    file first, then in the environment."""
 
     def __init__(
         self,
@@ -34,6 +39,7 @@ class Secrets:
         self.redactor = redactor
         self._environ = os.environ if environ is None else environ
         self._file_values: dict[str, str] = {}
+        self._backends = Backends(redactor, self._environ)
         if file is not None:
             self._file_values = load_secrets_file(Path(file))
         # Every value of the file is a secret from the start: a step that prints
@@ -49,13 +55,18 @@ class Secrets:
         return _Environment(self._environ, self.redactor)
 
     def get(self, name: str) -> str:
+        ref = parse_ref(name)
+        if ref is not None:
+            return self._backends.get(ref)  # registered with the redactor there
         if name in self._file_values:
             value = self._file_values[name]
         elif name in self._environ:
             value = self._environ[name]
         else:
+            hint = " (a backend's prefix is vault:, aws: or sops:)" if ":" in name else ""
             raise SecretError(
                 f"secret {name!r} is not set: export {name}=... or add it to the --secrets file"
+                + hint
             )
         self.redactor.add(value)
         return value

@@ -18,6 +18,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.containers",
     "tests.fixtures.celery_lab",
     "tests.fixtures.receiver",
+    "tests.fixtures.vault",
 ]
 
 
@@ -43,6 +44,7 @@ SERVER_MARKERS = {
     "container_engine": "containers",
     "containers": "containers",
     "registry": "containers",
+    "vault_server": "vault",
 }
 
 
