@@ -46,6 +46,8 @@ def select_hosts(
     from .inventory.loader import load_inventory
 
     inventory = load_inventory(inventory_path)
+    for warning in inventory.warnings:  # names options, never their values
+        print(f"warning: inventory: {warning}", file=sys.stderr)
     hosts = inventory.select_hosts(runbook.header.hosts, limit)
     if not hosts:
         raise UsageError(f"no hosts matched: hosts={runbook.header.hosts!r} limit={limit!r}")

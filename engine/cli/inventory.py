@@ -1,9 +1,11 @@
 """`runbook inventory`: what the engine makes of an inventory, before any run.
 
-Shows the group tree, and per host how it will be reached and the merged vars a
-runbook will see, so an operator can check `--limit` and var precedence without
-connecting anywhere. A password is never shown, only that one is set (`***`);
-vars whose name says they hold a secret are masked the same way.
+Shows the group tree (vars from group_vars/ files marked as such), and per host
+how it will be reached and the merged vars a runbook will see, so an operator
+can check `--limit` and var precedence without connecting anywhere. A password
+is never shown, only that one is set (`***`); vars whose name says they hold a
+secret are masked the same way. Warnings (ssh options the engine ignores) go to
+stderr.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def inventory_command(
     from engine.inventory.loader import load_inventory
 
     inventory = load_inventory(inventory_path)
+    for warning in inventory.warnings:  # names options, never their values
+        click.echo(f"warning: {warning}", err=True)
     if host_name:
         host = inventory.get(host_name)
         if limit and host.name not in {h.name for h in inventory.select(limit)}:
@@ -112,9 +116,11 @@ def _tree(inventory: Any, name: str, selected: set[str], depth: int, seen: set[s
     if not selected.intersection(group.all_hosts) and name != "all":
         return []
     pad = "  " * depth
-    lines = [f"{pad}@{name}" + (":" if group.vars else "")]
+    lines = [f"{pad}@{name}" + (":" if group.vars or group.file_vars else "")]
     for key, value in mask_secret_named(group.vars).items():
         lines.append(f"{pad}  {key} = {_scalar(value)}")
+    for key, value in mask_secret_named(group.file_vars).items():
+        lines.append(f"{pad}  {key} = {_scalar(value)}  # group_vars/{name}")
     if name in seen:  # a group under two parents: its members are shown once
         return lines
     seen.add(name)
@@ -176,6 +182,7 @@ def _as_json(inventory: Any, hosts: list[Host]) -> dict[str, Any]:
                 "hosts": [h for h in g.hosts if h in selected],
                 "children": list(g.children),
                 "vars": mask_secret_named(g.vars),
+                "group_vars_files": mask_secret_named(g.file_vars),
             }
             for name, g in inventory.groups.items()
             if name == "all" or selected.intersection(g.all_hosts)

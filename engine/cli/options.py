@@ -124,17 +124,35 @@ def capture_options(default_note: str) -> Callable[[F], F]:
 def _one_inventory(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> str | None:
-    """One inventory per run: a second -i used to replace the first silently."""
-    if len(value) > 1:
-        raise click.BadParameter(
-            f"given {len(value)} times ({', '.join(value)}): "
-            "one inventory file is read: give -i once"
-        )
-    return value[0] if value else None
+    """Every -i, in order, as one comma-separated source list (later sources win,
+    as with ansible-playbook -i a -i b); $RUNBOOK_INVENTORY when none is given,
+    comma-separated like $ANSIBLE_INVENTORY. One string, so that run, resume
+    and cron carry several sources as they carry one."""
+    import os
+
+    if not value:
+        return os.environ.get("RUNBOOK_INVENTORY", "").strip() or None
+    for given in value:
+        if not given.strip():
+            raise click.BadParameter("an empty inventory path")
+    return ",".join(value)
 
 
-def inventory_option(help: str = "Inventory file (default: localhost).") -> Callable[[F], F]:
-    """-i/--inventory, refused when given twice."""
+def inventory_option(
+    help: str = "Inventory (default: $RUNBOOK_INVENTORY, else localhost).",
+) -> Callable[[F], F]:
+    """-i/--inventory: repeatable; a file, a directory, a script or a comma list."""
+    more = (
+        " A file, a directory or an executable script; repeat -i (or separate by commas)"
+        " to merge several, later ones winning."
+    )
+    if "default" not in help.lower():
+        more += " Default: $RUNBOOK_INVENTORY."
     return click.option(
-        "-i", "--inventory", "inventory_path", multiple=True, callback=_one_inventory, help=help
+        "-i",
+        "--inventory",
+        "inventory_path",
+        multiple=True,
+        callback=_one_inventory,
+        help=help + more,
     )

@@ -9,7 +9,8 @@ Faithful where it matters for an operator moving over from Ansible:
 - `[g:vars]` for a group never declared, and `[g:children]` naming a group never
   declared, are errors, as in Ansible.
 - Connection vars (`ansible_host`, `ansible_port`, ...) become Host fields after
-  the vars are merged, so a `[prod:vars] ansible_user=ops` reaches every prod host.
+  the vars are merged (ansible_ssh.py), so a `[prod:vars] ansible_user=ops`
+  reaches every prod host.
 
 Stricter than Ansible, which only warns: an unknown key in a YAML group is an
 error, as everywhere else in the engine.
@@ -27,121 +28,12 @@ from typing import Any
 from engine.errors import Location
 from engine.format.source import PathKey, YamlDoc, format_path
 
-from .model import Spec, check_field, unknown_key_hint
+from .model import Spec, unknown_key_hint
 
 GROUP_KEYS = ("vars", "hosts", "children")
 
-# Later entries win over earlier ones mapping to the same field, as the later
-# names in the `vars:` lists of Ansible's ssh plugin options do.
-CONNECTION_VARS: dict[str, str] = {
-    "ansible_host": "address",
-    "ansible_ssh_host": "address",
-    "ansible_port": "port",
-    "ansible_ssh_port": "port",
-    "ansible_user": "user",
-    "ansible_ssh_user": "user",
-    "ansible_connection": "connection",
-    "ansible_private_key_file": "key_file",
-    "ansible_ssh_private_key_file": "key_file",
-    "ansible_password": "password",
-    "ansible_ssh_pass": "password",
-    "ansible_ssh_password": "password",
-    "ansible_timeout": "connect_timeout",
-    "ansible_ssh_timeout": "connect_timeout",
-    "ansible_host_key_checking": "host_key_policy",
-    "ansible_ssh_host_key_checking": "host_key_policy",
-}
-_SSH_CONNECTIONS = (
-    "ssh",
-    "paramiko",
-    "smart",
-    "ansible.builtin.ssh",
-    "ansible.builtin.paramiko_ssh",
-)
-_LOCAL_CONNECTIONS = ("local", "ansible.builtin.local")
-_PROXYJUMP = re.compile(r"(?:-J\s*|ProxyJump[=\s]+)([^\s'\"]+)")
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
-
-
-# --- connection vars -------------------------------------------------------
-
-
-def connection_fields(merged: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """Split merged vars into (Host fields, remaining vars, errors)."""
-    fields: dict[str, Any] = {}
-    rest: dict[str, Any] = {}
-    errors: list[str] = []
-    for key, value in merged.items():
-        if key not in CONNECTION_VARS:
-            rest[key] = value
-    for key, name in CONNECTION_VARS.items():
-        if key not in merged:
-            continue
-        value = merged[key]
-        if name == "connection":
-            value = _connection(value, errors)
-        elif name == "host_key_policy":
-            value = "strict" if _truthy(value) else "ignore"
-        if value is None:
-            continue
-        checked, error = check_field(name, value)
-        if error:
-            errors.append(f"{key}: {error}")
-        else:
-            fields[name] = checked
-    for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
-        args = merged.get(key)
-        if isinstance(args, str):
-            _ssh_args(args, fields, errors, key)
-    return fields, rest, errors
-
-
-def _ssh_args(args: str, fields: dict[str, Any], errors: list[str], key: str) -> None:
-    """What the engine can honour of OpenSSH arguments: ProxyJump / -J, and the
-    -o options for host keys (UserKnownHostsFile, StrictHostKeyChecking), which
-    Ansible inventories set this way. Host fields set by name win."""
-    if (match := _PROXYJUMP.search(args)) and "jump" not in fields:
-        fields["jump"] = match.group(1)
-    for name, value in _SSH_OPTION.findall(args):
-        option = name.lower()
-        field, given = None, value
-        if option == "userknownhostsfile":
-            field = "known_hosts"
-        elif option == "stricthostkeychecking":
-            field, given = "host_key_policy", _STRICT.get(value.lower(), value)
-        if field is None or field in fields:
-            continue
-        checked, error = check_field(field, given)
-        if error:
-            errors.append(f"{key}: -o {name}={value}: {error}")
-        else:
-            fields[field] = checked
-
-
-# `-o Name=Value`, `-oName=Value`, `-o "Name Value"`, quoted or not.
-_SSH_OPTION = re.compile(r"-o\s*[\"']?(\w+)(?:=|\s+)([^\s'\"]+)[\"']?")
-_STRICT = {
-    "yes": "strict",
-    "no": "ignore",
-    "off": "ignore",
-    "accept-new": "accept-new",
-}
-
-
-def _connection(value: Any, errors: list[str]) -> str | None:
-    if value in _SSH_CONNECTIONS:
-        return "ssh"
-    if value in _LOCAL_CONNECTIONS:
-        return "local"
-    errors.append(f"ansible_connection {value!r} is not supported (use ssh or local)")
-    return None
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("yes", "on", "true", "1", "y", "t")
-    return bool(value)
 
 
 # --- host patterns: ports and ranges ---------------------------------------

@@ -12,17 +12,16 @@ builder below gives every format the same meaning, which is Ansible's:
 - vars merge as Ansible's get_group_vars does: groups sorted by (depth, priority,
   name), depth being the longest path from `all`, so a child's vars beat its
   parent's and, at one depth, the alphabetically later group wins; host vars win
-  over every group. The runbook's vars and -e come later, in the executor.
+  over every group. group_vars/ and host_vars/ files interleave as in Ansible's
+  variable precedence (`_merged_vars`). The runbook's vars and -e come later,
+  in the executor.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InventoryInvalid, Location, Problem, did_you_mean
 
@@ -30,9 +29,10 @@ from .host import Host, localhost
 from .model import RESERVED_GROUPS, GroupDecl, Spec
 from .patterns import PatternError, evaluate
 
-__all__ = ["Group", "Inventory", "InventoryInvalid", "PatternError", "load_inventory"]
+if TYPE_CHECKING:
+    from .sources import Sources
 
-_INI_SECTION = re.compile(r"^\s*\[[^\]\s]+\]\s*(?:[#;].*)?$", re.M)
+__all__ = ["Group", "Inventory", "InventoryInvalid", "PatternError", "load_inventory"]
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Group:
     depth: int = 0  # longest path from `all`
     priority: int = 100
     all_hosts: list[str] = field(default_factory=list)  # with the children's, inventory order
+    file_vars: dict[str, Any] = field(default_factory=dict)  # from group_vars/, shown apart
 
 
 class Inventory:
@@ -64,6 +65,8 @@ class Inventory:
         self.source = source
         self.digest = digest
         self.format = format
+        # Said to the operator, not fatal: e.g. ssh options the engine ignores.
+        self.warnings: list[str] = []
 
     # HostUniverse, for patterns.evaluate
     @property
@@ -112,51 +115,19 @@ class Inventory:
         return narrowed
 
 
-def load_inventory(path: str | Path | None) -> Inventory:
-    """Read an inventory file, or the localhost-only default when `path` is None."""
+def load_inventory(path: Sources | None) -> Inventory:
+    """Read an inventory (a file, a directory, a script, or several: sources.py),
+    or the localhost-only default when `path` is None."""
     if path is None:
         host = localhost()
         group = Group("all", hosts=[host.name], all_hosts=[host.name])
         return Inventory({host.name: host}, {"all": group})
-    file = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        reason = "it is a directory" if Path(path).is_dir() else exc.strerror
-        raise InventoryInvalid(
-            [Problem(f"cannot read inventory: {reason}", Location(file))]
-        ) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InventoryInvalid(
-            [Problem(f"the inventory is not UTF-8 text ({exc.reason})", Location(file))]
-        ) from None
-    inventory = build(parse_spec(file, text))
-    inventory.digest = hashlib.sha256(raw).hexdigest()
+    from .sources import read_sources, split_sources
+
+    spec, digest = read_sources(split_sources(path))
+    inventory = build(spec)
+    inventory.digest = digest
     return inventory
-
-
-def parse_spec(file: str, text: str) -> Spec:
-    """Tell the format apart by content and parse it."""
-    from engine.format.source import load_yaml
-
-    from .ansible import looks_like_ansible_yaml, parse_ansible_yaml, parse_ini
-    from .native import TOP_KEYS, parse_native
-
-    if file.endswith((".ini", ".cfg")):
-        return parse_ini(file, text)
-    doc = load_yaml(text, file)
-    if isinstance(doc.data, dict) and not (doc.problems and _INI_SECTION.search(text)):
-        spec = parse_ansible_yaml(doc) if looks_like_ansible_yaml(doc.data, TOP_KEYS) else None
-        spec = spec or parse_native(doc)
-        spec.problems[:0] = doc.problems
-        return spec
-    if _INI_SECTION.search(text) or isinstance(doc.data, str):
-        return parse_ini(file, text)
-    spec = parse_native(doc)
-    spec.problems[:0] = doc.problems
-    return spec
 
 
 # --- the builder -----------------------------------------------------------
@@ -182,6 +153,10 @@ def build(spec: Spec) -> Inventory:
     _check_jumps(spec, hosts)
     if spec.problems:
         _fail(spec)
+    for files in spec.var_files:
+        for name, values in files.groups.items():
+            if name in groups:
+                groups[name].file_vars.update(values)
     from .sshconfig import apply_ssh_config, load_ssh_config
 
     if any(h.connection == "ssh" for h in hosts.values()):
@@ -190,13 +165,21 @@ def build(spec: Spec) -> Inventory:
             n: apply_ssh_config(h, config=config) if h.connection == "ssh" else h
             for n, h in hosts.items()
         }
-    return Inventory(hosts, groups, source=spec.file, format=spec.format)
+    inventory = Inventory(hosts, groups, source=spec.file, format=spec.format)
+    from .ansible_ssh import ignored_warnings
+
+    inventory.warnings = ignored_warnings(spec.ignored)
+    return inventory
 
 
 def _fail(spec: Spec) -> None:
-    """Every problem of the file at once, in file order."""
-    problems = sorted(spec.problems, key=lambda p: (p.location.line, p.location.column))
-    raise InventoryInvalid(problems)
+    """Every problem at once: sources in order, each in file order."""
+    rank = {name: i for i, name in enumerate(spec.texts)}
+
+    def key(p: Problem) -> tuple[int, int, int]:
+        return (rank.get(p.location.file, len(rank)), p.location.line, p.location.column)
+
+    raise InventoryInvalid(sorted(spec.problems, key=key))
 
 
 def _with_implicit_groups(spec: Spec) -> dict[str, GroupDecl]:
@@ -311,26 +294,47 @@ def _host_groups(direct: list[str], groups: dict[str, Group]) -> list[str]:
 def _make_host(spec: Spec, name: str, groups: dict[str, Group], direct: list[str]) -> Host | None:
     decl = spec.hosts[name]
     member_of = _host_groups(direct, groups)
-    merged: dict[str, Any] = {}
-    for group in member_of:
-        merged.update(groups[group].vars)
-    merged.update(decl.vars)
+    merged = _merged_vars(spec, name, member_of, groups)
     if spec.format == "native":
         fields = {**spec.defaults, **decl.fields}
         host_vars = merged
         if fields.get("jump") == name and "jump" not in decl.fields:
             del fields["jump"]  # `defaults: {jump: bastion}` does not apply to bastion itself
     else:
-        from .ansible import connection_fields
+        from .ansible_ssh import connection_fields
 
-        fields, host_vars, errors = connection_fields(merged)
+        fields, host_vars, errors, ignored = connection_fields(merged)
         for error in errors:
             spec.problem(decl.where, f"host {name!r}: {error}", path=name)
+        for option in ignored:
+            spec.ignored.setdefault(option, []).append(name)
         if errors:
             return None
     explicit = frozenset(fields)
     fields.setdefault("connection", "ssh")
     return Host(name=name, groups=member_of, vars=host_vars, explicit=explicit, **fields)
+
+
+def _merged_vars(
+    spec: Spec, name: str, member_of: list[str], groups: dict[str, Group]
+) -> dict[str, Any]:
+    """Ansible's variable precedence, lowest first: `all` in the inventory <
+    group_vars/all < the other groups in the inventory < their group_vars files <
+    the host in the inventory < host_vars. Each files tier goes source by source,
+    each source's groups in merge order."""
+    merged: dict[str, Any] = dict(groups["all"].vars)
+    others = [g for g in member_of if g != "all"]
+    for files in spec.var_files:
+        merged.update(files.groups.get("all", {}))
+    for group in others:
+        merged.update(groups[group].vars)
+    for files in spec.var_files:
+        for group in others:
+            merged.update(files.groups.get(group, {}))
+    merged.update(spec.hosts[name].vars)
+    for files in spec.var_files:
+        merged.update(files.hosts.get(name, {}))
+    return merged
 
 
 def _jump_where(spec: Spec, name: str) -> Location:

@@ -57,18 +57,32 @@ class GroupDecl:
 
 
 @dataclass
+class VarFiles:
+    """What one inventory source's group_vars/ and host_vars/ hold (ansible_vars.py)."""
+
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
 class Spec:
-    """One inventory file, parsed but not yet resolved."""
+    """One inventory source (or several, merged), parsed but not yet resolved."""
 
     file: str
     text: str
-    format: str  # native | ansible-yaml | ansible-ini
+    format: str  # native | ansible-yaml | ansible-ini | ansible-json | ansible-script
     defaults: dict[str, Any] = field(default_factory=dict)
     defaults_where: dict[str, Location] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)  # the `all` level
     groups: dict[str, GroupDecl] = field(default_factory=dict)
     hosts: dict[str, HostDecl] = field(default_factory=dict)  # first appearance order
     problems: list[Problem] = field(default_factory=list)
+    # Per source, in source order: a later source's files win (Ansible's order).
+    var_files: list[VarFiles] = field(default_factory=list)
+    # Each file's text by name, for snippets once several sources are merged.
+    texts: dict[str, str] = field(default_factory=dict)
+    # (var, ssh option) the engine ignores → the hosts it was set for
+    ignored: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def problem(self, where: Location, message: str, hint: str = "", path: str = "") -> None:
         self.problems.append(
@@ -77,7 +91,7 @@ class Spec:
                 location=where,
                 path=path,
                 hint=hint,
-                snippet=snippet(self.text, where.line, where.column),
+                snippet=snippet(self.texts.get(where.file, self.text), where.line, where.column),
             )
         )
 

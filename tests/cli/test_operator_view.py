@@ -116,8 +116,9 @@ def test_a_second_inventory_is_refused_not_silently_swapped(tmp_path: Path) -> N
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({"hosts": {"db1": {"connection": "local"}}}))
     result = cli("run", write(tmp_path, FLEET), "-i", one, "-i", other)
-    assert result.exit_code == 64
-    assert "one inventory file is read: give -i once" in result.output
+    # Ansible inventories merge (tests/integration/test_ansible_layouts.py); native ones do not
+    assert result.exit_code == 65
+    assert "native format cannot be merged" in result.output
     assert os.path.basename(other) in result.output
 
 

@@ -1,7 +1,8 @@
 """Ansible inventories (INI and YAML), read as Ansible reads them.
 
 The expectations are derived from Ansible's documented behaviour and its
-inventory code (ansible is not installed here): groups without a parent are
+inventory code (tests/integration/test_ansible_layouts.py compares with the real
+ansible-inventory): groups without a parent are
 children of `all`; hosts in no other group are `ungrouped`; vars merge by
 (depth, priority, name) of the groups, then host vars; INI values are typed
 with ast.literal_eval; `ansible_*` connection vars set the connection.
@@ -16,6 +17,7 @@ import pytest
 
 from engine.errors import InventoryInvalid, Problem
 from engine.inventory.ansible import expand_host_pattern, parse_value
+from engine.inventory.ansible_ssh import SshArgs, map_ssh_args, proxy_command_jump
 from engine.inventory.loader import Inventory, load_inventory
 
 
@@ -434,3 +436,116 @@ def test_the_example_ansible_inventories_agree() -> None:
     assert summary(ini) == summary(yml)
     assert groups(ini) == groups(yml)
     assert ini.get("db3").vars == {**DB_VARS, "replica": True, "pg_version": 16}
+
+
+def ssh_args(text: str, **named: Any) -> SshArgs:
+    out = SshArgs(dict(named))
+    map_ssh_args("ansible_ssh_common_args", text, out)
+    return out
+
+
+def test_ssh_args_map_onto_host_fields() -> None:
+    args = ssh_args(
+        "-o UserKnownHostsFile=/etc/kh -o 'StrictHostKeyChecking accept-new' "
+        "-i ~/.ssh/deploy -p2222 -l deploy -o ConnectTimeout=5"
+    )
+    assert args.fields == {
+        "known_hosts": "/etc/kh",
+        "host_key_policy": "accept-new",
+        "key_file": "~/.ssh/deploy",
+        "port": 2222,
+        "user": "deploy",
+        "connect_timeout": 5.0,
+    }
+    assert (args.errors, args.ignored) == ([], [])
+    # OpenSSH keeps the first value; a named var (here port) wins over any
+    assert ssh_args("-p 1 -o Port=2 -J a -o ProxyJump=b", port=22).fields == {
+        "port": 22,
+        "jump": "a",
+    }
+    assert ssh_args("-o StrictHostKeyChecking=no").fields == {"host_key_policy": "ignore"}
+
+
+def test_proxy_command_through_ssh_is_a_jump_host_and_others_are_ignored() -> None:
+    assert proxy_command_jump("ssh -W %h:%p -q ops@bastion") == "ops@bastion"
+    assert proxy_command_jump("/usr/bin/ssh -l ops -p 2200 -W %h:%p gw.example") == (
+        "ops@gw.example:2200"
+    )
+    assert proxy_command_jump("nc -X connect -x proxy:3128 %h %p") is None
+    assert proxy_command_jump("ssh bastion nc %h %p") is None
+    args = ssh_args('-o ProxyCommand="ssh -W %h:%p -q jump@gw"')
+    assert args.fields == {"jump": "jump@gw"}
+    args = ssh_args("-o ProxyCommand='nc %h %p' -o ControlMaster=auto -C -F /etc/ssh/alt")
+    assert args.fields == {}
+    assert [option for _, option in args.ignored] == [
+        "-o ProxyCommand (only `ssh -W %h:%p GATEWAY` is understood)",
+        "-o ControlMaster",
+        "-C",
+        "-F",
+    ]
+
+
+def test_ignored_ssh_options_are_warnings_naming_hosts_not_errors(tmp_path: Path) -> None:
+    inv = load(
+        tmp_path,
+        """
+[web]
+w[1:7]
+
+[web:vars]
+ansible_ssh_common_args='-o ControlPersist=60s -o StrictHostKeyChecking=no'
+ansible_ssh_extra_args='-o ServerAliveInterval=30'
+""",
+        "hosts",
+    )
+    assert inv.get("w1").host_key_policy == "ignore"
+    assert inv.warnings == [
+        "hosts w1, w2, w3, w4, w5 and 2 more: ansible_ssh_common_args: -o ControlPersist "
+        "is ignored (the engine's SSH is paramiko)",
+        "hosts w1, w2, w3, w4, w5 and 2 more: ansible_ssh_extra_args: -o ServerAliveInterval "
+        "is ignored (the engine's SSH is paramiko)",
+    ]
+    found = problems(
+        tmp_path, "h1 ansible_ssh_common_args='-p'\nh2 ansible_ssh_common_args='-o \"x'\n"
+    )
+    assert [p.message for p in found] == [
+        "host 'h1': ansible_ssh_common_args: -p needs a value",
+        "host 'h2': ansible_ssh_common_args: cannot split '-o \"x': No closing quotation",
+    ]
+
+
+def test_group_vars_files_rank_as_in_ansible(tmp_path: Path) -> None:
+    """all (file) < group_vars/all < groups (file) < group_vars/GROUP < host < host_vars."""
+    (tmp_path / "group_vars" / "db").mkdir(parents=True)
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "group_vars" / "all").write_text("a: all-file\nb: all-file\n")  # no extension
+    (tmp_path / "group_vars" / "all.yml").write_text("a: never: the bare name is found first\n")
+    (tmp_path / "group_vars" / "db" / "1.yml").write_text("c: db-file-1\nd: db-file\n")
+    (tmp_path / "group_vars" / "db" / "2.json").write_text('{"c": "db-file-2"}')
+    (tmp_path / "group_vars" / "db" / "notes.txt").write_text("c: not read\n")
+    (tmp_path / "host_vars" / "db1.yaml").write_text("d: host-file\n")
+    inv = load(
+        tmp_path,
+        "[db]\ndb1 d=host-line e=host-line\n[db:vars]\nb=db-line\nc=db-line\n"
+        "[all:vars]\na=all-line\n",
+        "hosts",
+    )
+    assert inv.get("db1").vars == {
+        "a": "all-file",
+        "b": "db-line",
+        "c": "db-file-2",
+        "d": "host-file",
+        "e": "host-line",
+    }
+    assert inv.groups["db"].file_vars == {"c": "db-file-2", "d": "db-file"}
+
+
+def test_bad_vars_files_are_errors_with_their_file(tmp_path: Path) -> None:
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "web.yml").write_text("- a list\n")
+    (tmp_path / "group_vars" / "all.yml").write_text("$ANSIBLE_VAULT;1.1;AES256\n6162\n")
+    found = problems(tmp_path, "[web]\nw1\n")
+    assert [(Path(p.location.file).name, p.message.split(",")[0]) for p in found] == [
+        ("all.yml", "this vars file is ansible-vault encrypted"),
+        ("web.yml", "a vars file must hold a mapping of names to values"),
+    ]
