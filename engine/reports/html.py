@@ -17,6 +17,15 @@ from typing import Any
 from engine.results import HostResult, State, StepResult
 
 from .document import DocumentCollector, RunDocument, file_report
+from .html_grid import (
+    GRID_CSS,
+    grid_html,
+    host_anchor,
+    host_order,
+    note_html,
+    ordered_steps,
+    step_anchor,
+)
 
 COLORS = {
     "ok": "#1a7f37",
@@ -98,18 +107,20 @@ def _value(value: Any) -> str:
 
 def render_html(doc: RunDocument) -> str:
     state = doc.state or doc.result.state.value
+    hosts = host_order(doc)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f"<title>{escape(doc.runbook)} · run {escape(doc.run_id)} · {escape(state)}</title>",
-        f"<style>{CSS}</style></head><body>",
+        f"<style>{CSS}{GRID_CSS}</style></head><body>",
         _header(doc, state),
         "<main>",
-        _summary(doc),
+        _summary(doc, hosts),
+        grid_html(doc, hosts, COLORS),
         _params(doc),
-        _thresholds(doc),
-        _timelines(doc),
+        _thresholds(doc, hosts),
+        _timelines(doc, hosts),
         _approvals(doc),
         _logs(doc),
         "</main>",
@@ -148,12 +159,12 @@ def _header(doc: RunDocument, state: str) -> str:
     )
 
 
-def _summary(doc: RunDocument) -> str:
+def _summary(doc: RunDocument, hosts: list[str]) -> str:
     counts: dict[str, int] = {}
     for hr in doc.result.hosts.values():
         for s in hr.steps:
             counts[s.state.value] = counts.get(s.state.value, 0) + 1
-    cards = [f'<div class="card"><b>{len(doc.hosts or doc.result.hosts)}</b>hosts</div>']
+    cards = [f'<div class="card"><b>{len(hosts)}</b>hosts</div>']
     for st in State:
         if counts.get(st.value):
             cards.append(
@@ -161,22 +172,19 @@ def _summary(doc: RunDocument) -> str:
                 f"{st.value}</div>"
             )
     rows = []
-    for host in doc.hosts or list(doc.result.hosts):
+    for host in hosts:
         found = doc.result.hosts.get(host)
-        hstate = found.state.value if found else "not started"
-        note = ""
-        if found and (found.unreachable or found.aborted):
-            note = f'<span class="err">{escape(found.unreachable or found.aborted or "")}</span>'
+        hstate = "not started" if found is None or found.not_started else found.state.value
         n = len(found.steps) if found else 0
         rows.append(
-            f"<tr><td>{escape(host)}</td><td>{_badge(hstate)}</td>"
-            f'<td class="num">{n}</td><td>{note}</td></tr>'
+            f'<tr><td><a href="#{host_anchor(host)}">{escape(host)}</a></td>'
+            f'<td>{_badge(hstate)}</td><td class="num">{n}</td>'
+            f'<td class="note">{note_html(found, host)}</td></tr>'
         )
     return (
         '<h2>Summary</h2><div class="cards">' + "".join(cards) + "</div><h3>Hosts</h3>"
-        "<table><tr><th>host</th><th>state</th><th>steps</th><th>note</th></tr>"
-        + "".join(rows)
-        + "</table>"
+        '<div class="scroll"><table class="hosts"><thead><tr><th>host</th><th>state</th>'
+        "<th>steps</th><th>note</th></tr></thead>" + "".join(rows) + "</table></div>"
     )
 
 
@@ -190,10 +198,10 @@ def _params(doc: RunDocument) -> str:
     return f"<h2>Params</h2><table><tr><th>name</th><th>value</th></tr>{rows}</table>"
 
 
-def _thresholds(doc: RunDocument) -> str:
+def _thresholds(doc: RunDocument, hosts: list[str]) -> str:
     rows = []
-    for host, hr in doc.result.hosts.items():
-        for s in hr.steps:
+    for host in hosts:
+        for s in doc.result.hosts[host].steps if host in doc.result.hosts else []:
             for name, m in s.metrics.items():
                 value = "n/a" if m.value is None else f"{m.value:.6g}"
                 rows.append(
@@ -212,7 +220,7 @@ def _thresholds(doc: RunDocument) -> str:
     )
 
 
-def _timelines(doc: RunDocument) -> str:
+def _timelines(doc: RunDocument, hosts: list[str]) -> str:
     start = _ts(doc.started_at)
     end = _ts(doc.finished_at)
     stamps = [_ts(t.finished_at) for t in doc.timings.values()]
@@ -221,22 +229,23 @@ def _timelines(doc: RunDocument) -> str:
         end = max(known)
     span = (end - start).total_seconds() if start and end else 0.0
     out = ["<h2>Timeline</h2>"]
-    for host in doc.hosts or list(doc.result.hosts):
+    for host in hosts:
         hr = doc.result.hosts.get(host, HostResult(host))
-        out.append(f"<h3>{escape(host)} {_badge(hr.state.value)}</h3>")
+        out.append(f'<h3 id="{host_anchor(host)}">{escape(host)} {_badge(hr.state.value)}</h3>')
         out.append(
             "<table><tr><th>step</th><th>state</th><th>duration</th><th>when</th>"
             "<th>details</th></tr>"
         )
-        for s in hr.steps:
-            out.append(_step_row(doc, host, s, start, span))
+        for s, depth in ordered_steps(doc, hr):
+            out.append(_step_row(doc, host, s, depth, (start, span)))
         out.append("</table>")
     return "".join(out)
 
 
 def _step_row(
-    doc: RunDocument, host: str, s: StepResult, start: datetime | None, span: float
+    doc: RunDocument, host: str, s: StepResult, indent: int, window: tuple[datetime | None, float]
 ) -> str:
+    start, span = window
     timing = doc.timings.get((host, s.step_id))
     bar = ""
     if timing and start and span > 0:
@@ -250,7 +259,6 @@ def _step_row(
                 f'<i style="left:{left:.2f}%;width:{width:.2f}%;'
                 f'background:{COLORS.get(s.state.value, "#57606a")}"></i></div>'
             )
-    indent = timing.depth if timing else s.step_id.count(".")
     label = (
         s.state.value + (" (ignored)" if s.ignored else "") + (" (rescued)" if s.rescued else "")
     )
@@ -276,7 +284,8 @@ def _step_row(
         details.append(f"<details><summary>would run</summary><pre>{body}</pre></details>")
     pad = f"padding-left:{10 + 16 * indent}px"
     return (
-        f'<tr><td style="{pad}"><b>{escape(s.name)}</b><br><code class="dim">'
+        f'<tr id="{step_anchor(host, s.step_id)}"><td style="{pad}"><b>{escape(s.name)}</b>'
+        '<br><code class="dim">'
         f"{escape(s.step_id)}</code></td><td>{_badge(label)}</td>"
         f'<td class="num">{_ms(s.duration_ms)}</td><td>{bar}</td><td>{"".join(details)}</td></tr>'
     )
