@@ -2,4 +2,4 @@
 
 from .cli import main
 
-main()
+main(prog_name="runbook")  # help, errors and shell completion say `runbook`

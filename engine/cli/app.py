@@ -16,6 +16,8 @@ import click
 from engine import exitcodes
 from engine.errors import EngineBug, EngineError, InvalidError
 
+from . import helptext
+
 
 class _Group(click.Group):
     """Turns EngineError into its exit code, with the message on stderr, and any
@@ -74,7 +76,9 @@ def _where(exc: BaseException) -> str:
     return f"{shown}:{tb.tb_lineno}"
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=helptext.MAIN
+)
 @click.version_option(package_name="runbook-engine", prog_name="runbook")
 def main() -> None:
     """Declarative runbooks for SREs: checks with thresholds, approvals, audit history."""

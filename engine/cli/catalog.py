@@ -11,6 +11,7 @@ import click
 from engine import exitcodes
 from engine.errors import InvalidError
 
+from . import helptext
 from .options import inventory_option
 
 
@@ -46,7 +47,93 @@ def check_command(runbooks: tuple[str, ...], inventory_path: str | None) -> None
     sys.exit(exitcodes.INVALID if bad else exitcodes.OK)
 
 
-@click.command("list")
+def _print_check_text(checked: list[_Checked]) -> None:
+    from engine.format.lint import lint
+
+    for c in checked:
+        if c.error:
+            click.echo(str(c.error), err=True)
+        elif c.runbook is None:
+            click.echo(f"ok       {c.path}")
+        else:
+            click.echo(f"ok       {c.path}  ({len(c.runbook.all_steps())} steps)")
+            for w in lint(c.runbook):
+                click.echo(f"  warning: {w}")
+
+
+def _problems(c: _Checked) -> list[tuple[str, Problem]]:
+    """(severity, problem) of one file: its errors, or the lint warnings of its runbook."""
+    from engine.format.lint import lint_problems
+
+    found = [("error", p) for p in c.error.problems] if c.error else []
+    if c.runbook is not None:
+        found += [("warning", p) for p in lint_problems(c.runbook)]
+    return found
+
+
+def _check_document(checked: list[_Checked]) -> dict[str, Any]:
+    files = []
+    for c in checked:
+        problems = _problems(c)
+        files.append(
+            {
+                "path": c.path,
+                "kind": c.kind,
+                "ok": c.error is None,
+                "steps": len(c.runbook.all_steps()) if c.runbook else None,
+                "errors": [_problem_json(s, p) for s, p in problems if s == "error"],
+                "warnings": [_problem_json(s, p) for s, p in problems if s == "warning"],
+            }
+        )
+    ok = all(c.error is None for c in checked)
+    return {"schema_version": CHECK_SCHEMA_VERSION, "ok": ok, "files": files}
+
+
+def _problem_json(severity: str, p: Problem) -> dict[str, Any]:
+    # 0 means "not known" in a Location; a tool reads null more safely than 0.
+    return {
+        "file": p.location.file,
+        "line": p.location.line or None,
+        "column": p.location.column or None,
+        "field": p.path,
+        "message": p.message,
+        "hint": p.hint,
+        "severity": severity,
+    }
+
+
+def _check_annotations(checked: list[_Checked]) -> list[str]:
+    """GitHub Actions workflow commands: each problem shows on its line of the diff."""
+    lines = []
+    for c in checked:
+        for severity, p in _problems(c):
+            props = {"file": p.location.file}
+            if p.location.line:
+                props["line"] = str(p.location.line)
+            if p.location.column:
+                props["col"] = str(p.location.column)
+            props["title"] = "runbook check"
+            text = f"{p.path}: {p.message}" if p.path else p.message
+            text += f" ({p.hint})" if p.hint else ""
+            head = ",".join(f"{k}={_escape_property(v)}" for k, v in props.items())
+            lines.append(f"::{severity} {head}::{_escape_data(text)}")
+        if c.error is None:
+            steps = f"  ({len(c.runbook.all_steps())} steps)" if c.runbook else ""
+            lines.append(f"ok       {c.path}{steps}")
+    return lines
+
+
+def _escape_data(text: str) -> str:
+    """A workflow command's message: a newline would end the command early."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    """A property value: also `:` and `,`, which end the value."""
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+@click.command("list", epilog=helptext.LIST)
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def list_command(directory: str | None, fmt: str) -> None:
@@ -65,6 +152,13 @@ def list_command(directory: str | None, fmt: str) -> None:
     if not entries:
         click.echo(f"no runbooks under {root}")
         return
+    if not sys.stdout.isatty():
+        # Piped: whole names and paths, tab-separated for cut/awk, never cut to a width.
+        click.echo("kind\trunbook\tschedule\tdescription\tpath")
+        for e in entries:
+            desc = e.error if e.error else e.description
+            click.echo(f"{e.kind}\t{e.name}\t{e.schedule or ''}\t{desc}\t{e.path}")
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -78,7 +172,7 @@ def list_command(directory: str | None, fmt: str) -> None:
     Console(soft_wrap=True).print(table)
 
 
-@click.command("show")
+@click.command("show", epilog=helptext.SHOW)
 @click.argument("runbook", type=click.Path(dir_okay=False))
 def show_command(runbook: str) -> None:
     """RUNBOOK as a readable checklist (markdown)."""
@@ -96,7 +190,7 @@ def schema_command() -> None:
     click.echo(json.dumps(runbook_schema(), indent=2))
 
 
-@click.command("cron")
+@click.command("cron", epilog=helptext.CRON)
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @inventory_option("Run the scheduled runbooks against this inventory.")
 @click.option(

@@ -10,11 +10,13 @@ import click
 
 from engine.errors import UsageError
 
+from . import helptext
+
 if TYPE_CHECKING:
     from engine.history.store import HistoryStore, RunQuery
 
 
-@click.command("history")
+@click.command("history", epilog=helptext.HISTORY)
 @click.argument("run_id", required=False)
 @click.option("--runbook", "runbook_name", metavar="NAME", help="Only runs of this runbook.")
 @click.option("--state", metavar="STATE", help="Only runs that ended in this state.")

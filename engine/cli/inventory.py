@@ -21,13 +21,14 @@ if TYPE_CHECKING:
     from engine.inventory.host import Host
 from engine.redaction import MASK, mask_secret_named
 
+from . import helptext
 from .options import inventory_option
 
 # What engine.inventory.sshconfig may fill in for ssh hosts.
 _FROM_SSH_CONFIG = ("address", "user", "port", "key_file", "jump")
 
 
-@click.command("inventory")
+@click.command("inventory", epilog=helptext.INVENTORY)
 @inventory_option()
 @click.option(
     "--host", "host_name", metavar="NAME", help="Show one host's resolved fields and vars."

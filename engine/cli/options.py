@@ -24,6 +24,7 @@ class Output:
     operator: str | None  # who is running it
     secrets_file: str | None
     verbose: int
+    quiet: bool  # -q: failures, thresholds crossed and the recap only
     color: bool | None  # --color/--no-color; None: NO_COLOR, FORCE_COLOR, a terminal
 
 
@@ -58,7 +59,13 @@ def output_options(who: str) -> Callable[[F], F]:
                 type=click.Path(dir_okay=False),
                 help="YAML file of secrets.",
             ),
-            click.option("-v", "--verbose", count=True),
+            click.option("-v", "--verbose", count=True, help="More detail (-vv: output too)."),
+            click.option(
+                "-q",
+                "--quiet",
+                is_flag=True,
+                help="Only failures, thresholds crossed and the recap (for cron mail).",
+            ),
             click.option(
                 "--color/--no-color",
                 default=None,
@@ -79,6 +86,30 @@ max_connections_option = click.option(
     type=click.IntRange(1, 100_000),
     envvar="RUNBOOK_MAX_CONNECTIONS",
     help="Host connections open at once (at least --forks); more hosts reconnect in turn.",
+)
+
+
+def parse_timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """--timeout: a duration as the runbook format writes one (90, 30s, 15m, 2h)."""
+    if value is None:
+        return None
+    from engine.format.model import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{value!r}: a run's timeout must be more than 0")
+    return seconds
+
+
+timeout_option = click.option(
+    "--timeout",
+    callback=parse_timeout,
+    metavar="DURATION",
+    help="The whole run's budget (e.g. 15m), over the runbook's `timeout:`; when it "
+    "passes, running steps are killed and the run fails (exit 3).",
 )
 
 

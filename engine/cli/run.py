@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import helptext
 from .options import (
     Output,
     capture_options,
     inventory_option,
     max_connections_option,
     output_options,
+    timeout_option,
 )
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from engine.history.store import HistoryStore
 
 
-@click.command("run")
+@click.command("run", epilog=helptext.RUN)
 @click.argument("runbook", type=click.Path(dir_okay=False))
 @inventory_option()
 @click.option("-l", "--limit", help="Further limit the selected hosts to a pattern.")
@@ -43,7 +45,12 @@ if TYPE_CHECKING:
     "-e", "--extra-vars", "extra", multiple=True, metavar="NAME=VALUE|@FILE", help="Override vars."
 )
 @click.option(
-    "--dry-run", "--check", "dry_run", is_flag=True, help="Run only steps that change nothing."
+    "-C",
+    "--check",
+    "--dry-run",
+    "dry_run",
+    is_flag=True,
+    help="Dry run: only steps that change nothing run; the others say what they would do.",
 )
 @click.option("-f", "--forks", default=10, show_default=True, type=click.IntRange(1, 1000))
 @max_connections_option
@@ -55,6 +62,8 @@ if TYPE_CHECKING:
 @click.option("--start-at", metavar="STEP_ID", help="Skip the steps before this one.")
 @click.option("--list-hosts", is_flag=True, help="Print the hosts that would run, and exit.")
 @click.option("--list-steps", is_flag=True, help="Print the steps that would run, and exit.")
+@click.option("--list-tags", is_flag=True, help="Print the tags steps carry, and exit.")
+@timeout_option
 @capture_options("default 1MiB")
 @output_options("running this")
 def run_command(
@@ -74,6 +83,8 @@ def run_command(
     start_at: str | None,
     list_hosts: bool,
     list_steps: bool,
+    list_tags: bool,
+    timeout: float | None,
     output_limit: int | None,
     keep_output: bool | None,
     output: Output,
@@ -96,6 +107,9 @@ def run_command(
     if list_steps:
         _print_steps(rb)
         return
+    if list_tags:
+        _print_tags(rb)
+        return
     options = RunOptions(
         dry_run=dry_run,
         forks=forks,
@@ -106,6 +120,7 @@ def run_command(
         extra_vars=launch.parse_extra_vars(extra),
         output_limit=output_limit or DEFAULT_LIMIT,
         keep_output=launch.kept_output_dir() if keep_output else None,
+        timeout=timeout,
     )
     processors = reporters(output)
     operator = launch.operator(output.operator, yes=yes, approve=approve, step_mode=step_mode)
@@ -122,7 +137,7 @@ def run_command(
     _execute(run, launch.recorded_options(options, limit), output)
 
 
-@click.command("resume")
+@click.command("resume", epilog=helptext.RESUME)
 @click.argument("run_id")
 @click.option("--yes", is_flag=True, help="Approve every confirm: and manual step.")
 @click.option("--approve", multiple=True, metavar="STEP_ID", help="Approve this step (repeatable).")
@@ -149,6 +164,7 @@ def run_command(
 )
 @click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Default: the run's own.")
 @max_connections_option
+@timeout_option
 @capture_options("default: the run's own")
 @output_options("resuming")
 def resume_command(
@@ -160,6 +176,7 @@ def resume_command(
     rerun_unknown: bool,
     forks: int | None,
     max_connections: int,
+    timeout: float | None,
     output_limit: int | None,
     keep_output: bool | None,
     output: Output,
@@ -190,6 +207,7 @@ def resume_command(
             resume_results=plan.resume_results,
             resume_unknown={} if rerun_unknown else plan.unknown_steps,
             output_limit=output_limit,
+            timeout=timeout,
         )
         if keep_output is not None:  # else the run's own choice
             options.keep_output = launch.kept_output_dir(keep_output)
@@ -221,13 +239,16 @@ def reporters(output: Output) -> list[Processor]:
         return [JsonReport(sys.stdout)]
     from engine.reports.console import PROGRESS_EVERY, ConsoleReport
 
+    if output.quiet and output.verbose:
+        raise click.UsageError("-q and -v say opposite things: give one")
+
     every = os.environ.get("RUNBOOK_PROGRESS_EVERY", "").strip()
     return [
         ConsoleReport(
             sys.stdout,
-            verbosity=output.verbose,
+            verbosity=-1 if output.quiet else output.verbose,
             color=output.color,
-            progress_every=float(every) if every else PROGRESS_EVERY,
+            progress_every=0 if output.quiet else float(every) if every else PROGRESS_EVERY,
         )
     ]
 
@@ -294,3 +315,13 @@ def _print_steps(rb: Runbook) -> None:
         if steps:
             click.echo(f"({section})")
             show(steps, 1)
+
+
+def _print_tags(rb: Runbook) -> None:
+    """Each tag with the steps that carry it, as `--tags` and `--skip-tags` select them."""
+    tagged: dict[str, list[str]] = {}
+    for step in rb.all_steps():
+        for tag in step.common.tags:
+            tagged.setdefault(tag, []).append(step.id)
+    for tag in sorted(tagged):
+        click.echo(f"{tag}\t{', '.join(tagged[tag])}")

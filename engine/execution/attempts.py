@@ -97,6 +97,9 @@ class TypedStepRun:
             failure = (
                 failure or f"until not met after {self.attempts} attempts: {step.common.until}"
             )
+        if failure and self.run.interrupted:
+            # Killed, most likely: "rc -15" alone does not say by whom.
+            failure = f"{failure} ({self.run.stop_reason})"
         res = StepResult(
             step_id=self.sid,
             name=step.name,

@@ -48,6 +48,7 @@ class RunOptions:
     resume_unknown: dict[str, frozenset[str]] = field(default_factory=dict)
     output_limit: int = DEFAULT_LIMIT  # bytes of each output stream a step result keeps
     keep_output: Path | None = None  # the whole output of every command goes under here
+    timeout: float | None = None  # --timeout: seconds for the whole run, over the runbook's
 
 
 class RunOnce:

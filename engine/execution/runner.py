@@ -154,6 +154,7 @@ class Runner:
             dry_run=run.options.dry_run,
         )
         self._interrupts = 0
+        self._timed_out = False
         self.notifier: Notifier | None = None  # set at the start when `notify:` is given
 
     # ------------------------------------------------------------ public
@@ -163,6 +164,7 @@ class Runner:
         started = time.monotonic()
         self._start()
         previous = self._install_signals()
+        timer = self._start_timer()
         bug: Exception | None = None
         bug_reason = ""
         try:
@@ -177,6 +179,8 @@ class Runner:
             bug = exc
             bug_reason = run.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
         finally:
+            if timer is not None:
+                timer.cancel()
             self._restore_signals(previous)
             self._close_connections()
         self._finish(started, bug_reason if bug is not None else None)
@@ -218,7 +222,7 @@ class Runner:
         if bug is not None:
             self.result.aborted = self.result.internal_error = bug
         elif self.ctx.stop.is_set():
-            if self.ctx.stopped_by_failure and not self.ctx.interrupted:
+            if self.ctx.stopped_by_failure and (self._timed_out or not self.ctx.interrupted):
                 self.result.stopped = self.ctx.stop_reason
             else:
                 self.result.aborted = self.ctx.stop_reason
@@ -302,13 +306,41 @@ class Runner:
         self._interrupts += 1
         self.ctx.request_stop(reason, interrupt=True)
         if self._interrupts >= 2:
-            self.ctx.cancellers.cancel_all()  # queries running in a database server
-            with self._lock:
-                conns = list(self._connections)
-            for holder in conns:
-                threading.Thread(
-                    target=_interrupt, args=(holder,), name="interrupt", daemon=True
-                ).start()
+            self._kill_running()
+
+    def _kill_running(self) -> None:
+        """Stop what running steps wait on: queries in their servers, commands on hosts."""
+        self.ctx.cancellers.cancel_all()  # queries running in a database server
+        with self._lock:
+            conns = list(self._connections)
+        for holder in conns:
+            threading.Thread(
+                target=_interrupt, args=(holder,), name="interrupt", daemon=True
+            ).start()
+
+    # ------------------------------------------------------------ timeout
+
+    def _start_timer(self) -> threading.Timer | None:
+        """The run's budget (`--timeout`, else the runbook's `timeout:`), as a timer."""
+        budget = self.run.options.timeout or self.run.runbook.header.timeout
+        if not budget:
+            return None
+        timer = threading.Timer(budget, self._time_out, args=(budget,))
+        timer.name, timer.daemon = "run-timeout", True
+        timer.start()
+        return timer
+
+    def _time_out(self, budget: float) -> None:
+        """The budget is spent: as Ctrl-C twice (nothing new starts, running steps
+        are killed, `always:` is not run), but the run failed (exit 3) rather than
+        being stopped by someone (exit 4): cron and CI read it as a failure."""
+        self._timed_out = True
+        self.ctx.request_stop(
+            f"the run's timeout of {budget:g}s passed: running steps were killed",
+            interrupt=True,
+            failure=True,
+        )
+        self._kill_running()
 
     # ---------------------------------------------------------- batches
 

@@ -298,6 +298,8 @@ class RunbookHeader(_Strict):
     # size repeating for the hosts left (as Ansible's serial list).
     serial: CountOrPercent | list[CountOrPercent] | None = None
     max_fail: CountOrPercent | None = None
+    # The whole run's budget; `--timeout` overrides it. Steps keep their own.
+    timeout: Duration | None = Field(default=None, gt=0)
     strategy: Literal["linear", "free"] = "linear"
     params: dict[str, Param] = {}
     vars: dict[str, Any] = {}

@@ -62,6 +62,7 @@ ICON = {
 }
 
 
+_LOUD = (State.WARN, State.CRITICAL)  # what -q still shows, beside failures
 _QUIET_SKIPS = ("before --start-at", "not tagged", "tag skipped")
 
 
@@ -179,6 +180,8 @@ class ConsoleReport:
     def _step_started(self, e: StepStarted) -> None:
         self.progress.step_started(e.host, e.step_id, e.name)
         # Hosts' lines interleave: a header says which step they now run.
+        if self.verbosity < 0:
+            return  # -q: a step is said only when it fails or crosses a threshold
         if self.multi_host and e.depth == 0 and e.step_id not in self._headed:
             self._headed.add(e.step_id)
             self._print([("▸ ", "dim"), (e.name, "bold")])
@@ -186,6 +189,8 @@ class ConsoleReport:
     def _step_finished(self, e: StepFinished) -> None:
         r = e.result
         self.progress.step_finished(e.host, r.step_id)
+        if self.verbosity < 0 and not (r.state.is_failure or r.state in _LOUD):
+            return  # -q: failures and thresholds crossed only
         quiet = r.state is State.SKIPPED and self.verbosity < 1 and not r.dry_run
         if quiet and (r.skip_reason or "").startswith(_QUIET_SKIPS):
             return  # steps the operator deselected: noise unless -v
@@ -252,6 +257,8 @@ class ConsoleReport:
         return out
 
     def _log(self, e: LogMessage) -> None:
+        if self.verbosity < 0 and e.level not in ("warning", "error"):
+            return
         style = {"error": "red", "warning": "yellow", "debug": "dim"}.get(e.level, "")
         self._print([*self._host(e.host), ("  ", ""), (f"{e.level}: {e.message}", style)])
 
