@@ -2,6 +2,7 @@
 
     app.py        the group itself: errors to exit codes
     run.py        run, resume
+    testing.py    test
     history.py    history
     inventory.py  inventory
     catalog.py    check, list, show, schema, cron
@@ -24,6 +25,7 @@ from .catalog import (
 from .history import history_command
 from .inventory import inventory_command
 from .run import resume_command, run_command
+from .testing import test_command
 
 __all__ = ["main"]
 
@@ -37,5 +39,6 @@ for _command in (
     cron_command,
     inventory_command,
     history_command,
+    test_command,
 ):
     main.add_command(_command)

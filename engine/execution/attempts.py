@@ -74,6 +74,8 @@ class TypedStepRun:
         self.step = step
         self.scope = scope
         self.stype = get_step_type(step.type)
+        stand_in = run.options.stand_in  # `runbook test`: a case's results, not the host
+        self.execute = self.stype.run if stand_in is None else stand_in(step, self.stype)
         self.sid = scope.step_id
         self.attempts = 0
 
@@ -223,7 +225,7 @@ class TypedStepRun:
             )
         error: str | None = None
         try:
-            data = stype.run(spec, self._context()) or {}
+            data = self.execute(spec, self._context()) or {}
         except (HostUnreachable, Aborted):
             raise
         except StepError as exc:

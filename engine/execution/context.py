@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.connections.base import Connection
 from engine.connections.output import DEFAULT_LIMIT, OutputSpec
@@ -27,6 +27,14 @@ from engine.secrets import Secrets
 
 from .approvals import Operator
 from .cancel import Cancellers
+
+if TYPE_CHECKING:
+    from engine.format.model import Step
+    from engine.steps.base import StepContext, StepType
+
+
+# (step, its type) → what runs instead of the type's run(spec, ctx).
+StandIn = Callable[["Step", "StepType"], Callable[[Any, "StepContext"], dict[str, Any]]]
 
 
 class Interrupted(Aborted):
@@ -49,6 +57,9 @@ class RunOptions:
     output_limit: int = DEFAULT_LIMIT  # bytes of each output stream a step result keeps
     keep_output: Path | None = None  # the whole output of every command goes under here
     timeout: float | None = None  # --timeout: seconds for the whole run, over the runbook's
+    # `runbook test` (engine/testing): what runs in place of each typed step's
+    # type, given the step and its type; no delay is waited for either.
+    stand_in: StandIn | None = None
 
 
 class RunOnce:
@@ -153,6 +164,8 @@ class RunContext:
 
     def sleep(self, seconds: float) -> bool:
         """Sleep unless the run is interrupted; True when it was."""
+        if self.options.stand_in is not None:  # a test of the runbook: no time passes
+            return self.interrupted
         return self.stop.wait(seconds) and self.interrupted
 
 

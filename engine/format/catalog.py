@@ -29,14 +29,19 @@ class Entry:
 
 
 def find_runbooks(directory: Path) -> list[Path]:
-    """YAML files under `directory` whose top level has a `runbook:` key."""
+    """YAML files under `directory` whose top level has a `runbook:` key, less
+    `runbook test` cases files (a top-level `cases:`), which name the runbook
+    they test by the same key."""
     out = []
     for path in sorted([*directory.rglob("*.yaml"), *directory.rglob("*.yml")]):
         try:
             head = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        if any(line.startswith("runbook:") for line in head.splitlines()):
+        lines = head.splitlines()
+        if any(ln.startswith("runbook:") for ln in lines) and not any(
+            ln.startswith("cases:") for ln in lines
+        ):
             out.append(path)
     return out
 
