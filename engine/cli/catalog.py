@@ -182,12 +182,26 @@ def show_command(runbook: str) -> None:
     click.echo(show_markdown(load_runbook(runbook)), nl=False)
 
 
-@click.command("schema")
-def schema_command() -> None:
-    """JSON Schema of the runbook format (for the YAML language server)."""
-    from engine.format.schema import runbook_schema
+@click.command("schema", epilog=helptext.SCHEMA)
+@click.option(
+    "--output",
+    "what",
+    type=click.Choice(["runbook", "run", "event"]),
+    default="runbook",
+    show_default=True,
+    help="runbook: the runbook format (for the YAML language server); run: the "
+    "`--format json` document; event: one `--format jsonl` line.",
+)
+def schema_command(what: str) -> None:
+    """JSON Schema of the runbook format, or of the engine's machine output."""
+    if what == "runbook":
+        from engine.format.schema import runbook_schema
 
-    click.echo(json.dumps(runbook_schema(), indent=2))
+        click.echo(json.dumps(runbook_schema(), indent=2))
+        return
+    from engine.reports.run_schema import SCHEMAS
+
+    click.echo(json.dumps(SCHEMAS[what](), indent=2))
 
 
 @click.command("cron", epilog=helptext.CRON)

@@ -22,7 +22,14 @@ if TYPE_CHECKING:
 @click.option("--state", metavar="STATE", help="Only runs that ended in this state.")
 @click.option("--metric", metavar="NAME", help="A threshold's values over time, per host.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100_000))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "events"]),
+    default="text",
+    help="json: with RUN_ID, the document `runbook run --format json` printed; "
+    "events: RUN_ID's recorded events and step rows.",
+)
 @click.option(
     "--report",
     metavar="PATH.html",
@@ -50,6 +57,8 @@ def history_command(
         raise UsageError("--report needs a RUN_ID, or --metric NAME for its trend")
     if run_id and metric:
         raise UsageError("--metric shows a trend over runs: give it without a RUN_ID")
+    if fmt == "events" and not (run_id and not (report or junit)):
+        raise UsageError("--format events shows one run's events: give a RUN_ID")
     store = open_history()
     try:
         if metric and report:
@@ -100,11 +109,20 @@ def _trend_report(
 
 
 def _show_run(store: HistoryStore, row: dict[str, Any], fmt: str) -> None:
+    """text: the timeline; json: the run document (the contract, as the run
+    printed it); events: the rows as recorded, for what the document leaves out
+    (every event in order, a step started but never finished)."""
+    import sys
+
     from engine.history import view
     from engine.history.replay import display_state, stored_result
+    from engine.reports.jsonreport import write_document
 
+    if fmt == "json":
+        write_document(view.run_document(store, row), sys.stdout)
+        return
     events = store.events(row["id"])
-    if fmt != "json":
+    if fmt == "text":
         click.echo(view.run_timeline(row, events))
         return
     steps = [

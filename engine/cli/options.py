@@ -39,7 +39,9 @@ def output_options(who: str) -> Callable[[F], F]:
             return command(*args, output=Output(**given), **kwargs)
 
         decorators = [
-            click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text"),
+            click.option(
+                "--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text"
+            ),
             click.option("--junit", metavar="PATH", help="Also write the run as JUnit XML."),
             click.option(
                 "--report", metavar="PATH.html", help="Also write a self-contained HTML report."

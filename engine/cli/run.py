@@ -232,11 +232,16 @@ def resume_command(
 
 
 def reporters(output: Output) -> list[Processor]:
-    """What the operator sees on stdout: the live console, or one JSON document."""
+    """What the operator sees on stdout: the live console, one JSON document, or
+    one JSON line per event as it happens."""
     if output.fmt == "json":
         from engine.reports.jsonreport import JsonReport
 
         return [JsonReport(sys.stdout)]
+    if output.fmt == "jsonl":
+        from engine.reports.jsonl import JsonLines
+
+        return [JsonLines(sys.stdout)]
     from engine.reports.console import PROGRESS_EVERY, ConsoleReport
 
     if output.quiet and output.verbose:

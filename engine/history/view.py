@@ -1,4 +1,5 @@
-"""`runbook history` as text: the runs table, one run's timeline, a metric's trend.
+"""`runbook history` as text: the runs table, one run's timeline, a metric's trend;
+and one run as the `--format json` document its run printed.
 
 Plain aligned text, not a redrawn screen: it is pasted into tickets and chats.
 """
@@ -9,10 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from engine.reports.jsonreport import run_document as document_of
 from engine.results import shown_number
 
-from .replay import display_state
-from .store import EventRow
+from .replay import display_state, load_document
+from .store import EventRow, HistoryStore
 
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -72,6 +74,18 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
 
 def _hosts(hosts: list[str]) -> str:
     return ", ".join(hosts[:3]) + (f" +{len(hosts) - 3}" if len(hosts) > 3 else "")
+
+
+def run_document(store: HistoryStore, row: dict[str, Any]) -> dict[str, Any]:
+    """The run of `row` as `runbook run --format json` printed it (same keys, same
+    schema), rebuilt from its rows. Hosts the run never started are told only by
+    their host_finished events, which the file reports' rebuild leaves out."""
+    doc = load_document(store, row)
+    for e in store.events(row["id"]):
+        host = doc.result.hosts.get(e.host or "")
+        if e.kind == "host_finished" and e.payload.get("not_started") and host is not None:
+            host.not_started = True
+    return document_of(doc)
 
 
 def run_timeline(row: dict[str, Any], events: list[EventRow]) -> str:

@@ -43,7 +43,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _last_run() -> dict:
     runs = json.loads(cli("history", "--format", "json", "--limit", "1").stdout)
-    return json.loads(cli("history", runs[0]["id"], "--format", "json").stdout)
+    return json.loads(cli("history", runs[0]["id"], "--format", "events").stdout)
 
 
 def _approvals(detail: dict) -> list[dict]:

@@ -188,7 +188,7 @@ def test_an_engine_bug_exits_70_and_the_run_is_recorded_as_error(
     monkeypatch.setattr(HostExecutor, "_record", real)
     runs = json.loads(cli("history", "--format", "json").stdout)
     assert runs[0]["state"] == "error" and runs[0]["exit_code"] == 70  # resumable
-    detail = cli("history", runs[0]["id"], "--format", "json").stdout
+    detail = cli("history", runs[0]["id"], "--format", "events").stdout
     assert "internal error: RuntimeError" in detail and "tok-Secret-42" not in detail
     assert [s["id"] for s in json.loads(detail)["steps"]] == ["first"]
     resumed = cli("resume", runs[0]["id"], "-p", "token=tok-Secret-42")  # the bug fixed

@@ -60,7 +60,7 @@ def test_every_event_and_result_is_recorded(tmp_path: Path, backend: str) -> Non
     assert run["path"] == str(rb.resolve())
     assert run["finished_at"] and run["runbook_digest"]
 
-    detail = json.loads(cli("history", run["id"], "--format", "json").stdout)
+    detail = json.loads(cli("history", run["id"], "--format", "events").stdout)
     kinds = [e["kind"] for e in detail["events"]]
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
     assert kinds.count("step_started") == 3 and kinds.count("step_finished") == 3

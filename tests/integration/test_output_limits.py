@@ -147,7 +147,7 @@ def test_memory_and_history_stay_bounded_for_200_mb_of_output(tmp_path: Path) ->
     # The history keeps stdout once; `stdout_lines` comes back when read.
     shown = json.loads(cli("history", "--format", "json", env={"RUNBOOK_HOME": str(home)}).stdout)
     run = json.loads(
-        cli("history", shown[0]["id"], "--format", "json", env={"RUNBOOK_HOME": str(home)}).stdout
+        cli("history", shown[0]["id"], "--format", "events", env={"RUNBOOK_HOME": str(home)}).stdout
     )
     (step,) = run["steps"]
     assert step["data"]["stdout_lines"] == step["data"]["stdout"].splitlines()

@@ -82,7 +82,7 @@ def test_kill_9_during_step_three_then_resume(tmp_path: Path) -> None:
     run = _only_run()
     # Everything up to the kill is in the history; the engine never recorded an end.
     assert run["state"] == "died" and run["finished_at"] is None
-    detail = json.loads(cli("history", run["id"], "--format", "json").stdout)
+    detail = json.loads(cli("history", run["id"], "--format", "events").stdout)
     finished = [s["id"] for s in detail["steps"]]
     assert finished == ["one", "two"]
     started = [e["step_id"] for e in detail["events"] if e["kind"] == "step_started"]
@@ -102,7 +102,7 @@ def test_kill_9_during_step_three_then_resume(tmp_path: Path) -> None:
     assert new["resumed_from"] == run["id"] and new["state"] == "ok"
     steps = {
         s["id"]: s
-        for s in json.loads(cli("history", new["id"], "--format", "json").stdout)["steps"]
+        for s in json.loads(cli("history", new["id"], "--format", "events").stdout)["steps"]
     }
     assert steps["one"]["skip_reason"] == "resumed: already done"
     assert steps["two"]["data"]["stdout"].strip() == "from-two"
@@ -190,7 +190,7 @@ def test_sigterm_or_sighup_kills_the_step_records_aborted_and_resumes(
 
     run = _only_run()
     assert run["state"] == "aborted" and run["exit_code"] == 4
-    steps = json.loads(cli("history", run["id"], "--format", "json").stdout)["steps"]
+    steps = json.loads(cli("history", run["id"], "--format", "events").stdout)["steps"]
     assert [s["id"] for s in steps] == ["one", "two"]
     assert sig.name in json.dumps(cli("history", run["id"], "--format", "json").stdout)
 
@@ -251,7 +251,7 @@ def test_second_ctrl_c_cancels_a_running_query_in_the_server(
 
     run = _only_run()
     assert run["state"] == "aborted"
-    steps = json.loads(cli("history", run["id"], "--format", "json").stdout)["steps"]
+    steps = json.loads(cli("history", run["id"], "--format", "events").stdout)["steps"]
     slow = next(s for s in steps if s["id"] == "slow")
     assert slow["state"] == "failed" and "cancelled in the server" in slow["error"]
     assert [s["id"] for s in steps] == ["slow"]  # `after` was never scheduled
@@ -394,7 +394,7 @@ def test_second_ctrl_c_ends_an_http_request_the_server_never_answers(tmp_path: P
                 proc.kill()
     assert proc.returncode == 4, (out, err)
     run = _only_run()
-    steps = json.loads(cli("history", run["id"], "--format", "json").stdout)["steps"]
+    steps = json.loads(cli("history", run["id"], "--format", "events").stdout)["steps"]
     assert [s["id"] for s in steps] == ["health"]  # `after` was never scheduled
     assert steps[0]["state"] == "failed" and "interrupted (Ctrl-C)" in steps[0]["error"]
 
@@ -444,7 +444,7 @@ def test_resume_when_a_secret_equals_part_of_a_path_host_or_step_id(tmp_path: Pa
     assert res.exit_code == 3
     run = _only_run()
     assert run["path"] == str(rb)
-    steps = json.loads(cli("history", run["id"], "--format", "json").stdout)["steps"]
+    steps = json.loads(cli("history", run["id"], "--format", "events").stdout)["steps"]
     assert all(s["started_at"] for s in steps)  # each start matched to its finish
 
     (tmp_path / "fixed").touch()
@@ -528,6 +528,6 @@ def test_kept_results_read_as_kept_and_keep_their_metrics(tmp_path: Path) -> Non
     assert (tmp_path / "restarts").read_text() == "restarted\n"
     # The record of the resumed run keeps the metrics too.
     runs = json.loads(cli("history", "--format", "json", "--limit", "1").stdout)
-    detail = json.loads(cli("history", runs[0]["id"], "--format", "json").stdout)
+    detail = json.loads(cli("history", runs[0]["id"], "--format", "events").stdout)
     measure = next(s for s in detail["steps"] if s["id"] == "measure")
     assert measure["metrics"]["keys"]["value"] == 20000

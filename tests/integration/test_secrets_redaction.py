@@ -139,6 +139,11 @@ def test_secret_in_every_channel_is_redacted_everywhere(
     assert "***" in steps["error_message"]["error"]
     assert "***" in steps["url_in_error"]["error"]
 
+    as_lines = cli("run", rb, *common, "--format", "jsonl")
+    assert as_lines.exit_code == 0
+    _assert_clean("--format jsonl output", as_lines.output)
+    assert '"message": "token=*** pw=*** f=***"' in as_lines.stdout  # the line was there
+
     _assert_clean("Prometheus textfile", textfile.read_text())
     assert 'metric="tokens"' in textfile.read_text()
     _assert_clean("JUnit report", junit.read_text())
@@ -146,7 +151,7 @@ def test_secret_in_every_channel_is_redacted_everywhere(
     assert "***" in junit.read_text() and "***" in html.read_text()
 
     runs = json.loads(cli("history", "--format", "json").stdout)
-    assert len(runs) == 2 and runs[0]["params"] == {"password": "***"}
+    assert len(runs) == 3 and runs[0]["params"] == {"password": "***"}
     for run in runs:
         for args in ((run["id"],), (run["id"], "--format", "json")):
             out = cli("history", *args)
@@ -164,10 +169,10 @@ def test_secret_in_every_channel_is_redacted_everywhere(
     _assert_clean("metric trend page", trend.read_text())
     assert "<polyline" in trend.read_text()  # drawn, not an empty page
 
-    # Notifications: what left for the webhook and Slack, two runs' worth.
+    # Notifications: what left for the webhook and Slack, three runs' worth.
     sent = json.dumps(receiver.posts)
     _assert_clean("notifications", sent)
-    assert len(receiver.bodies("/hook")) == 2 and len(receiver.bodies("/slack")) == 2
+    assert len(receiver.bodies("/hook")) == 3 and len(receiver.bodies("/slack")) == 3
 
     rows = _every_history_row(backend, runbook_home)
     _assert_clean("the history database", rows)
