@@ -4,47 +4,75 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine import exitcodes
-from engine.errors import InvalidError
+from engine.errors import InvalidError, Problem
 
 from . import helptext
 from .options import inventory_option
 
+if TYPE_CHECKING:
+    from engine.format.model import Runbook
 
-@click.command("check")
+
+@click.command("check", epilog=helptext.CHECK)
 @click.argument("runbooks", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @inventory_option("Also validate this inventory.")
-def check_command(runbooks: tuple[str, ...], inventory_path: str | None) -> None:
-    """Validate RUNBOOKS (and an inventory): exit 0, or 65 with every problem."""
-    from engine.format.lint import lint
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+    help="text for people; json, one document for tools; github, GitHub Actions annotations.",
+)  # fmt: skip
+def check_command(runbooks: tuple[str, ...], inventory_path: str | None, fmt: str) -> None:
+    """Validate RUNBOOKS (and an inventory): exit 0, or 65 with every problem.
+    Lint warnings are shown but leave the exit code at 0."""
+    checked = _check_files(runbooks, inventory_path)
+    if fmt == "json":
+        click.echo(json.dumps(_check_document(checked), indent=2))
+    elif fmt == "github":
+        for line in _check_annotations(checked):
+            click.echo(line)
+    else:
+        _print_check_text(checked)
+    sys.exit(exitcodes.INVALID if any(c.error for c in checked) else exitcodes.OK)
+
+
+# Bumped when a field of `check --format json` changes meaning or goes away.
+CHECK_SCHEMA_VERSION = 1
+
+
+@dataclass
+class _Checked:
+    """One file `check` read: its error (every Problem), or the runbook it loaded."""
+
+    path: str
+    kind: str  # runbook | inventory
+    error: InvalidError | None = None
+    runbook: Runbook | None = None
+
+
+def _check_files(runbooks: tuple[str, ...], inventory_path: str | None) -> list[_Checked]:
     from engine.format.loader import load_runbook
 
-    bad = 0
+    checked: list[_Checked] = []
     if inventory_path:
         from engine.inventory.loader import load_inventory
 
         try:
             load_inventory(inventory_path)
-            click.echo(f"ok       {inventory_path}")
+            checked.append(_Checked(inventory_path, "inventory"))
         except InvalidError as exc:
-            bad += 1
-            click.echo(str(exc), err=True)
+            checked.append(_Checked(inventory_path, "inventory", error=exc))
     for path in runbooks:
         try:
-            rb = load_runbook(path)
+            checked.append(_Checked(path, "runbook", runbook=load_runbook(path)))
         except InvalidError as exc:
-            bad += 1
-            click.echo(str(exc), err=True)
-            continue
-        warnings = lint(rb)
-        click.echo(f"ok       {path}  ({len(rb.all_steps())} steps)")
-        for w in warnings:
-            click.echo(f"  warning: {w}")
-    sys.exit(exitcodes.INVALID if bad else exitcodes.OK)
+            checked.append(_Checked(path, "runbook", error=exc))
+    return checked
 
 
 def _print_check_text(checked: list[_Checked]) -> None:

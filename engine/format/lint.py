@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from engine.errors import TemplateError
+from engine.errors import Location, Problem, TemplateError
 from engine.templating import compile_expression, is_template
 
 from .model import Runbook, Step
+from .source import format_path
 
 # Commands that destroy data or stop service: they deserve an approval gate.
 DESTRUCTIVE = re.compile(
@@ -18,9 +19,22 @@ DESTRUCTIVE = re.compile(
 
 
 def lint(rb: Runbook) -> list[str]:
-    out = []
+    """The warnings as lines: `file:line step ID: what is risky`."""
+    return [f"{step.where} step {step.id}: {message}" for step, message in _findings(rb)]
+
+
+def lint_problems(rb: Runbook) -> list[Problem]:
+    """The same warnings, each placed (file, line, the step's field path), for
+    output that tools read: `runbook check --format json|github`."""
+    return [
+        Problem(message, Location(step.file, step.line), path=format_path(step.path))
+        for step, message in _findings(rb)
+    ]
+
+
+def _findings(rb: Runbook) -> list[tuple[Step, str]]:
+    out: list[tuple[Step, str]] = []
     for step in rb.all_steps():
-        where = f"{step.where} step {step.id}"
         text = repr(step.body)
         # Instructions to a human (`manual`, `log`) run nothing: no gate needed.
         if (
@@ -29,14 +43,14 @@ def lint(rb: Runbook) -> list[str]:
             and not step.common.confirm
             and not _inside_confirmed(rb, step.id)
         ):
-            out.append(f"{where}: looks destructive but has no `confirm:` gate")
+            out.append((step, "looks destructive but has no `confirm:` gate"))
         service = step.type in ("shell", "sql", "http", "redis", "s3")
         if service and step.common.timeout is None and rb.header.kind == "emergency":
-            out.append(f"{where}: no `timeout:` (an emergency runbook must not hang)")
+            out.append((step, "no `timeout:` (an emergency runbook must not hang)"))
         retried = step.common.retry is not None and step.common.retry.attempts > 1
         if retried and step.common.timeout is None and step.type == "shell":
-            out.append(f"{where}: retried without a `timeout:`; one hung attempt blocks all")
-        out.extend(f"{where}: {warning}" for warning in _pasted_values(step))
+            out.append((step, "retried without a `timeout:`; one hung attempt blocks all"))
+        out.extend((step, warning) for warning in _pasted_values(step))
     return out
 
 

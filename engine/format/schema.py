@@ -18,6 +18,8 @@ from engine.steps.base import StepType, get_step_type, is_available, step_types
 from .model import RunbookHeader, StepCommon
 
 TEMPLATE = {"type": "string", "pattern": r"\{\{|\{%"}
+# Where the schema says it lives; `runbook schema` prints it, editors cache by it.
+SCHEMA_ID = "https://runbook-engine.dev/schemas/runbook-v1.json"
 
 
 def runbook_schema() -> dict[str, Any]:
@@ -39,14 +41,7 @@ def runbook_schema() -> dict[str, Any]:
 
     header = resolved(RunbookHeader)
     common = resolved(StepCommon)
-    variants = [_step_variant(name, stype, common, keys) for name, stype in sorted(types.items())]
-    defs["Step"] = {"oneOf": variants}
-    if "BlockSpec" in defs:
-        for section in ("steps", "rescue", "always"):
-            defs["BlockSpec"]["properties"][section] = {
-                "type": "array",
-                "items": {"$ref": "#/$defs/Step"},
-            }
+    defs["Step"] = _step_schema(types, common, keys)
     schema = dict(header)
     schema["properties"] = dict(header["properties"])
     for section in ("steps", "rescue", "always"):
@@ -57,9 +52,63 @@ def runbook_schema() -> dict[str, Any]:
     # common fields of a step (inlined in "Step") are read before rendering, so
     # there a template is an error, as the loader says too.
     schema["$defs"] = {k: v if k == "Step" else _allow_templates(v) for k, v in defs.items()}
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    if "BlockSpec" in defs:
+        # A block's steps are loaded with the file, never rendered: no template
+        # there, so an editor reports a nested step's own error, not "any of".
+        block = schema["$defs"]["BlockSpec"]
+        for section in ("steps", "rescue", "always"):
+            block["properties"][section] = {"type": "array", "items": {"$ref": "#/$defs/Step"}}
+        block["properties"]["steps"]["minItems"] = 1
     schema["title"] = "Runbook"
-    return schema
+    # `$schema` and `$id` first: editors and validators read them before the rest.
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+
+
+def _step_schema(
+    types: dict[str, StepType], common: dict[str, Any], keys: dict[Any, Any]
+) -> dict[str, Any]:
+    """A step, its variant chosen by its type key, as the loader chooses it.
+
+    A plain oneOf of the variants made editors guess which variant a wrong step
+    meant, and a typo (`shel:`) came out as "Missing property assert". Here a
+    type key present selects its variant (`if required [shell] then ...`), and
+    a step with no type key is told which key is unknown, or which it needs.
+    """
+    # `assert` is also a common field: it is the type only when no other is there.
+    others = [name for name in sorted(types) if name != "assert"]
+    has_other = {"anyOf": [{"required": [name]} for name in others]}
+    rules: list[dict[str, Any]] = [
+        {"if": {"required": [name]}, "then": _step_variant(name, types[name], common, keys)}
+        for name in others
+    ]
+    if "assert" in types:
+        rules.append(
+            {
+                "if": {"required": ["assert"], "not": has_other},
+                "then": _step_variant("assert", types["assert"], common, keys),
+            }
+        )
+    # The most common type first: an editor names the first of the ones missing.
+    needed = sorted(types, key=lambda name: (name != "shell", name))
+    known = [*sorted(types), *(k for k in common["properties"] if k not in types)]
+    rules.append(
+        {
+            "if": {"not": {"anyOf": [{"required": [name]} for name in needed]}},
+            "then": {
+                "propertyNames": {"enum": known},
+                "if": {"propertyNames": {"enum": known}},
+                "then": {"anyOf": [{"required": [name]} for name in needed]},
+            },
+        }
+    )
+    # Every key once at the top, so editors complete type keys before a variant applies.
+    listed = {**common["properties"], **{name: {"title": f"{name} step"} for name in types}}
+    return {
+        "type": "object",
+        "required": ["name"],
+        "properties": {key: {"title": value.get("title", key)} for key, value in listed.items()},
+        "allOf": rules,
+    }
 
 
 def _step_variant(
@@ -80,9 +129,7 @@ def _step_variant(
     props[name] = body
     return {
         "title": f"{name} step",
-        "type": "object",
         "properties": props,
-        "required": ["name", name],
         "additionalProperties": False,
     }
 

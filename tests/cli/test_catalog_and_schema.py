@@ -14,8 +14,13 @@ from engine.format.catalog import find_runbooks
 from tests.helpers import cli, write
 
 ROOT = Path(__file__).resolve().parents[2]
-# Runbook files only, as `runbook list` finds them (runbooks/coverage/ holds data).
-EXAMPLES = sorted([*find_runbooks(ROOT / "examples"), *find_runbooks(ROOT / "runbooks")])
+# Runbook files only, as `runbook list` finds them (runbooks/coverage/ holds data),
+# less `runbook test` cases files: their `runbook:` names the runbook they test.
+EXAMPLES = sorted(
+    path
+    for path in [*find_runbooks(ROOT / "examples"), *find_runbooks(ROOT / "runbooks")]
+    if "cases" not in (yaml.safe_load(path.read_text()) or {})
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +48,71 @@ def test_schema_rejects_what_the_loader_rejects(schema: jsonschema.Draft202012Va
     bad_top = {"runbook": "x", "steps": [{"name": "a", "shell": "ls"}], "stepz": []}
     with pytest.raises(jsonschema.ValidationError):
         schema.validate(bad_top)
+
+
+def _best_error(
+    schema: jsonschema.Draft202012Validator, step: dict[str, object]
+) -> jsonschema.ValidationError:
+    """The error an editor or a CI check shows first for a runbook of this one step."""
+    error = jsonschema.exceptions.best_match(schema.iter_errors({"runbook": "x", "steps": [step]}))
+    assert error is not None, step
+    return error
+
+
+def test_schema_has_an_id_and_a_draft(schema: jsonschema.Draft202012Validator) -> None:
+    assert schema.schema["$id"] == "https://runbook-engine.dev/schemas/runbook-v1.json"
+    assert schema.schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_a_misspelt_type_key_is_named_not_assert(schema: jsonschema.Draft202012Validator) -> None:
+    """The issue: `shel:` came out as "Missing property assert"."""
+    for step in ({"name": "a", "shel": "ls"}, {"name": "a", "shel": "ls", "timeout": 5}):
+        errors = list(schema.iter_errors({"runbook": "x", "steps": [step]}))
+        assert [e.message for e in errors] == [_best_error(schema, step).message]
+        [error] = errors
+        assert error.message.startswith("'shel' is not one of ['assert', 'block', ")
+        assert "'shell'" in error.message and list(error.absolute_path) == ["steps", 0]
+    nested = {"name": "b", "block": {"steps": [{"name": "a", "shel": "ls"}]}}
+    error = _best_error(schema, nested)
+    assert error.message.startswith("'shel' is not one of")
+    assert list(error.absolute_path) == ["steps", 0, "block", "steps", 0]
+
+
+def test_the_type_key_picks_the_variant(schema: jsonschema.Draft202012Validator) -> None:
+    """A type key present selects its variant, so its errors are that variant's own."""
+    cases = {
+        "timout": {"name": "a", "shell": "ls", "timout": 5},  # a typo beside a type
+        "shel": {"name": "a", "assert": "1 == 1", "shel": "ls"},  # `assert` as the type
+        "sql": {"name": "a", "shell": "ls", "sql": {"query": "select 1"}},  # two types
+    }
+    for key, step in cases.items():
+        error = _best_error(schema, step)
+        assert error.message == f"Additional properties are not allowed ('{key}' was unexpected)"
+        assert "assert" not in error.message
+    body = _best_error(schema, {"name": "a", "shell": {"cmd": "ls", "bogus": 1}})
+    assert list(body.absolute_path) == ["steps", 0, "shell"]
+    assert "'bogus' was unexpected" in body.message
+
+
+def test_a_step_without_a_type_needs_one(schema: jsonschema.Draft202012Validator) -> None:
+    error = _best_error(schema, {"name": "a", "timeout": 5})
+    assert error.validator == "anyOf"
+    needed = {sub.message for sub in error.context}
+    assert {"'shell' is a required property", "'sql' is a required property"} <= needed
+    assert _best_error(schema, {"shell": "ls"}).message == "'name' is a required property"
+
+
+def test_assert_is_a_type_alone_and_a_check_beside_another(
+    schema: jsonschema.Draft202012Validator,
+) -> None:
+    ok = {
+        "runbook": "x",
+        "steps": [
+            {"name": "a", "assert": "1 == 1"},
+            {"name": "b", "shell": "ls", "assert": ["result.rc == 0"], "message": "rc"},
+        ],
+    }
+    schema.validate(ok)
 
 
 def test_schema_accepts_templates_for_typed_fields(schema: jsonschema.Draft202012Validator) -> None:
