@@ -19,6 +19,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.celery_lab",
     "tests.fixtures.receiver",
     "tests.fixtures.vault",
+    "tests.fixtures.pushgateway",
 ]
 
 
@@ -41,6 +42,7 @@ SERVER_MARKERS = {
     "s3_server": "s3",
     "s3_bucket": "s3",
     "chromium": "browser",
+    "pushgateway": "pushgateway",
     "container_engine": "containers",
     "containers": "containers",
     "registry": "containers",

@@ -21,6 +21,7 @@ class Output:
     junit: str | None  # a JUnit XML file to write too
     report: str | None  # an HTML report to write too
     metrics_textfile: str | None  # Prometheus text for node_exporter's textfile collector
+    pushgateway: str | None  # a Prometheus Pushgateway to PUT the same text to
     operator: str | None  # who is running it
     secrets_file: str | None
     verbose: int
@@ -51,6 +52,13 @@ def output_options(who: str) -> Callable[[F], F]:
                 metavar="PATH",
                 help="Also write the thresholds and outcome for node_exporter's textfile "
                 "collector (a directory: runbook_NAME.prom in it).",
+            ),
+            click.option(
+                "--pushgateway",
+                metavar="URL",
+                envvar="RUNBOOK_PUSHGATEWAY",
+                help="Also push those metrics to a Prometheus Pushgateway "
+                "(job=runbook, runbook=NAME); a failed push is a warning.",
             ),
             click.option(
                 "--operator", help=f"Who is {who} (default: $RUNBOOK_OPERATOR or login name)."

@@ -280,6 +280,8 @@ def _execute(
 
     if output.metrics_textfile:
         _metrics_textfile(run, output.metrics_textfile)
+    if output.pushgateway:
+        _pushgateway(run, output.pushgateway)
     with recorded_run(
         run, options=record, junit=output.junit, report=output.report, store=store
     ) as recorded:
@@ -301,6 +303,17 @@ def _metrics_textfile(run: Run, path: str) -> None:
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         raise UsageError(f"--metrics-textfile {path}: {folder} is not a writable directory")
     run.processors.append(writer)
+
+
+def _pushgateway(run: Run, url: str) -> None:
+    """Attach the push; a URL that could never work is a usage error now."""
+    from engine.errors import UsageError
+    from engine.redaction import redact_dsn
+    from engine.reports.prometheus import Pushgateway
+
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--pushgateway {redact_dsn(url)}: give an http:// or https:// URL")
+    run.processors.append(Pushgateway(url))
 
 
 def _print_steps(rb: Runbook) -> None:

@@ -7,13 +7,18 @@ The file is written whole at the run's end (a temporary file renamed over it),
 so the collector never reads half of it. A directory gets one file per
 runbook (`runbook_NAME.prom`), as the collector expects one file per job. A dry
 run writes nothing: a rehearsal must not feed alerts.
+
+`--pushgateway URL` sends the same text to a Prometheus Pushgateway, for runs
+on machines no Prometheus scrapes (a CI job, a laptop during an incident).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 from engine.events import Event, RunFinished
 from engine.results import RunResult, State
@@ -111,3 +116,48 @@ class MetricsTextfile:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+class Pushgateway:
+    """A processor: at the run's end, PUT the run's metrics to a Pushgateway.
+
+    The grouping key is job="runbook", runbook=NAME: PUT replaces the group, so
+    hosts of an earlier run that this one no longer covers do not linger. A
+    push that fails is said on stderr and never changes the run's outcome: the
+    run did its work; its metrics are a report of it.
+    """
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.error: str | None = None  # why the last push failed, for the caller
+
+    def group_url(self, runbook: str) -> str:
+        return f"{self.url}/metrics/job/runbook/runbook/{quote(runbook, safe='')}"
+
+    def handle(self, event: Event) -> None:
+        if not isinstance(event, RunFinished) or event.result.dry_run:
+            return
+        import httpx
+
+        text = render_textfile(event.result)
+        try:
+            response = httpx.put(
+                self.group_url(event.result.runbook),
+                content=text.encode(),
+                headers={"Content-Type": "text/plain; version=0.0.4"},
+                timeout=self.timeout,
+            )
+            response.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            body = exc.response.text.strip()[:300]
+            self._failed(f"HTTP {exc.response.status_code}: {body}")
+        except httpx.HTTPError as exc:
+            self._failed(f"{type(exc).__name__}: {exc}")
+
+    def _failed(self, why: str) -> None:
+        from engine.redaction import redact_dsn, scrub
+
+        url = redact_dsn(self.url)  # a password in the URL is not shown
+        self.error = scrub(why, self.url)
+        sys.stderr.write(f"warning: --pushgateway {url}: push failed ({self.error})\n")

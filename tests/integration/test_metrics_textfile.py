@@ -78,3 +78,56 @@ def test_a_place_it_cannot_write_is_a_usage_error_before_anything_runs(tmp_path:
     res = cli("run", rb, "--metrics-textfile", tmp_path / "no" / "such" / "x.prom")
     assert res.exit_code == 64 and "is not a writable directory" in res.output
     assert not Path("ran").exists()
+
+
+def _pushed(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """What the gateway exposes to Prometheus, by the client's own parser."""
+    import httpx
+
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if sample.name.startswith("runbook_"):
+                out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def test_pushgateway_gets_the_runs_metrics_grouped_by_runbook(
+    tmp_path: Path, pushgateway: str
+) -> None:
+    inv, rb = write(tmp_path, INVENTORY, "inv.yaml"), write(tmp_path, RUNBOOK)
+    dry = cli("run", str(rb), "-i", str(inv), "--check", "--pushgateway", pushgateway)
+    assert dry.exit_code == 0, dry.output  # the echo is not `safe:`: not run
+    assert _pushed(pushgateway) == {}  # a rehearsal feeds no alert
+
+    res = cli("run", str(rb), "-i", str(inv), "--pushgateway", pushgateway)
+    assert res.exit_code == 2, res.output
+    pushed = _pushed(pushgateway)
+    values = {labels["host"]: v for labels, v in pushed["runbook_threshold_value"]}
+    assert values == {"web1": 2.5, 'web"2': 9.5}
+    for labels, _ in pushed["runbook_threshold_value"]:
+        assert labels["job"] == "runbook" and labels["runbook"] == "queue-check"
+    ((labels, code),) = pushed["runbook_run_exit_code"]
+    assert code == 2 and (labels["job"], labels["runbook"]) == ("runbook", "queue-check")
+
+    # PUT replaces the group: a host this run no longer covers does not linger.
+    again = cli("run", str(rb), "-i", str(inv), "-l", "web1", "--pushgateway", pushgateway)
+    assert again.exit_code == 0, again.output
+    hosts = {labels["host"] for labels, _ in _pushed(pushgateway)["runbook_threshold_value"]}
+    assert hosts == {"web1"}
+
+
+def test_a_failed_push_is_a_warning_and_leaves_the_exit_code(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inv, rb = write(tmp_path, INVENTORY, "inv.yaml"), write(tmp_path, RUNBOOK)
+    url = f"http://pusher:s3cr3t-pw@127.0.0.1:{port}"
+    res = cli("run", str(rb), "-i", str(inv), "-l", "web1", "--pushgateway", url)
+    assert res.exit_code == 0
+    assert "--pushgateway" in res.stderr and "push failed" in res.stderr
+    assert "s3cr3t-pw" not in res.output + res.stderr
+    bad = cli("run", str(rb), "--pushgateway", "ftp://pusher:s3cr3t-pw@host/")
+    assert bad.exit_code == 64 and "s3cr3t-pw" not in bad.output + bad.stderr

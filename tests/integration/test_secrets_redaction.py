@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from engine.history import open_store
@@ -108,6 +109,7 @@ def test_secret_in_every_channel_is_redacted_everywhere(
     runbook_home: Path,
     monkeypatch: pytest.MonkeyPatch,
     receiver: Receiver,
+    pushgateway: str,
 ) -> None:
     monkeypatch.setenv("API_TOKEN", ENV_SECRET)
     monkeypatch.setenv("NOTIFY_URL", receiver.url)
@@ -121,7 +123,7 @@ def test_secret_in_every_channel_is_redacted_everywhere(
 
     text = cli(
         "run", rb, *common, "-vv", "--junit", junit, "--report", html,
-        "--metrics-textfile", textfile,
+        "--metrics-textfile", textfile, "--pushgateway", pushgateway,
     )  # fmt: skip
     assert text.exit_code == 0, text.output
     _assert_clean("console output", text.output)
@@ -146,6 +148,9 @@ def test_secret_in_every_channel_is_redacted_everywhere(
 
     _assert_clean("Prometheus textfile", textfile.read_text())
     assert 'metric="tokens"' in textfile.read_text()
+    pushed = httpx.get(f"{pushgateway}/metrics").text
+    _assert_clean("Pushgateway", pushed)
+    assert 'metric="tokens"' in pushed
     _assert_clean("JUnit report", junit.read_text())
     _assert_clean("HTML report", html.read_text())
     assert "***" in junit.read_text() and "***" in html.read_text()
