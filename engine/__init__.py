@@ -2,11 +2,15 @@
 
 The public API::
 
-    from engine import load_runbook, run_runbook, Run, RunOptions
+    import engine
 
-    rb = load_runbook("runbooks/postgres-weekly.yaml")        # RunbookInvalid on any problem
-    result = run_runbook(Run(runbook=rb, hosts=[localhost()], params={}))
-    result.exit_code
+    result = engine.run("examples/quickstart.yaml", params={"disk_warn_pct": 70})
+    result.exit_code            # as `runbook run`'s: 0 ok, 1 warn, 2 critical, 3 failed, 4 aborted
+
+`engine.run` prepares a run as the CLI does (param defaults, inventory, the
+history and host locks; RunbookInvalid or UsageError before any step runs).
+`run_runbook(Run(...))` is the bare executor beneath it, for callers that
+assemble hosts and params themselves.
 
 Everything else is importable from its module; only these names are promised.
 """
@@ -26,6 +30,7 @@ __all__ = [
     "load_inventory",
     "load_runbook",
     "localhost",
+    "run",
     "run_runbook",
 ]
 
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
     from engine.inventory.host import Host, localhost
     from engine.inventory.loader import load_inventory
 
+    from .api import run
     from .errors import EngineError, RunbookInvalid
     from .results import RunResult, State
 
@@ -51,6 +57,7 @@ _WHERE = {
     "State": "engine.results",
     "Run": "engine.execution.runner",
     "run_runbook": "engine.execution.runner",
+    "run": "engine.api",
 }
 
 

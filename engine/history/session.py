@@ -30,10 +30,12 @@ def recorded_run(
     junit: str | None = None,
     report: str | None = None,
     store: HistoryStore | None = None,
+    record: bool = True,
 ) -> Iterator[Run]:
-    """Open the history, lock the hosts, attach the processors; undo all of it after."""
+    """Open the history, lock the hosts, attach the processors; undo all of it after.
+    `record=False` (engine.run's choice): the file reports only, no history, no lock."""
     own_store = store is None
-    if store is None:
+    if store is None and record:
         location = history_location()
         store = open_store(location) if location else None
     try:
