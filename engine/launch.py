@@ -129,6 +129,7 @@ def recorded_options(options: RunOptions, limit: str | None) -> dict[str, Any]:
         "limit": limit,
         "output_limit": options.output_limit,
         "keep_output": options.keep_output is not None,
+        "incident": options.incident,
     }
 
 
@@ -155,6 +156,7 @@ def options_from_record(recorded: dict[str, Any], **given: Any) -> RunOptions:
         forks=int(recorded.get("forks") or RunOptions.forks),
         output_limit=int(recorded.get("output_limit") or RunOptions.output_limit),
         keep_output=kept_output_dir(True) if recorded.get("keep_output") else None,
+        incident=recorded.get("incident"),
     )
     for name, value in given.items():
         if value is not None:

@@ -2,6 +2,7 @@
 
     app.py        the group itself: errors to exit codes
     run.py        run, resume
+    approve.py    approve
     testing.py    test
     history.py    history
     inventory.py  inventory
@@ -15,6 +16,7 @@ imports none of the heavy modules (paramiko, psycopg, boto3, jinja2, pydantic).
 from __future__ import annotations
 
 from .app import main
+from .approve import approve_command
 from .catalog import (
     check_command,
     cron_command,
@@ -32,6 +34,7 @@ __all__ = ["main"]
 for _command in (
     run_command,
     resume_command,
+    approve_command,
     check_command,
     list_command,
     show_command,

@@ -106,6 +106,16 @@ Examples:
 Exit codes: {exitcodes.OK} every case passed, 1 a case failed, {exitcodes.USAGE} a file is \
 missing, {exitcodes.INVALID} an invalid cases file or runbook (nothing ran)."""
 
+APPROVE = f"""\b
+Examples:
+  runbook approve 20261204-080623-3b3687                  # what waits, and who may answer
+  runbook approve 20261204-080623-3b3687 restart --comment "checked the graphs"
+  runbook approve 20261204-080623 restart --decline --host web2
+
+\b
+Exit codes: {exitcodes.OK} vote recorded; {exitcodes.USAGE} no such run or waiting gate, \
+or you may not answer it (not an approver; your own run without self_approval)."""
+
 MAIN = """\b
 Start:
   runbook run examples/quickstart.yaml

@@ -63,6 +63,11 @@ if TYPE_CHECKING:
 @click.option("--list-hosts", is_flag=True, help="Print the hosts that would run, and exit.")
 @click.option("--list-steps", is_flag=True, help="Print the steps that would run, and exit.")
 @click.option("--list-tags", is_flag=True, help="Print the tags steps carry, and exit.")
+@click.option(
+    "--incident",
+    metavar="ID",
+    help="Tag the run with an incident id: `runbook history --incident ID` shows its runs.",
+)
 @timeout_option
 @capture_options("default 1MiB")
 @output_options("running this")
@@ -84,6 +89,7 @@ def run_command(
     list_hosts: bool,
     list_steps: bool,
     list_tags: bool,
+    incident: str | None,
     timeout: float | None,
     output_limit: int | None,
     keep_output: bool | None,
@@ -121,6 +127,7 @@ def run_command(
         output_limit=output_limit or DEFAULT_LIMIT,
         keep_output=launch.kept_output_dir() if keep_output else None,
         timeout=timeout,
+        incident=incident,
     )
     processors = reporters(output)
     operator = launch.operator(output.operator, yes=yes, approve=approve, step_mode=step_mode)

@@ -4,6 +4,11 @@ Prompts are serialized with one lock: hosts run in parallel, but a person
 answers one question at a time. Without a terminal nobody can answer, so a
 gate is declined unless the operator pre-approved it (`--yes`, `--approve ID`;
 a manual step only with `--approve ID`). Ctrl-D at a prompt is a decline.
+
+A gate with `approvers:` is answered by others, not at this terminal: it is
+written to the shared history and waits for their votes (engine/history/
+gates.py). A run started by `runbook serve` has no terminal at all: there
+every gate and manual step waits so (`remote`).
 """
 
 from __future__ import annotations
@@ -15,8 +20,13 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import Aborted
+
+if TYPE_CHECKING:
+    from engine.format.model import StepCommon
+    from engine.history.gates import GatePolicy
 
 
 def operator_name(explicit: str | None = None) -> str:
@@ -29,6 +39,16 @@ def operator_name(explicit: str | None = None) -> str:
         return getpass.getuser()
     except Exception:
         return "unknown"
+
+
+def gate_policy(common: StepCommon) -> GatePolicy | None:
+    """A step's `approvers:` and friends, or None for a gate the runner answers."""
+    c = common
+    if not (c.approvers or c.min_approvals > 1 or c.approval_timeout or c.self_approval):
+        return None
+    from engine.history.gates import GatePolicy
+
+    return GatePolicy(tuple(c.approvers), c.min_approvals, c.self_approval, c.approval_timeout)
 
 
 Ask = Callable[[str, list[str]], str]  # (question, choices) → the chosen answer
@@ -82,6 +102,12 @@ class Operator:
     # Told (host, step id, prompt) as a prompt starts waiting at the terminal:
     # `notify: [{events: [approval], ...}]` sends "waiting for approval" from it.
     on_wait: Callable[[str, str, str], None] | None = None
+    # Gates answered by others (engine/history/gates.py GateBoard): set where the
+    # history is opened. `remote`: every gate and manual step waits on it.
+    board: Any = None
+    remote: bool = False
+    run_id: str = ""
+    should_stop: Callable[[], bool] = lambda: False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _continue_all: bool = False
     _input_ended: bool = False  # once Ctrl-D was typed, later prompts get no answer either
@@ -100,8 +126,12 @@ class Operator:
     def pre_approved(self, step_id: str) -> bool:
         return self.yes or step_id in self.approve
 
-    def confirm(self, host: str, step_id: str, prompt: str) -> tuple[bool, str]:
+    def confirm(
+        self, host: str, step_id: str, prompt: str, policy: GatePolicy | None = None
+    ) -> tuple[bool, str]:
         """Ask for approval. Returns (approved, by whom and how)."""
+        if policy is not None or self.remote:
+            return self._by_others(host, step_id, prompt, "confirm", policy)
         if self.pre_approved(step_id):
             how = "--yes" if self.yes else f"--approve {step_id}"
             return True, f"{self.name} ({how})"
@@ -122,6 +152,11 @@ class Operator:
         Only `--approve STEP_ID` acknowledges one ahead of time: `--yes` approves
         confirm: gates, but a manual step is work a person must have done, so it
         is named on its own. The instructions are shown either way."""
+        if self.remote:
+            done, by = self._by_others(host, step_id, instructions, "manual", None)
+            if not done:
+                raise Aborted(f"manual step {step_id} was not acknowledged: {by}")
+            return by
         with self._lock, self.screen():
             self.show(f"\n[{host}] MANUAL STEP {step_id}\n{instructions.rstrip()}\n")
             if step_id in self.approve:
@@ -144,6 +179,38 @@ class Operator:
         if answer != "done":
             raise Aborted(f"operator aborted at manual step {step_id}")
         return self.name
+
+    def _by_others(
+        self, host: str, step_id: str, prompt: str, kind: str, policy: GatePolicy | None
+    ) -> tuple[bool, str]:
+        """The gate written to the history; wait for the votes. Without a
+        policy (a plain gate of a served run) anyone allowed may answer, the
+        runner too, as at a terminal."""
+        from engine.history.gates import GatePolicy
+
+        policy = policy or GatePolicy(self_approval=True)
+        if self.board is None:
+            return False, (
+                f"{self.name} (nobody can answer: approvers vote through the run history, "
+                "which is off: RUNBOOK_HISTORY)"
+            )
+        if self.pre_approved(step_id) and policy.self_approval and policy.min_approvals == 1:
+            how = "--yes" if self.yes else f"--approve {step_id}"
+            return True, f"{self.name} ({how})"
+        gate = self.board.open(
+            self.run_id, host, step_id, kind=kind, prompt=prompt,
+            requested_by=self.name, policy=policy,
+        )  # fmt: skip
+        who = ", ".join(policy.approvers) or "anyone allowed"
+        need = f"{policy.min_approvals} of {who}" if policy.min_approvals > 1 else who
+        self.show(
+            f"[{host}] {step_id} waits for approval by {need}: "
+            f"runbook approve {self.run_id} {step_id} [--decline]"
+        )
+        if self.on_wait is not None:
+            self.on_wait(host, step_id, prompt)
+        approved, by = self.board.wait(gate, self.should_stop)
+        return bool(approved), str(by)
 
     def step_gate(self, host: str, step_id: str, name: str) -> str:
         """--step: 'run', 'skip', or raises Aborted. 'continue' stops asking."""

@@ -57,6 +57,7 @@ class RunOptions:
     output_limit: int = DEFAULT_LIMIT  # bytes of each output stream a step result keeps
     keep_output: Path | None = None  # the whole output of every command goes under here
     timeout: float | None = None  # --timeout: seconds for the whole run, over the runbook's
+    incident: str | None = None  # --incident: the incident this run belongs to
     # `runbook test` (engine/testing): what runs in place of each typed step's
     # type, given the step and its type; no delay is waited for either.
     stand_in: StandIn | None = None

@@ -28,6 +28,7 @@ from engine.inventory.host import Host
 from engine.results import KEPT, HostResult, State, StepResult, worst
 from engine.templating import holds, is_template, render_value
 
+from .approvals import gate_policy
 from .attempts import StepScope, TypedStepRun
 from .context import Interrupted, RunContext
 from .loops import LoopRun
@@ -279,7 +280,9 @@ class HostExecutor:
                 # What it would have done is not done: later checks may miss it.
                 self.dry_skipped.add(step.id)
                 return res
-            approved, by = self.run.operator.confirm(self.host.name, self._sid(step), prompt)
+            approved, by = self.run.operator.confirm(
+                self.host.name, self._sid(step), prompt, gate_policy(step.common)
+            )
             answer = Approval(
                 self.run.run_id, host=self.host.name, step_id=self._sid(step),
                 approved=approved, by=by, prompt=prompt,

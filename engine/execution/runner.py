@@ -143,6 +143,7 @@ class Runner:
                 # step on one host may know of the others (staging goes first).
                 "hosts": [h.name for h in run.hosts],
                 "groups": _groups_of(run.hosts),
+                "incident": run.options.incident,
             },
             connect=self._connect,
             connection_limit=ConnectionLimit(max(run.options.max_connections, run.options.forks)),
@@ -155,6 +156,9 @@ class Runner:
         )
         self._interrupts = 0
         self._timed_out = False
+        # Gates answered by others poll until decided, or until the run stops.
+        run.operator.run_id = run.run_id
+        run.operator.should_stop = self.ctx.stop.is_set
         self.notifier: Notifier | None = None  # set at the start when `notify:` is given
 
     # ------------------------------------------------------------ public

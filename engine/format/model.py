@@ -176,6 +176,13 @@ class StepCommon(_Strict):
     keep_going: bool = False
     run_once: bool = False
     confirm: str | None = None
+    # Who may answer the confirm: gate besides (or instead of) the runner: user
+    # names and `@role`s of the `runbook serve` config. With any of these, the
+    # gate waits for others' votes (the API, the web page, `runbook approve`).
+    approvers: list[str] = []
+    min_approvals: int = Field(1, ge=1, le=20)
+    approval_timeout: Duration | None = Field(None, gt=0)
+    self_approval: bool = False  # the runner's own vote counts too
     sensitive: bool = False
     thresholds: dict[str, Threshold] = {}
     on_critical: Literal["continue", "fail"] = "continue"
@@ -187,6 +194,28 @@ class StepCommon(_Strict):
     # {until: EXPR}, again and again until EXPR holds (section 7.5a).
     loop: list[Any] | str | LoopUntil | None = None
     loop_var: str = Field("item", pattern=IDENTIFIER)
+
+    @model_validator(mode="after")
+    def _approvals_need_a_gate(self) -> StepCommon:
+        named = [
+            key
+            for key, given in (
+                ("approvers", bool(self.approvers)),
+                ("min_approvals", self.min_approvals != 1),
+                ("approval_timeout", self.approval_timeout is not None),
+                ("self_approval", self.self_approval),
+            )
+            if given
+        ]
+        if named and self.confirm is None:
+            raise ValueError(f"{', '.join(named)}: only for a step with `confirm:` (the gate)")
+        names = [a for a in self.approvers if not a.startswith("@")]
+        if self.approvers and len(names) == len(self.approvers) < self.min_approvals:
+            raise ValueError(
+                f"min_approvals: {self.min_approvals} from {len(names)} named approver(s) "
+                f"({', '.join(names)}) can never be met"
+            )
+        return self
 
     @field_validator("loop")
     @classmethod

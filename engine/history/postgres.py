@@ -58,6 +58,10 @@ class PostgresStore(SqlStore):
         try:
             with store._tx():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+                for table, column, kind in schema.ADDED_COLUMNS:
+                    conn.execute(
+                        f"ALTER TABLE IF EXISTS {table} ADD COLUMN IF NOT EXISTS {column} {kind}"
+                    )
                 for stmt in schema.statements(schema.POSTGRES):
                     conn.execute(stmt)
         except psycopg.Error as exc:

@@ -217,6 +217,7 @@ class HistoryRecorder:
                 "resumed_from": e.resumed_from,
                 "pid": os.getpid(),
                 "control_node": socket.gethostname(),
+                "incident": (self.extra.get("options") or {}).get("incident"),
             }
         )
 

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at {ts},
     resumed_from TEXT,
     pid INTEGER,
-    control_node TEXT
+    control_node TEXT,
+    incident TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_runbook ON runs (runbook, started_at);
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
@@ -65,6 +66,43 @@ CREATE TABLE IF NOT EXISTS metrics (
     at {ts} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_by_name ON metrics (name, at);
+CREATE INDEX IF NOT EXISTS runs_by_incident ON runs (incident, started_at);
+CREATE TABLE IF NOT EXISTS gates (
+    run_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    prompt TEXT,
+    requested_by TEXT,
+    approvers {json},
+    min_approvals INTEGER NOT NULL,
+    self_approval {bool} NOT NULL,
+    requested_at {ts} NOT NULL,
+    deadline {ts},
+    state TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at {ts},
+    PRIMARY KEY (run_id, host, step_id)
+);
+CREATE TABLE IF NOT EXISTS votes (
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    approved {bool} NOT NULL,
+    via TEXT,
+    comment TEXT,
+    at {ts} NOT NULL,
+    PRIMARY KEY (run_id, step_id, host, user_name)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    at {ts} NOT NULL,
+    user_name TEXT NOT NULL,
+    action TEXT NOT NULL,
+    run_id TEXT,
+    detail {json}
+);
+CREATE INDEX IF NOT EXISTS audit_by_run ON audit (run_id, at);
 CREATE TABLE IF NOT EXISTS locks (
     runbook TEXT NOT NULL,
     host TEXT NOT NULL,
@@ -84,6 +122,11 @@ SQLITE = _TEMPLATE.format(
 POSTGRES = _TEMPLATE.format(
     json="JSONB", bool="BOOLEAN", ts="TIMESTAMPTZ", float="DOUBLE PRECISION", clustered=""
 )
+
+
+# Columns added after a table was first shipped: an older history gains them
+# when opened (CREATE TABLE IF NOT EXISTS leaves an existing table as it was).
+ADDED_COLUMNS = (("runs", "incident", "TEXT"),)
 
 
 def statements(ddl: str) -> list[str]:

@@ -42,6 +42,12 @@ def recorded_run(
         if store is not None:
             if not run.options.dry_run:  # a dry run changes nothing: it needs no lock
                 acquire_locks(store, run.runbook.name, [h.name for h in run.hosts], run.run_id)
+            if run.operator.board is None:  # `runbook serve` brings its own, with its users
+                from engine.users import roles_from_env
+
+                from .gates import GateBoard
+
+                run.operator.board = GateBoard(store, roles_from_env())
             run.processors.insert(
                 0,
                 HistoryRecorder(

@@ -41,6 +41,10 @@ class SQLiteStore(SqlStore):
             conn.execute("PRAGMA wal_autocheckpoint=10000")
             store = cls(location=str(path), conn=conn)
             with store._tx():
+                for table, column, kind in schema.ADDED_COLUMNS:
+                    names = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+                    if names and column not in names:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                 for stmt in schema.statements(schema.SQLITE):
                     conn.execute(stmt)
         except (OSError, sqlite3.Error) as exc:

@@ -21,6 +21,8 @@ from typing import Any, Protocol, TypeVar
 from engine import exitcodes
 from engine.errors import EngineError
 
+from .gates import Gate, GateTables, Vote
+
 T = TypeVar("T")
 
 # Run states beyond the step states: the run row is written before the run ends.
@@ -47,9 +49,10 @@ RUN_COLUMNS = (
     "resumed_from",
     "pid",
     "control_node",
+    "incident",
 )
 JSON_RUN_COLUMNS = frozenset({"step_ids", "params", "options", "hosts"})
-TABLES = ("runs", "events", "step_results", "metrics", "locks")
+TABLES = ("runs", "events", "step_results", "metrics", "locks", "gates", "votes", "audit")
 
 
 class HistoryError(EngineError):
@@ -111,6 +114,7 @@ class RunQuery:
     runbook: str | None = None
     state: str | None = None
     limit: int = 20
+    incident: str | None = None
 
 
 class HistoryStore(Protocol):
@@ -135,6 +139,16 @@ class HistoryStore(Protocol):
     def release_locks(self, run_id: str) -> None: ...
     def dump(self) -> dict[str, list[dict[str, Any]]]: ...
     def close(self) -> None: ...
+    # Gates answered by others, votes and the audit trail (engine/history/gates.py).
+    def insert_gate(self, gate: Gate) -> None: ...
+    def update_gate(self, gate: Gate) -> None: ...
+    def gates(self, run_id: str | None = None, state: str | None = None) -> list[Gate]: ...
+    def add_vote(self, vote: Vote) -> None: ...
+    def votes(self, run_id: str, step_id: str | None = None) -> list[Vote]: ...
+    def add_audit(
+        self, user: str, action: str, run_id: str | None, detail: dict[str, Any]
+    ) -> None: ...
+    def audit(self, run_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]: ...
 
 
 def dumps(value: Any) -> str:
@@ -149,7 +163,7 @@ def loads(value: Any) -> Any:
 
 
 @dataclass
-class SqlStore:
+class SqlStore(GateTables):
     """The statements both back-ends share. Subclasses provide the connection."""
 
     location: str
@@ -184,6 +198,18 @@ class SqlStore:
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return self.conn.execute(self._sql(sql), params)
+
+    def _write(self, *statements: Any) -> None:
+        """(sql, params) pairs, flattened, committed together."""
+        pairs = list(zip(statements[::2], statements[1::2], strict=True))
+
+        def write() -> None:
+            with self._tx():
+                for sql, params in pairs:
+                    self._run(sql, params)
+
+        with self._lock:
+            self._again(write)
 
     def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         def fetch() -> list[dict[str, Any]]:
@@ -242,6 +268,9 @@ class SqlStore:
         if query.state:
             where.append("state = ?")
             params.append(query.state)
+        if query.incident:
+            where.append("incident = ?")
+            params.append(query.incident)
         sql = "SELECT * FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
