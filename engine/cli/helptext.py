@@ -52,6 +52,7 @@ Examples:
   runbook history --runbook daily-health-check --state failed
   runbook history 20261204-080623-3b3687 --report run.html
   runbook history --metric disk_used_pct --report trend.html
+  runbook history --incident INC-42 --format markdown > postmortem.md
 
 \b
 Exit codes: {exitcodes.OK}, or {exitcodes.USAGE} for an unknown run id or metric."""

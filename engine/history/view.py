@@ -51,25 +51,28 @@ def duration(started: str | None, finished: str | None) -> str:
 
 
 def runs_table(rows: list[dict[str, Any]]) -> str:
+    """The runs, newest first; an incident column only when a run has one."""
     if not rows:
         return "no runs recorded"
-    return table(
-        ("run", "runbook", "state", "exit", "started", "took", "hosts", "operator", "resumed from"),
-        [
-            (
-                r["id"],
-                r["runbook"],
-                display_state(r) + (" (dry run)" if r.get("dry_run") else ""),
-                r.get("exit_code"),
-                short_time(r.get("started_at")),
-                duration(r.get("started_at"), r.get("finished_at")),
-                _hosts(r.get("hosts") or []),
-                r.get("operator"),
-                r.get("resumed_from") or "",
-            )
-            for r in rows
-        ],
-    )
+    incidents = any(r.get("incident") for r in rows)
+    headers = ("run", "runbook", "state", "exit", "started", "took", "hosts", "operator")
+    body = []
+    for r in rows:
+        cells = [
+            r["id"],
+            r["runbook"],
+            display_state(r) + (" (dry run)" if r.get("dry_run") else ""),
+            r.get("exit_code"),
+            short_time(r.get("started_at")),
+            duration(r.get("started_at"), r.get("finished_at")),
+            _hosts(r.get("hosts") or []),
+            r.get("operator"),
+        ]
+        if incidents:
+            cells.append(r.get("incident") or "")
+        body.append([*cells, r.get("resumed_from") or ""])
+    extra = ("incident",) if incidents else ()
+    return table((*headers, *extra, "resumed from"), body)
 
 
 def _hosts(hosts: list[str]) -> str:
@@ -101,6 +104,8 @@ def run_timeline(row: dict[str, Any], events: list[EventRow]) -> str:
     ]
     if row.get("params"):
         head.append("params    " + ", ".join(f"{k}={v}" for k, v in row["params"].items()))
+    if row.get("incident"):
+        head.append(f"incident  {row['incident']}")
     if row.get("resumed_from"):
         head.append(f"resumes   {row['resumed_from']}")
     if row.get("dry_run"):
