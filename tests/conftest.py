@@ -20,6 +20,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.receiver",
     "tests.fixtures.vault",
     "tests.fixtures.pushgateway",
+    "tests.fixtures.serve",
 ]
 
 

@@ -3,6 +3,7 @@
     app.py        the group itself: errors to exit codes
     run.py        run, resume
     approve.py    approve
+    serve.py      serve (the [serve] extra: FastAPI, uvicorn)
     testing.py    test
     history.py    history
     inventory.py  inventory
@@ -27,6 +28,7 @@ from .catalog import (
 from .history import history_command
 from .inventory import inventory_command
 from .run import resume_command, run_command
+from .serve import serve_command
 from .testing import test_command
 
 __all__ = ["main"]
@@ -43,5 +45,6 @@ for _command in (
     inventory_command,
     history_command,
     test_command,
+    serve_command,
 ):
     main.add_command(_command)

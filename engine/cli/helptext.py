@@ -117,6 +117,18 @@ Examples:
 Exit codes: {exitcodes.OK} vote recorded; {exitcodes.USAGE} no such run or waiting gate, \
 or you may not answer it (not an approver; your own run without self_approval)."""
 
+SERVE = f"""\b
+Examples:
+  runbook serve --config /etc/runbook/serve.yaml
+  runbook serve --config serve.yaml --host 0.0.0.0 --port 8080   # behind a TLS proxy
+  curl -H "Authorization: Bearer $TOKEN" localhost:8080/api/runs
+  printf %s "$TOKEN" | sha256sum       # a user's token_sha256 for the config
+
+\b
+Exit codes: {exitcodes.OK} stopped; {exitcodes.USAGE} no config file, the history is off \
+(RUNBOOK_HISTORY=off), FastAPI missing; {exitcodes.INVALID} an invalid config (field path \
+named), or a webhook rule naming a runbook without `webhook: true`."""
+
 MAIN = """\b
 Start:
   runbook run examples/quickstart.yaml

@@ -327,6 +327,8 @@ class RunbookHeader(_Strict):
     # size repeating for the hosts left (as Ansible's serial list).
     serial: CountOrPercent | list[CountOrPercent] | None = None
     max_fail: CountOrPercent | None = None
+    # `runbook serve` starts it from an alert webhook only when this says so.
+    webhook: bool = False
     # The whole run's budget; `--timeout` overrides it. Steps keep their own.
     timeout: Duration | None = Field(default=None, gt=0)
     strategy: Literal["linear", "free"] = "linear"
