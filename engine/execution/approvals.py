@@ -108,6 +108,8 @@ class Operator:
     remote: bool = False
     run_id: str = ""
     should_stop: Callable[[], bool] = lambda: False
+    # What the gates table may hold of a prompt: the run's redactor (set by the Runner).
+    redact: Callable[[str], str] = lambda text: text
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _continue_all: bool = False
     _input_ended: bool = False  # once Ctrl-D was typed, later prompts get no answer either
@@ -198,7 +200,7 @@ class Operator:
             how = "--yes" if self.yes else f"--approve {step_id}"
             return True, f"{self.name} ({how})"
         gate = self.board.open(
-            self.run_id, host, step_id, kind=kind, prompt=prompt,
+            self.run_id, host, step_id, kind=kind, prompt=self.redact(prompt),
             requested_by=self.name, policy=policy,
         )  # fmt: skip
         who = ", ".join(policy.approvers) or "anyone allowed"

@@ -159,6 +159,7 @@ class Runner:
         # Gates answered by others poll until decided, or until the run stops.
         run.operator.run_id = run.run_id
         run.operator.should_stop = self.ctx.stop.is_set
+        run.operator.redact = run.redactor.text
         self.notifier: Notifier | None = None  # set at the start when `notify:` is given
 
     # ------------------------------------------------------------ public

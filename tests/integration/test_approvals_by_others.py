@@ -199,3 +199,52 @@ def test_votes_meet_in_a_shared_postgresql_history(tmp_path: Path, pg_history_ds
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, (out, err)
     assert marker.exists()
+
+
+SECRET_GATE = """
+runbook: secret-gate
+params:
+  password: {type: str, secret: true}
+steps:
+  - name: Rotate
+    id: rotate
+    confirm: "Rotate to {{ params.password }} on {{ host.name }}?"
+    approvers: [bob]
+    shell: echo rotated
+"""
+
+
+def test_a_secret_in_the_prompt_never_reaches_the_gates_table(tmp_path: Path) -> None:
+    from engine.history.location import open_store
+
+    secret = "gate-pw-Zq81x"
+    rb = write(tmp_path, SECRET_GATE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", str(rb), "-p", f"password={secret}"],
+        cwd=tmp_path,
+        env=engine_env(RUNBOOK_OPERATOR="alice"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while "rotate" not in (listed := _listing()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    assert "Rotate to *** on localhost?" in listed and secret not in listed
+    run_id = json.loads(cli("history", "--format", "json").stdout)[0]["id"]
+    assert _vote(run_id, "bob", "rotate", "--comment", "rotated by the book").exit_code == 0
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, (out, err)
+    store = open_store()
+    try:
+        dumped = json.dumps(store.dump(), default=str)
+    finally:
+        store.close()
+    assert "Rotate to ***" in dumped and "rotated by the book" in dumped
+    assert secret not in dumped + out + err
+
+
+def _listing() -> str:
+    runs = json.loads(cli("history", "--format", "json").stdout)
+    return cli("approve", runs[0]["id"]).output if runs else ""
