@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -248,3 +249,29 @@ def test_a_secret_in_the_prompt_never_reaches_the_gates_table(tmp_path: Path) ->
 def _listing() -> str:
     runs = json.loads(cli("history", "--format", "json").stdout)
     return cli("approve", runs[0]["id"]).output if runs else ""
+
+
+def test_a_gate_waiting_for_others_is_announced_by_notify(tmp_path: Path, receiver: Any) -> None:
+    rb = write(
+        tmp_path,
+        f"""
+runbook: announced-gate
+notify:
+  - events: [approval]
+    webhook: {receiver.url}/hook
+steps:
+  - name: Restart
+    id: restart
+    confirm: Restart the app?
+    approvers: [bob]
+    shell: echo restarted
+""",
+    )
+    proc = _spawn(rb)
+    run_id = _waiting_gate(proc)
+    receiver.wait_for(1)
+    (body,) = receiver.bodies("/hook")
+    assert json.dumps(body).count("restart") >= 1 and run_id in json.dumps(body)
+    assert _vote(run_id, "bob", "restart").exit_code == 0
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, (out, err)
