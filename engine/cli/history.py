@@ -149,22 +149,14 @@ def _show_metric(
 def _trend_report(
     store: HistoryStore, metric: str, runbook: str | None, limit: int, path: str
 ) -> None:
-    """The trend as a page; the bounds drawn are the newest run's (they are
-    rendered per run, so a changed threshold shows from its first run on)."""
+    """The trend as a page (engine/reports/trend.py)."""
     from pathlib import Path
 
-    from engine.reports.trend import render_trend
+    from engine.reports.trend import trend_page
 
-    rows = store.metric_rows(metric, runbook, limit)
-    bounds: dict[str, str | None] = {"warn": None, "critical": None}
-    if rows:
-        newest = rows[-1]
-        for step in store.step_rows(newest["run_id"]):
-            if step.host == newest["host"] and step.step_id == newest["step_id"]:
-                found = (step.result.get("metrics") or {}).get(metric) or {}
-                bounds = {k: found.get(k) for k in ("warn", "critical")}
-    Path(path).write_text(render_trend(metric, rows, bounds), encoding="utf-8")
-    click.echo(f"wrote {path} ({len(rows)} values of {metric})")
+    page, count = trend_page(store, metric, runbook, limit)
+    Path(path).write_text(page, encoding="utf-8")
+    click.echo(f"wrote {path} ({count} values of {metric})")
 
 
 def _show_run(store: HistoryStore, row: dict[str, Any], fmt: str, tail: int) -> None:

@@ -24,6 +24,21 @@ SERIES = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0
 _BOUND = re.compile(r"^\s*(?:>=|<=|>|<|==)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 
 
+def trend_page(store: Any, metric: str, runbook: str | None, limit: int) -> tuple[str, int]:
+    """The page for `metric` from the history, and how many values it draws.
+    The bounds drawn are the newest run's: they are rendered per run, so a
+    changed threshold shows from its first run on."""
+    rows = store.metric_rows(metric, runbook, limit)
+    bounds: dict[str, str | None] = {"warn": None, "critical": None}
+    if rows:
+        newest = rows[-1]
+        for step in store.step_rows(newest["run_id"]):
+            if step.host == newest["host"] and step.step_id == newest["step_id"]:
+                found = (step.result.get("metrics") or {}).get(metric) or {}
+                bounds = {k: found.get(k) for k in ("warn", "critical")}
+    return render_trend(metric, rows, bounds), len(rows)
+
+
 def bound_value(text: str | None) -> float | None:
     """The number of a rendered bound such as "> 80"; None for anything else."""
     if not text:

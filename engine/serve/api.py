@@ -251,10 +251,11 @@ def acknowledge(
 
 def _answer(
     request: Request, run_id: str, step_id: str, user: User,
-    approved: bool, host: str, comment: str, kind: str,
+    approved: bool, host: str, comment: str, kind: str, via: str = "api",
 ) -> m.VoteResult:  # fmt: skip
     """The vote, after the checks cast_vote would make, so each refusal gets
-    its own status: 404 no such run, 409 nothing waits there, 403 not yours to answer."""
+    its own status: 404 no such run, 409 nothing waits there, 403 not yours to answer.
+    `via`: where it came from (api, web), kept with the vote."""
     from engine.history.gates import ALL_HOSTS, WAITING, cast_vote, may_vote
 
     runs = manager(request)
@@ -276,7 +277,7 @@ def _answer(
     if refusal is not None:
         raise HTTPException(403, refusal)
     gates = cast_vote(
-        runs.store, run_id, step_id, user.name, approved=approved, host=host, via="api",
+        runs.store, run_id, step_id, user.name, approved=approved, host=host, via=via,
         comment=comment, roles=runs.config.roles,
     )  # fmt: skip
     fresh = {(g.host, g.step_id): g for g in runs.store.gates(run_id)}

@@ -15,28 +15,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from engine.errors import Aborted, EngineError, InvalidError, TemplateError, UsageError
+from engine.errors import EngineError
 
 from .config import ServeConfig
-from .runs import NotFound, RunManager
+from .errors import status_of
+from .runs import RunManager
 from .webhooks import AlertGroups
-
-
-def status_of(exc: EngineError) -> int:
-    """The HTTP status an engine error means to a client."""
-    from engine.history.store import HistoryError
-
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, Aborted):  # a held lock, a run still running
-        return 409
-    if isinstance(exc, InvalidError | TemplateError):
-        return 422
-    if isinstance(exc, HistoryError):
-        return 503
-    if isinstance(exc, UsageError):
-        return 400
-    return 400
 
 
 async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
@@ -48,7 +32,7 @@ def create_app(config: ServeConfig, manager: RunManager | None = None) -> FastAP
     """The app; its RunManager opens the history now (UsageError when it is off)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import api, webhooks
+    from . import api, ui, webhooks
 
     try:
         release = version("runbook-engine")
@@ -75,4 +59,5 @@ def create_app(config: ServeConfig, manager: RunManager | None = None) -> FastAP
     app.add_exception_handler(EngineError, _engine_error)
     app.include_router(api.router)
     app.include_router(webhooks.router)
+    app.include_router(ui.router)
     return app
