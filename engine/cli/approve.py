@@ -49,6 +49,7 @@ def approve_command(
                 )
             return
         user = operator_name(operator)
+        _check_user(user, [g.kind for g in store.gates(full_id, WAITING) if g.step_id == step])
         gates = cast_vote(
             store, full_id, step, user, approved=not decline, host=host, via="cli",
             comment=comment, roles=roles,
@@ -60,3 +61,24 @@ def approve_command(
     finally:
         store.close()
     raise SystemExit(exitcodes.OK)
+
+
+def _check_user(user: str, kinds: list[str]) -> None:
+    """With a serve config ($RUNBOOK_SERVE_CONFIG), the voter must be one of its
+    users with the right (approve a gate, acknowledge a manual step), as the
+    API requires. Without one, whoever can write the history is trusted: the
+    name is $RUNBOOK_OPERATOR or the login (docs/serve.md)."""
+    import os
+
+    from engine.errors import UsageError
+    from engine.users import load_users_file
+
+    path = os.environ.get("RUNBOOK_SERVE_CONFIG", "").strip()
+    if not path:
+        return
+    known = load_users_file(path).get(user)
+    if known is None:
+        raise UsageError(f"{user} is not a user of {path}: only its users may answer gates")
+    for right in sorted({"acknowledge" if k == "manual" else "approve" for k in kinds}):
+        if not known.may(right):
+            raise UsageError(f"{user} (roles: {', '.join(sorted(known.roles))}) may not {right}")

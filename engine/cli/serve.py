@@ -47,4 +47,6 @@ def serve_command(config_path: str, host: str | None, port: int | None) -> None:
     os.environ["RUNBOOK_SERVE_CONFIG"] = str(config.path)
     bind, listen_port = host or config.host, port or config.port
     click.echo(f"runbook serve: http://{bind}:{listen_port}/api (OpenAPI: /openapi.json)", err=True)
-    uvicorn.run(app, host=bind, port=listen_port, log_level="info")
+    # Open event streams (a browser on a waiting run) would hold uvicorn's graceful
+    # wait forever, and the runs would never be recorded aborted: 5 s, then on.
+    uvicorn.run(app, host=bind, port=listen_port, log_level="info", timeout_graceful_shutdown=5)

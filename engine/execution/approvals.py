@@ -196,13 +196,14 @@ class Operator:
                 f"{self.name} (nobody can answer: approvers vote through the run history, "
                 "which is off: RUNBOOK_HISTORY)"
             )
-        if self.pre_approved(step_id) and policy.self_approval and policy.min_approvals == 1:
-            how = "--yes" if self.yes else f"--approve {step_id}"
-            return True, f"{self.name} ({how})"
         gate = self.board.open(
             self.run_id, host, step_id, kind=kind, prompt=self.redact(prompt),
             requested_by=self.name, policy=policy,
         )  # fmt: skip
+        if self.pre_approved(step_id):
+            # The runner's --yes/--approve is their vote, counted only where
+            # they may answer (self_approval, and among the approvers).
+            self.board.own_vote(gate, "--yes" if self.yes else f"--approve {step_id}")
         who = ", ".join(policy.approvers) or "anyone allowed"
         need = f"{policy.min_approvals} of {who}" if policy.min_approvals > 1 else who
         self.show(

@@ -53,10 +53,13 @@ def coerce_param(name: str, param: Param, value: Any) -> Any:
                 raise ValueError("expected a JSON object")
     except (ValueError, TypeError) as exc:
         reason = str(exc) if not isinstance(exc, json.JSONDecodeError) else "not valid JSON"
+        if param.secret:  # the value, and a parser's quote of it, are not shown
+            raise UsageError(f"param {name}: the value given is not a valid {kind}") from None
         raise UsageError(f"param {name}: {value!r} is not a valid {kind} ({reason})") from None
     if param.choices is not None and out not in param.choices:
         allowed = ", ".join(map(str, param.choices))
-        raise UsageError(f"param {name}: {out!r} is not one of {allowed}")
+        shown = "the value given" if param.secret else repr(out)
+        raise UsageError(f"param {name}: {shown} is not one of {allowed}")
     return out
 
 

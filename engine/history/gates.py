@@ -116,8 +116,11 @@ def decide(gate: Gate, votes: list[Vote], roles: Roles) -> tuple[str, list[str]]
     Only votes of users allowed to answer count. One decline declines (a gate
     protects something: a reason not to is enough); approvals open it once
     `min_approvals` different users gave one. A vote for every host (`*`)
-    counts on each host; a later vote of the same user replaces theirs."""
-    mine = [v for v in votes if v.host in (gate.host, ALL_HOSTS)]
+    counts on each host whose gate was open when it was given; a later vote
+    of the same user replaces theirs."""
+    # Votes given before this gate opened answered an earlier one (another
+    # batch's host, or this gate before a resume): they do not count here.
+    mine = [v for v in votes if v.host in (gate.host, ALL_HOSTS) and v.at >= gate.requested_at]
     latest: dict[str, Vote] = {}
     for vote in sorted(mine, key=lambda v: (v.at, v.host == gate.host)):
         latest[vote.user] = vote
@@ -249,6 +252,13 @@ class GateBoard:
         )  # fmt: skip
         self.store.insert_gate(gate)
         return gate
+
+    def own_vote(self, gate: Gate, how: str) -> None:
+        """The runner's pre-approval as their vote, when they may give one."""
+        if may_vote(gate, gate.requested_by, self.roles) is None:
+            vote = Vote(gate.run_id, gate.step_id, gate.host, gate.requested_by, True, "flag",
+                        how, _iso(_now()))  # fmt: skip
+            self.store.add_vote(vote)
 
     def wait(self, gate: Gate, stop: Callable[[], bool]) -> tuple[bool, str]:
         """Poll the votes until the gate is decided, its deadline passes or the

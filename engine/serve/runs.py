@@ -17,6 +17,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import UsageError
@@ -173,10 +174,13 @@ class RunManager:
         incident: str | None = None,
         dry_run: bool = False,
         trusted_params: bool = False,
+        from_alert: bool = False,
     ) -> RunHandle:
         """Start `runbook` (its name) in the background; returns once it began.
         Errors before any step (params, hosts, a held lock) are raised.
-        `trusted_params`: the params come from the config (a webhook rule), not a request."""
+        `trusted_params`: the params come from the config (a webhook rule), not a request.
+        `from_alert`: the runbook must still say `webhook: true` (it may have
+        been edited since the config was loaded)."""
         from engine import launch
         from engine.execution.context import RunOptions
         from engine.format.loader import load_runbook
@@ -186,12 +190,16 @@ class RunManager:
         if path is None:
             raise NotFound(f"no runbook {runbook!r} under {self.config.runbooks}")
         rb = load_runbook(path)
+        if from_alert and not rb.header.webhook:
+            raise UsageError(
+                f"{path}: {rb.name} no longer says `webhook: true`: alerts do not start it"
+            )
         if not trusted_params:
             secret = [n for n, p in rb.params.items() if p.secret]
             self.check_secret_params(rb.name, secret, params)
         given = {**self.config.runbook_params.get(rb.name, {}), **params}
         resolved = resolve_params(rb.params, given)
-        limit = limit or self.config.limit
+        limit = self.narrowed(limit)
         inventory, hosts = launch.select_hosts(rb, self.config.inventory, limit)
         options = RunOptions(dry_run=dry_run, incident=incident)
         run = launch.build_run(
@@ -206,10 +214,19 @@ class RunManager:
         from engine.history.resume import prepare_resume
 
         row = self.run_row(run_id)
-        plan = prepare_resume(self.store, row["id"], params=params, extra_vars={})
+        # Only runbooks of this server, on its inventory within its limit: the
+        # history is shared, and holds runs of any file a terminal ran.
+        if runbook_index(self.config.runbooks).get(row["runbook"]) is None:
+            raise NotFound(
+                f"run {row['id']} is of {row['runbook']!r}, not a runbook of this server"
+            )
+        given = {**self.config.runbook_params.get(row["runbook"], {}), **params}
+        plan = prepare_resume(self.store, row["id"], params=given, extra_vars={})
         rb = plan.runbook
         self.check_secret_params(rb.name, [n for n, p in rb.params.items() if p.secret], params)
-        inventory, hosts = launch.select_hosts(rb, plan.inventory_path, plan.limit)
+        if Path(rb.path).resolve() != runbook_index(self.config.runbooks)[rb.name].resolve():
+            raise UsageError(f"run {row['id']} ran {rb.path}, not this server's {rb.name}")
+        inventory, hosts = launch.select_hosts(rb, self.config.inventory, self.narrowed(plan.limit))
         recorded = plan.recorded_options
         options = launch.options_from_record(
             recorded, extra_vars=plan.extra_vars, resume_results=plan.resume_results,
@@ -220,6 +237,14 @@ class RunManager:
             operator=self._operator(user), processors=[], resumed_from=plan.run["id"],
         )  # fmt: skip
         return self._launch(run, launch.recorded_options(options, recorded.get("limit")), user)
+
+    def narrowed(self, limit: str | None) -> str | None:
+        """A request's (or alert's) limit within the server's: their intersection."""
+        if not limit:
+            return self.config.limit
+        if not self.config.limit:
+            return limit
+        return f"{self.config.limit}:&{limit}"
 
     def check_secret_params(self, runbook: str, secret: list[str], given: dict[str, Any]) -> None:
         """A secret param comes from the config or the server's secrets, never in

@@ -45,6 +45,8 @@ def ui_user(request: Request) -> User:
     user = user_for_token(request.app.state.config.users, token) if token else None
     if user is None:
         raise HTTPException(303, "log in first", {"Location": "/ui/login"})
+    if not user.may("read"):  # a token of a role such as @dba alone: as the API's 403
+        raise HTTPException(403, f"{user.name} may not read: give them a role with it")
     return user
 
 

@@ -161,7 +161,7 @@ def _firing(
             params, limit = render_rule(rule, alert, payload)
             handle = request.app.state.manager.start(
                 rule.runbook, params, user=user.name, limit=limit, trusted_params=True,
-                operator=f"{source}:{payload.receiver or user.name}",
+                operator=f"{source}:{payload.receiver or user.name}", from_alert=True,
             )  # fmt: skip
         except EngineError as exc:
             audit(request, user.name, "webhook refused", None, rule=rule.name, group_key=key,

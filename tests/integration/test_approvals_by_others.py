@@ -127,7 +127,7 @@ def test_nobody_in_time_declines_the_gate(tmp_path: Path) -> None:
 
 def test_roles_come_from_the_serve_config(tmp_path: Path) -> None:
     config = tmp_path / "serve.yaml"
-    config.write_text("users:\n  dave: {roles: [dba]}\n  erin: {roles: [viewer]}\n")
+    config.write_text("users:\n  dave: {roles: [approver, dba]}\n  erin: {roles: [approver]}\n")
     env = {"RUNBOOK_SERVE_CONFIG": str(config)}
     rb = write(tmp_path, GATED.format(approvers="['@dba']", needed=1, timeout="2m",
                                       marker=tmp_path / "m"))  # fmt: skip
@@ -273,5 +273,34 @@ steps:
     (body,) = receiver.bodies("/hook")
     assert json.dumps(body).count("restart") >= 1 and run_id in json.dumps(body)
     assert _vote(run_id, "bob", "restart").exit_code == 0
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, (out, err)
+
+
+def test_the_runners_yes_is_not_a_vote_where_they_may_not_answer(tmp_path: Path) -> None:
+    marker = tmp_path / "restarted"
+    text = GATED.format(approvers="[bob]", needed=1, timeout="2m", marker=marker)
+    rb = write(tmp_path, text.replace("    min_approvals: 1\n", "    self_approval: true\n"))
+    proc = _spawn(rb, "--yes")
+    run_id = _waiting_gate(proc)  # alice's --yes did not open it: she is not an approver
+    assert not marker.exists()
+    assert _vote(run_id, "bob", "restart").exit_code == 0
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, (out, err)
+
+
+def test_with_a_serve_config_only_its_users_with_the_right_may_vote(tmp_path: Path) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text("users:\n  bob: {roles: [approver]}\n  vera: {roles: [viewer]}\n")
+    env = {"RUNBOOK_SERVE_CONFIG": str(config)}
+    rb = write(tmp_path, GATED.format(approvers="[bob, vera, mallory]", needed=1,
+                                      timeout="2m", marker=tmp_path / "m"))  # fmt: skip
+    proc = _spawn(rb, **env)
+    run_id = _waiting_gate(proc, env)
+    stranger = _vote(run_id, "mallory", "restart", env=env)
+    assert stranger.exit_code == 64 and "not a user of" in stranger.output
+    viewer = _vote(run_id, "vera", "restart", env=env)
+    assert viewer.exit_code == 64 and "may not approve" in viewer.output
+    assert _vote(run_id, "bob", "restart", env=env).exit_code == 0
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, (out, err)

@@ -402,3 +402,60 @@ def test_grafana_alert_starts_one_run(serve_factory: Callable[..., Served]) -> N
     # A rule for Grafana does not answer Alertmanager's endpoint, and the reverse.
     other = hook.post("/hooks/alertmanager", json=ALERTMANAGER).json()["runs"]
     assert other == []
+
+
+INVENTORY = """
+hosts:
+  staging1: {connection: local}
+  prod1: {connection: local}
+groups:
+  staging: {hosts: {staging1: {}}}
+  prod: {hosts: {prod1: {}}}
+"""
+
+EVERYWHERE = """
+runbook: everywhere
+webhook: true
+params:
+  instance: {type: str, default: x}
+steps:
+  - name: Where
+    id: where
+    shell: echo "on {{ host.name }}"
+"""
+
+
+def test_a_request_narrows_the_servers_limit_and_never_widens_it(
+    serve_factory: Callable[..., Served], tmp_path: Path
+) -> None:
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(INVENTORY)
+    served = serve_factory({"everywhere": EVERYWHERE}, inventory=str(inventory), limit="staging")
+    alice = served.as_user("alice")
+    outside = alice.post("/api/runs", json={"runbook": "everywhere", "limit": "prod1"})
+    assert outside.status_code == 400 and "`staging:&prod1` matches no host" in outside.text
+    inside = _start(served, "alice", "everywhere", limit="staging1")
+    assert list(served.wait_run(inside)["hosts"]) == ["staging1"]
+
+
+def test_resume_only_runs_this_servers_runbooks(
+    serve_factory: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = serve_factory({"disk-full": DISK})
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text("runbook: elsewhere\nsteps:\n  - name: Fail\n    shell: exit 1\n")
+    assert cli("run", str(elsewhere)).exit_code == 3
+    (row,) = served.as_user("vera").get("/api/runs").json()
+    refused = served.as_user("alice").post(f"/api/runs/{row['id']}/resume")
+    assert refused.status_code == 404 and "not a runbook of this server" in refused.text
+
+
+def test_an_alert_no_longer_starts_a_runbook_that_dropped_webhook_true(
+    serve_factory: Callable[..., Served],
+) -> None:
+    served = serve_factory({"disk-full": DISK}, webhooks=[RULE])
+    path = served.runbooks / "disk-full.yaml"
+    path.write_text(path.read_text().replace("webhook: true\n", ""))
+    (reply,) = served.as_user("alice").post("/hooks/alertmanager", json=ALERTMANAGER).json()["runs"]
+    assert reply["status"] == "error" and "no longer says `webhook: true`" in reply["message"]
+    assert served.as_user("vera").get("/api/runs").json() == []

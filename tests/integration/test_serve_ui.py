@@ -168,6 +168,10 @@ def test_login_rights_and_cross_site_posts(
         wrong = anonymous.post("/ui/login", data={"token": "nope"}, headers={"Origin": served.url})
         assert wrong.status_code == 401 and "Unknown token" in wrong.text
 
+    with served.anonymous() as dora:  # a token, but no role that may read
+        _log_in_http(dora, served, "dora")
+        assert dora.get("/ui/").status_code == 403
+
     with served.anonymous() as vera:
         _log_in_http(vera, served, "vera")
         page = vera.get("/ui/runbooks/web-gated")

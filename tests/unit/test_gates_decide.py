@@ -65,3 +65,10 @@ def test_self_approval_only_when_the_step_allows_it() -> None:
     assert may_vote(_gate(self_approval=True, approvers=[]), "alice", _roles) is None
     assert may_vote(_gate(approvers=[]), "anyone", _roles) is None
     assert "not among the approvers" in (may_vote(_gate(), "erin", _roles) or "")
+
+
+def test_votes_given_before_the_gate_opened_do_not_count() -> None:
+    """A `*` vote answered the hosts waiting then, not a later batch's host."""
+    later = _gate(min_approvals=1, requested_at="2026-12-04T08:30:00.000+00:00")
+    assert decide(later, [_vote("bob", at="08:01")], _roles) == (WAITING, [])
+    assert decide(later, [_vote("bob", at="08:31")], _roles) == (APPROVED, ["bob"])

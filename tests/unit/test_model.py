@@ -87,3 +87,19 @@ def test_serial_and_max_fail_limits() -> None:
     five = hosts[:5]
     assert [len(b) for b in batches(five, "10%")] == [1, 1, 1, 1, 1]
     assert parse_limit("10%", 5) == 0
+
+
+def test_a_bad_secret_param_value_is_not_quoted_in_the_error() -> None:
+    import pytest
+
+    from engine.errors import UsageError
+    from engine.format.model import Param
+    from engine.format.params import coerce_param
+
+    secret = Param(type="int", secret=True)
+    with pytest.raises(UsageError) as caught:
+        coerce_param("pin", secret, "hunter2-xyz")
+    assert "hunter2" not in str(caught.value) and "not a valid int" in str(caught.value)
+    with pytest.raises(UsageError) as choice:
+        coerce_param("mode", Param(type="str", secret=True, choices=["a", "b"]), "hunter2-xyz")
+    assert "hunter2" not in str(choice.value) and "is not one of a, b" in str(choice.value)
