@@ -73,8 +73,11 @@ class AlertGroups:
     """(rule, group key) → the run it started, while the group fires."""
 
     def __init__(self) -> None:
+        # "" while its run is being started: the key is taken before the start,
+        # so a repeat sent meanwhile finds it, and the lock is never held across
+        # a start (which may wait for hosts' locks): other groups go on.
         self.firing: dict[tuple[str, str], str] = {}
-        self.lock = threading.Lock()  # held across a start: a repeat waits, then finds it
+        self.lock = threading.Lock()
 
 
 def group_key(payload: AlertmanagerPayload) -> str:
@@ -136,7 +139,7 @@ def handle_alerts(
 def _resolved(request: Request, rule: WebhookRule, key: str, user: User) -> HookRun:
     groups: AlertGroups = request.app.state.alert_groups
     with groups.lock:
-        run_id = groups.firing.pop((rule.name, key), None)
+        run_id = groups.firing.pop((rule.name, key), None) or None  # "": still starting
     handle = request.app.state.manager.handle(run_id) if run_id else None
     running = bool(handle is not None and handle.alive)
     audit(request, user.name, "alert resolved", run_id, rule=rule.name, group_key=key,
@@ -152,21 +155,28 @@ def _firing(
     groups: AlertGroups = request.app.state.alert_groups
     with groups.lock:
         existing = groups.firing.get((rule.name, key))
-        if existing is not None:
-            return HookRun(
-                rule=rule.name, group_key=key, status="already_running", run_id=existing,
-                message="one run per alert group while it fires",
-            )  # fmt: skip
-        try:
-            params, limit = render_rule(rule, alert, payload)
-            handle = request.app.state.manager.start(
-                rule.runbook, params, user=user.name, limit=limit, trusted_params=True,
-                operator=f"{source}:{payload.receiver or user.name}", from_alert=True,
-            )  # fmt: skip
-        except EngineError as exc:
-            audit(request, user.name, "webhook refused", None, rule=rule.name, group_key=key,
-                  error=str(exc))  # fmt: skip
-            return HookRun(rule=rule.name, group_key=key, status="error", message=str(exc))
+        if existing is None:
+            groups.firing[(rule.name, key)] = ""  # taken: this request starts it
+    if existing is not None:
+        return HookRun(
+            rule=rule.name, group_key=key, status="already_running", run_id=existing or None,
+            message="one run per alert group while it fires",
+        )  # fmt: skip
+    try:
+        params, limit = render_rule(rule, alert, payload)
+        handle = request.app.state.manager.start(
+            rule.runbook, params, user=user.name, limit=limit, trusted_params=True,
+            operator=f"{source}:{payload.receiver or user.name}", from_alert=True,
+        )  # fmt: skip
+    except BaseException as exc:
+        with groups.lock:
+            groups.firing.pop((rule.name, key), None)  # the next notification tries again
+        if not isinstance(exc, EngineError):
+            raise
+        audit(request, user.name, "webhook refused", None, rule=rule.name, group_key=key,
+              error=str(exc))  # fmt: skip
+        return HookRun(rule=rule.name, group_key=key, status="error", message=str(exc))
+    with groups.lock:
         groups.firing[(rule.name, key)] = handle.run_id
     audit(request, user.name, "webhook start", handle.run_id, rule=rule.name, group_key=key,
           runbook=rule.runbook, source=source, receiver=payload.receiver)  # fmt: skip

@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -459,3 +460,25 @@ def test_an_alert_no_longer_starts_a_runbook_that_dropped_webhook_true(
     (reply,) = served.as_user("alice").post("/hooks/alertmanager", json=ALERTMANAGER).json()["runs"]
     assert reply["status"] == "error" and "no longer says `webhook: true`" in reply["message"]
     assert served.as_user("vera").get("/api/runs").json() == []
+
+
+def test_the_same_alert_sent_at_once_starts_one_run(serve_factory: Callable[..., Served]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.fixtures.serve import token_of
+
+    served = serve_factory({"disk-full": DISK}, webhooks=[RULE])
+
+    def post(_: int) -> str:
+        with httpx.Client(base_url=served.url, timeout=30) as client:
+            reply = client.post(
+                "/hooks/alertmanager",
+                json=ALERTMANAGER,
+                headers={"Authorization": f"Bearer {token_of('alice')}"},
+            )
+            return str(reply.json()["runs"][0]["status"])
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(post, range(6)))
+    assert sorted(statuses) == ["already_running"] * 5 + ["started"]
+    assert len(served.as_user("vera").get("/api/runs").json()) == 1
