@@ -479,9 +479,11 @@ steps:
 
 def test_max_connections_bounds_the_open_connections(sshd: SSHServer, tmp_path: Path) -> None:
     out = tmp_path / "open"
-    # sshd's established sockets on its port, read on the host itself (it is this machine)
+    # The engine's established sockets to sshd's port (their remote end), read on the host
+    # itself (it is this machine). Not sshd's own ends: a closed connection's server
+    # socket stays ESTABLISHED until sshd reads the close, which lags on a busy machine.
     count = (
-        f"awk -v p=\"$(printf ':%04X$' {sshd.port})\" '$2 ~ p && $4 == \"01\"' "
+        f"awk -v p=\"$(printf ':%04X$' {sshd.port})\" '$3 ~ p && $4 == \"01\"' "
         f"/proc/net/tcp | wc -l >> {out}"
     )
     steps = "".join(f"  - name: Count {k}\n    shell: {json.dumps(count)}\n" for k in range(3))
