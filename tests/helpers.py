@@ -98,3 +98,13 @@ def named_python(
     finally:
         proc.kill()
         proc.wait()
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """A server the tests started: asked to stop, killed if it will not in 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
