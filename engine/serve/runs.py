@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import UsageError
-from engine.events import Event, RunFinished
+from engine.events import Event, RunFinished, now_iso
 from engine.reports.jsonl import event_line
 
 from .config import ServeConfig, runbook_index
@@ -328,7 +329,11 @@ class RunManager:
             live = [h for h in self.handles.values() if h.alive]
         for handle in live:
             handle.cancel("runbook serve (shutting down)")
+        deadline = time.monotonic() + wait  # one budget for all, not `wait` each
         for handle in live:
             if handle.thread is not None:
-                handle.thread.join(wait)
+                handle.thread.join(max(0.0, deadline - time.monotonic()))
+        for handle in live:
+            if handle.alive:  # a step that ignores its kill: say so in the history
+                self.store.update_run(handle.run_id, state="aborted", finished_at=now_iso())
         self.store.close()
