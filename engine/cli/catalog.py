@@ -246,11 +246,19 @@ def schema_command(what: str) -> None:
     type=click.Path(file_okay=False),
     help="Write a .service and a .timer per scheduled runbook into DIR instead.",
 )
+@click.option(
+    "--secrets",
+    "secrets_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="The secrets file each run reads (its path goes into the lines, never a value).",
+)
 def cron_command(
     directory: str | None,
     inventory_path: str | None,
     params: tuple[str, ...],
     systemd_dir: str | None,
+    secrets_file: str | None,
 ) -> None:
     """Crontab lines (or systemd timers) for every runbook in DIRECTORY that has
     a schedule, running the installed `runbook` by its absolute path."""
@@ -261,9 +269,12 @@ def cron_command(
     given = parse_assignments(params, "-p")
     command = _runbook_command()
     if systemd_dir:
-        _write_systemd(root, Path(systemd_dir), command, inventory_path, given)
+        _write_systemd(root, Path(systemd_dir), command, inventory_path, given, secrets_file)
         return
-    for line in cron_lines(root, command, inventory=inventory_path, params=given):
+    lines = cron_lines(
+        root, command, inventory=inventory_path, params=given, secrets_file=secrets_file
+    )
+    for line in lines:
         click.echo(line)
 
 
@@ -282,12 +293,14 @@ def _write_systemd(
     command: list[str],
     inventory: str | None,
     params: dict[str, str],
+    secrets_file: str | None,
 ) -> None:
     from engine.format.catalog import scheduled
     from engine.format.schedule import ScheduleError, systemd_units
 
+    items = scheduled(root, command, inventory, params, secrets_file)  # refusals before writing
     out.mkdir(parents=True, exist_ok=True)
-    for item in scheduled(root, command, inventory, params):
+    for item in items:
         if item.needs:
             click.echo(f"skipped {item.entry.name}: add {', '.join(item.needs)}", err=True)
             continue

@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import InvalidError
+from engine.errors import InvalidError, UsageError
 from engine.steps.base import get_step_type
 
 from .loader import load_runbook
@@ -224,6 +224,7 @@ def scheduled(
     runbook_cmd: list[str],
     inventory: str | None = None,
     params: dict[str, str] | None = None,
+    secrets_file: str | None = None,
 ) -> list[Scheduled]:
     """Every valid runbook with a `schedule`, with the command that runs it.
 
@@ -240,8 +241,16 @@ def scheduled(
         words = [*runbook_cmd, "run", str(entry.path.resolve())]
         if inventory:
             words += ["-i", str(Path(inventory).resolve())]
+        if secrets_file:
+            words += ["--secrets", str(Path(secrets_file).resolve())]
         words.append("--yes")
-        for name in runbook.params:
+        for name, param in runbook.params.items():
+            if name in params and param.secret:
+                raise UsageError(
+                    f"-p {name}: a secret param of {runbook.name} is not written into a "
+                    "schedule (crontab -l and the unit files show it, cron mails the command "
+                    f"line): have the runbook read secret('{name}') and give --secrets FILE"
+                )
             if name in params:
                 words += ["-p", f"{name}={params[name]}"]
         missing = [
@@ -261,11 +270,13 @@ def cron_lines(
     runbook_cmd: list[str] | None = None,
     inventory: str | None = None,
     params: dict[str, str] | None = None,
+    secrets_file: str | None = None,
 ) -> list[str]:
     """Crontab lines for every valid runbook that has a `schedule`; one that
     could not run as printed is commented out, saying what to add."""
     out = []
-    for item in scheduled(directory, runbook_cmd or ["runbook"], inventory, params):
+    runbook_cmd = runbook_cmd or ["runbook"]
+    for item in scheduled(directory, runbook_cmd, inventory, params, secrets_file):
         line = f"{item.entry.schedule} {shlex.join(item.words)}"
         if item.needs:
             out.append(

@@ -194,6 +194,33 @@ def test_cron_never_prints_a_line_that_cannot_run(tmp_path: Path) -> None:
     assert line.endswith("# backup: add -p bucket=..., then uncomment")
 
 
+def test_cron_writes_no_secret_value_into_a_schedule(tmp_path: Path) -> None:
+    """A secret param given to `cron -p` would sit in crontab -l, the unit files
+    and cron's mails: refused, pointing at --secrets, whose path (only) goes in."""
+    write(
+        tmp_path,
+        """
+        runbook: rotate
+        schedule: "0 4 * * *"
+        params:
+          password: {type: str, secret: true, default: ""}
+        steps:
+          - name: Rotate
+            shell: echo rotating
+        """,
+    )
+    refused = cli("cron", str(tmp_path), "-p", "password=hunter2-cron")
+    assert refused.exit_code == 64
+    assert "secret param of rotate" in refused.output and "--secrets FILE" in refused.output
+    assert "hunter2" not in refused.output
+    units = tmp_path / "units"
+    refused_units = cli("cron", str(tmp_path), "-p", "password=x", "--systemd", str(units))
+    assert refused_units.exit_code == 64 and not units.exists()  # nothing half written
+    secrets = tmp_path / "secrets.yaml"
+    (line,) = cli("cron", str(tmp_path), "--secrets", str(secrets)).stdout.splitlines()
+    assert f"--secrets {secrets} --yes" in line
+
+
 def test_show_is_a_markdown_checklist() -> None:
     result = cli("show", str(ROOT / "examples/quickstart.yaml"))
     assert result.exit_code == 0
