@@ -30,6 +30,7 @@ pytest_plugins: list[str] = [
 SERVER_MARKERS = {
     "sshd": "ssh",
     "sshd_jump": "ssh",
+    "sshd_own": "ssh",
     "pg_database": "postgres",
     "pg_table": "postgres",
     "scratch_db": "postgres",

@@ -477,7 +477,8 @@ steps:
         assert "max_fail" in doc["hosts"][name]["aborted"]
 
 
-def test_max_connections_bounds_the_open_connections(sshd: SSHServer, tmp_path: Path) -> None:
+def test_max_connections_bounds_the_open_connections(sshd_own: SSHServer, tmp_path: Path) -> None:
+    sshd = sshd_own  # its own: sockets other tests left to the shared sshd do not count
     out = tmp_path / "open"
     # The engine's established sockets to sshd's port (their remote end), read on the host
     # itself (it is this machine). Not sshd's own ends: a closed connection's server
