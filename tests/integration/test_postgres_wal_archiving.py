@@ -101,7 +101,9 @@ def test_archiving_is_set_up_and_a_segment_arrives(
     # The server's settings, and its archiver's count.
     assert show(own_postgres, "archive_mode") == "on"
     quoted = "'/" + str(folder)[1:].replace("'", "'\"'\"'").replace("%", "%%") + "'"
-    assert show(own_postgres, "archive_command") == f"test ! -f {quoted}/%f && cp %p {quoted}/%f"
+    assert show(own_postgres, "archive_command") == (
+        f"test ! -f {quoted}/%f && cp %p {quoted}/%f.tmp && mv {quoted}/%f.tmp {quoted}/%f"
+    )
     assert show(own_postgres, "archive_timeout") == "1h"
     deadline = time.monotonic() + 30  # the archiver reports a moment after the copy
     while archiver(own_postgres)[0] == 0 and time.monotonic() < deadline:
