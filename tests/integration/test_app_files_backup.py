@@ -69,6 +69,9 @@ def test_the_archive_holds_the_files_and_s3_the_same_bytes(
     assert Path(f"{archive}.sha256").read_text().split() == [digest, archive.name]
     head = s3_server.client().head_object(Bucket=s3_bucket, Key=f"files/{archive.name}")
     assert head["ContentLength"] == archive.stat().st_size
+    # The checksum beside it in S3, for a restore from S3 alone.
+    body = s3_server.client().get_object(Bucket=s3_bucket, Key=f"files/{archive.name}.sha256")
+    assert body["Body"].read().decode().split() == [digest, archive.name]
     assert steps["audit"]["metrics"]["backup_newest_age_h"]["value"] < 1
 
 
@@ -82,6 +85,8 @@ def test_retention_keeps_the_newest_and_the_new_one(
     for name in names:  # all past keep_days
         (backups / name).write_bytes(b"old")
         client.put_object(Bucket=s3_bucket, Key=f"files/{name}", Body=b"old")
+    for name in names[::2]:  # some have their checksum in S3 too (newer backups do)
+        client.put_object(Bucket=s3_bucket, Key=f"files/{name}.sha256", Body=b"x  " + name.encode())
     other = f"files/other_{stamp(100)}.tar.gz"
     client.put_object(Bucket=s3_bucket, Key=other, Body=b"x")
     (backups / "notes.txt").write_text("not an archive")
@@ -92,7 +97,11 @@ def test_retention_keeps_the_newest_and_the_new_one(
     assert kept == sorted([*names[:2], Path(steps["archive"]["json"]["file"]).name])
     assert (backups / "notes.txt").exists()
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"])
-    assert len([k for k in keys if k.startswith("files/web1_")]) == 3
+    archives = [k for k in keys if k.startswith("files/web1_") and k.endswith(".tar.gz")]
+    assert len(archives) == 3
+    # A checksum goes with its archive; the kept archives keep theirs.
+    sums = {k.removesuffix(".sha256") for k in keys if k.endswith(".sha256")}
+    assert sums <= set(archives) and f"files/{names[0]}" in sums
     assert other in keys  # another host's: untouched
 
 

@@ -156,6 +156,31 @@ def test_an_unhealthy_app_after_the_restore_is_rolled_back(tmp_path: Path, lab_a
     assert lab_app.running() and starts(lab_app) == 3
 
 
+def test_the_host_lost_its_backups_the_checksum_comes_from_s3(
+    tmp_path: Path, s3_server: S3Server, s3_bucket: str
+) -> None:
+    site = Site(tmp_path)
+    client = s3_server.client()
+    for path in (site.archive, Path(f"{site.archive}.sha256")):
+        client.put_object(Bucket=s3_bucket, Key=f"files/{path.name}", Body=path.read_bytes())
+        path.unlink()  # nothing of the backup is left on the host
+    code, out = run(
+        site, "-p", f"paths={json.dumps([str(site.uploads)])}",
+        "-p", f"bucket={s3_bucket}", "-p", f"endpoint={s3_server.endpoint}",
+        "--yes", "--approve", "handover", env=s3_server.env(),
+    )  # fmt: skip
+    steps = out["steps"]
+    assert code == 0, {k: (v["state"], v.get("error")) for k, v in steps.items()}
+    # The newest by name is the archive, not its checksum (which sorts after it).
+    assert steps["inspect"]["json"]["source"] == f"s3://{s3_bucket}/files/{site.archive.name}"
+    assert steps["inspect"]["json"]["sha256_ok"] is True
+    assert steps["inspect"]["json"]["sha256_file"].endswith(
+        f"restore-{out['run_id']}.tar.gz.sha256"
+    )
+    assert site.now() == {"uploads": site.good["uploads"], "config": site.damaged["config"]}
+    assert list(site.backups.iterdir()) == []  # the downloads are removed
+
+
 def test_a_sha256_mismatch_changes_nothing(tmp_path: Path, lab_app: LabApp) -> None:
     site = Site(tmp_path)
     # Another archive under the same name: not the one the .sha256 was made of.
