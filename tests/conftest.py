@@ -45,6 +45,7 @@ SERVER_MARKERS = {
     "s3_bucket": "s3",
     "chromium": "browser",
     "pushgateway": "pushgateway",
+    "frontend": "package_registry",  # test_security_updates: npm install from npm's registry
     "container_engine": "containers",
     "containers": "containers",
     "registry": "containers",
