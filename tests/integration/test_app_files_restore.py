@@ -156,6 +156,17 @@ def test_an_unhealthy_app_after_the_restore_is_rolled_back(tmp_path: Path, lab_a
     assert lab_app.running() and starts(lab_app) == 3
 
 
+def _uploads_from_s3(site: Site, s3_server: S3Server, s3_bucket: str) -> dict[str, Any]:
+    """The uploads path restored from the newest archive in the bucket; the run's JSON."""
+    code, out = run(
+        site, "-p", f"paths={json.dumps([str(site.uploads)])}",
+        "-p", f"bucket={s3_bucket}", "-p", f"endpoint={s3_server.endpoint}",
+        "--yes", "--approve", "handover", env=s3_server.env(),
+    )  # fmt: skip
+    assert code == 0, {k: (v["state"], v.get("error")) for k, v in out["steps"].items()}
+    return out
+
+
 def test_the_host_lost_its_backups_the_checksum_comes_from_s3(
     tmp_path: Path, s3_server: S3Server, s3_bucket: str
 ) -> None:
@@ -164,13 +175,8 @@ def test_the_host_lost_its_backups_the_checksum_comes_from_s3(
     for path in (site.archive, Path(f"{site.archive}.sha256")):
         client.put_object(Bucket=s3_bucket, Key=f"files/{path.name}", Body=path.read_bytes())
         path.unlink()  # nothing of the backup is left on the host
-    code, out = run(
-        site, "-p", f"paths={json.dumps([str(site.uploads)])}",
-        "-p", f"bucket={s3_bucket}", "-p", f"endpoint={s3_server.endpoint}",
-        "--yes", "--approve", "handover", env=s3_server.env(),
-    )  # fmt: skip
+    out = _uploads_from_s3(site, s3_server, s3_bucket)
     steps = out["steps"]
-    assert code == 0, {k: (v["state"], v.get("error")) for k, v in steps.items()}
     # The newest by name is the archive, not its checksum (which sorts after it).
     assert steps["inspect"]["json"]["source"] == f"s3://{s3_bucket}/files/{site.archive.name}"
     assert steps["inspect"]["json"]["sha256_ok"] is True
@@ -251,13 +257,8 @@ def test_one_path_from_the_newest_archive_in_s3(
     older = make_archive(tmp_path / "older", [tmp_path / "backups"], hours_ago=30)
     client.put_object(Bucket=s3_bucket, Key=f"files/{older.name}", Body=older.read_bytes())
     site.archive.unlink()  # only its .sha256 is left on the host
-    code, out = run(
-        site, "-p", f"paths={json.dumps([str(site.uploads)])}",
-        "-p", f"bucket={s3_bucket}", "-p", f"endpoint={s3_server.endpoint}",
-        "--yes", "--approve", "handover", env=s3_server.env(),
-    )  # fmt: skip
+    out = _uploads_from_s3(site, s3_server, s3_bucket)
     steps = out["steps"]
-    assert code == 0, {k: (v["state"], v.get("error")) for k, v in steps.items()}
     assert steps["inspect"]["json"]["source"] == f"s3://{s3_bucket}/files/{site.archive.name}"
     assert steps["inspect"]["json"]["sha256_ok"] is True
     assert site.now() == {"uploads": site.good["uploads"], "config": site.damaged["config"]}
