@@ -33,11 +33,15 @@ def event_line(event: Event) -> dict[str, Any]:
     return line
 
 
+def event_text(event: Event) -> str:
+    """The line as written: `--format jsonl` and the event streams of `runbook serve`."""
+    return json.dumps(event_line(event), default=str, ensure_ascii=False)
+
+
 class JsonLines:
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
 
     def handle(self, event: Event) -> None:
-        text = json.dumps(event_line(event), default=str, ensure_ascii=False)
-        self.stream.write(text + "\n")
+        self.stream.write(event_text(event) + "\n")
         self.stream.flush()  # per line: a reader tailing the stream sees it now

@@ -13,7 +13,6 @@ web page.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import UsageError
 from engine.events import Event, RunFinished, now_iso
-from engine.reports.jsonl import event_line
+from engine.reports.jsonl import event_text
 
 from .config import ServeConfig, runbook_index
 
@@ -49,9 +48,8 @@ class EventBuffer:
         self._cond = threading.Condition()
 
     def handle(self, event: Event) -> None:
-        text = json.dumps(event_line(event), default=str, ensure_ascii=False)
         with self._cond:
-            self.lines.append(text)
+            self.lines.append(event_text(event))
             if isinstance(event, RunFinished):
                 self.finished = True
             self._cond.notify_all()
@@ -75,19 +73,37 @@ class EventBuffer:
             self._cond.wait_for(lambda: len(self.lines) > index or self.finished, timeout)
 
     async def stream(
-        self, disconnected: Callable[[], Awaitable[bool]], keepalive: float = 15.0
+        self,
+        disconnected: Callable[[], Awaitable[bool]],
+        *,
+        start: int = 0,
+        ids: bool = False,
+        side: Callable[[], Awaitable[str | None]] | None = None,
+        side_every: float = 0.5,
+        keepalive: float = 15.0,
     ) -> AsyncIterator[str]:
-        """Server-sent events: every line so far, then the new ones until the run
-        ends or the reader goes away. Polls the list (a thread each reader would
-        cost more than a look every 100 ms); a comment line keeps proxies from
-        closing a quiet stream."""
-        index, quiet = 0, 0.0
+        """Server-sent events: every line from `start` on, then the new ones until
+        the run ends or the reader goes away. Polls the list (a thread each
+        reader would cost more than a look every 100 ms); a comment line keeps
+        proxies from closing a quiet stream.
+
+        For the web page: `ids` numbers each frame (a reconnect's Last-Event-ID
+        resumes there) and says the end as an `end` event; `side` is another
+        source of frames (the waiting gates), asked every `side_every` s."""
+        index, quiet, next_side = start, 0.0, 0.0
         while True:
             lines, finished = self.since(index)
             for line in lines:
-                yield f"data: {line}\n\n"
-            index += len(lines)
+                yield (f"id: {index}\n" if ids else "") + f"data: {line}\n\n"
+                index += 1
+            if side is not None and next_side <= 0:
+                frame = await side()
+                if frame:
+                    yield frame
+                next_side = side_every
             if finished and not lines:
+                if ids:
+                    yield "event: end\ndata: \n\n"
                 return
             if lines:
                 quiet = 0.0
@@ -96,6 +112,7 @@ class EventBuffer:
                 return
             await asyncio.sleep(0.1)
             quiet += 0.1
+            next_side -= 0.1
             if quiet >= keepalive:
                 quiet = 0.0
                 yield ": keep-alive\n\n"

@@ -12,7 +12,6 @@ api._answer), recorded with `via: web`. Markup lives in pages.py.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -304,35 +303,27 @@ def _waiting(runs: RunManager, run_id: str) -> str:
     return ",".join(sorted(f"{g.host}/{g.step_id}" for g in runs.store.gates(run_id, "waiting")))
 
 
-async def _frames(
+def _frames(
     request: Request, runs: RunManager, handle: RunHandle, index: int
 ) -> AsyncIterator[str]:
+    """The run's event frames, numbered, with a `gates` event whenever the
+    waiting gates change (the page reloads to show their buttons)."""
     from starlette.concurrency import run_in_threadpool
 
     gates: str | None = None
-    next_look, quiet = 0.0, 0.0
-    while True:
-        lines, finished = handle.events.since(index)
-        for line in lines:
-            yield f"id: {index}\ndata: {line}\n\n"
-            index += 1
-        if next_look <= 0:
-            now = await run_in_threadpool(_waiting, runs, handle.run_id)
-            if now != gates:
-                gates = now
-                yield f"event: gates\ndata: {now}\n\n"
-            next_look = GATE_POLL
-        if finished and not lines:
-            yield "event: end\ndata: \n\n"
-            return
-        if await request.is_disconnected():
-            return
-        await asyncio.sleep(0.1)
-        next_look -= 0.1
-        quiet = 0.0 if lines else quiet + 0.1
-        if quiet >= KEEPALIVE:
-            quiet = 0.0
-            yield ": keep-alive\n\n"
+
+    async def gates_frame() -> str | None:
+        nonlocal gates
+        now = await run_in_threadpool(_waiting, runs, handle.run_id)
+        if now == gates:
+            return None
+        gates = now
+        return f"event: gates\ndata: {now}\n\n"
+
+    return handle.events.stream(
+        request.is_disconnected, start=index, ids=True, side=gates_frame,
+        side_every=GATE_POLL, keepalive=KEEPALIVE,
+    )  # fmt: skip
 
 
 def _vote(
