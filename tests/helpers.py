@@ -100,11 +100,13 @@ def named_python(
         proc.wait()
 
 
-def stop_process(proc: subprocess.Popen[Any]) -> None:
-    """A server the tests started: asked to stop, killed if it will not in 10 s."""
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10) -> None:
+    """A server the tests started: asked to stop, killed if it will not in `timeout` s."""
+    if proc is None or proc.poll() is not None:
+        return
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
