@@ -33,6 +33,14 @@ ALL_HOSTS = "*"  # a vote for every host the step waits on
 Roles = Callable[[str], frozenset[str]]  # a user's roles (the serve config's)
 
 
+class GateNotWaiting(UsageError):
+    """No such gate waits (or not of that kind): 409 over HTTP, exit 64 at a terminal."""
+
+
+class VoteRefused(UsageError):
+    """This user may not answer this gate: 403 over HTTP, exit 64 at a terminal."""
+
+
 def no_roles(user: str) -> frozenset[str]:
     return frozenset()
 
@@ -298,22 +306,23 @@ def cast_vote(
     via: str = "cli",
     comment: str = "",
     roles: Roles = no_roles,
+    kind: str | None = None,
 ) -> list[Gate]:
     """Record `user`'s answer to the waiting gate(s) of `step_id` (one host or
-    all), after checking they may give it. The gates it answers; UsageError
-    naming why otherwise, with nothing recorded."""
-    waiting = [
-        g
-        for g in store.gates(run_id, WAITING)
-        if g.step_id == step_id and host in (ALL_HOSTS, g.host)
-    ]
+    all), after checking they may give it (and, given `kind`, that the gate is
+    of that kind). The gates it answers; GateNotWaiting or VoteRefused naming
+    why otherwise, with nothing recorded."""
+    open_gates = store.gates(run_id, WAITING)
+    waiting = [g for g in open_gates if g.step_id == step_id and host in (ALL_HOSTS, g.host)]
     if not waiting:
-        open_ones = sorted({g.step_id for g in store.gates(run_id, WAITING)})
+        open_ones = sorted({g.step_id for g in open_gates})
         hint = f" (waiting: {', '.join(open_ones)})" if open_ones else " (no gate waits in it)"
-        raise UsageError(f"run {run_id} has no gate {step_id} waiting{hint}")
+        raise GateNotWaiting(f"run {run_id} has no gate {step_id} waiting{hint}")
+    if kind is not None and waiting[0].kind != kind:
+        raise GateNotWaiting(f"{step_id} waits as a {waiting[0].kind} step, not a {kind} gate")
     refusal = may_vote(waiting[0], user, roles)
     if refusal is not None:
-        raise UsageError(refusal)
+        raise VoteRefused(refusal)
     store.add_vote(Vote(run_id, step_id, host, user, approved, via, comment, _iso(_now())))
     store.add_audit(
         user,

@@ -234,7 +234,9 @@ def vote(
     user: User = Depends(need("approve")),
 ) -> m.VoteResult:
     """Approve or decline a waiting `confirm:` gate. One decline closes it."""
-    return _answer(request, run_id, step_id, user, body.approve, body.host, body.comment, "confirm")
+    return answer_gate(
+        request, run_id, step_id, user, body.approve, body.host, body.comment, "confirm"
+    )
 
 
 @router.post("/runs/{run_id}/manual/{step_id}", response_model=m.VoteResult, tags=["gates"])
@@ -246,39 +248,23 @@ def acknowledge(
     user: User = Depends(need("acknowledge")),
 ) -> m.VoteResult:
     """Say a manual step's work is done (or not: the run aborts there)."""
-    return _answer(request, run_id, step_id, user, body.done, body.host, body.comment, "manual")
+    return answer_gate(request, run_id, step_id, user, body.done, body.host, body.comment, "manual")
 
 
-def _answer(
+def answer_gate(
     request: Request, run_id: str, step_id: str, user: User,
     approved: bool, host: str, comment: str, kind: str, via: str = "api",
 ) -> m.VoteResult:  # fmt: skip
-    """The vote, after the checks cast_vote would make, so each refusal gets
-    its own status: 404 no such run, 409 nothing waits there, 403 not yours to answer.
+    """The vote, through cast_vote's checks: 404 no such run, 409 nothing of
+    that kind waits there, 403 not yours to answer (serve/errors.py).
     `via`: where it came from (api, web), kept with the vote."""
-    from engine.history.gates import ALL_HOSTS, WAITING, cast_vote, may_vote
+    from engine.history.gates import cast_vote
 
     runs = manager(request)
     runs.run_row(run_id)
-    waiting = [
-        g for g in runs.store.gates(run_id, WAITING)
-        if g.step_id == step_id and host in (ALL_HOSTS, g.host)
-    ]  # fmt: skip
-    if not waiting:
-        open_ones = sorted({g.step_id for g in runs.store.gates(run_id, WAITING)})
-        hint = f"waiting: {', '.join(open_ones)}" if open_ones else "no gate waits in it"
-        raise HTTPException(409, f"run {run_id} has no gate {step_id} waiting ({hint})")
-    if waiting[0].kind != kind:
-        other = "manual" if kind == "confirm" else "gates"
-        raise HTTPException(
-            409, f"{step_id} is a {waiting[0].kind} gate: POST /api/runs/{run_id}/{other}/{step_id}"
-        )
-    refusal = may_vote(waiting[0], user.name, runs.config.roles)
-    if refusal is not None:
-        raise HTTPException(403, refusal)
     gates = cast_vote(
         runs.store, run_id, step_id, user.name, approved=approved, host=host, via=via,
-        comment=comment, roles=runs.config.roles,
+        comment=comment, roles=runs.config.roles, kind=kind,
     )  # fmt: skip
     fresh = {(g.host, g.step_id): g for g in runs.store.gates(run_id)}
     return m.VoteResult(

@@ -12,12 +12,17 @@ from .runs import NotFound
 
 def status_of(exc: Exception) -> int:
     """The HTTP status of an engine error (or an HTTPException's own)."""
+    from engine.history.gates import GateNotWaiting, VoteRefused
     from engine.history.store import HistoryError
 
     if isinstance(exc, HTTPException):
         return exc.status_code
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, VoteRefused):
+        return 403
+    if isinstance(exc, GateNotWaiting):
+        return 409
     if isinstance(exc, Aborted):  # a held lock, a run still running
         return 409
     if isinstance(exc, InvalidError | TemplateError):

@@ -7,7 +7,7 @@ buttons shown are the ones the user's rights allow (the server checks again
 when pressed). A cookie rides along on any request to the site, so every
 form post must come from a page of this site (Origin or Referer host) and
 is refused otherwise. Actions take the API's own code paths (RunManager,
-api._answer), recorded with `via: web`. Markup lives in pages.py.
+api.answer_gate), recorded with `via: web`. Markup lives in pages.py.
 """
 
 from __future__ import annotations
@@ -331,7 +331,7 @@ def _vote(
     kind: str, yes: str, no: str,
 ) -> Response:  # fmt: skip
     """A gate's or manual step's answer, through the API's checks and cast_vote."""
-    from .api import _answer
+    from .api import answer_gate
 
     back = f"/ui/runs/{run_id}"
     right = "approve" if kind == "confirm" else "acknowledge"
@@ -342,7 +342,7 @@ def _vote(
         return _page(pages.message_page("Refused", f"answer: {yes} or {no}", user.name, back), 400)
     host = form.get("host") or "*"
     try:
-        _answer(request, run_id, step_id, user, answer == yes, host, form.get("comment", ""),
+        answer_gate(request, run_id, step_id, user, answer == yes, host, form.get("comment", ""),
                 kind, via="web")  # fmt: skip
     except (HTTPException, EngineError) as exc:
         return _failed(exc, user, back)
