@@ -234,7 +234,8 @@ class RunManager:
         row = self.run_row(run_id)
         # Only runbooks of this server, on its inventory within its limit: the
         # history is shared, and holds runs of any file a terminal ran.
-        if runbook_index(self.config.runbooks).get(row["runbook"]) is None:
+        ours = runbook_index(self.config.runbooks).get(row["runbook"])
+        if ours is None:
             raise NotFound(
                 f"run {row['id']} is of {row['runbook']!r}, not a runbook of this server"
             )
@@ -242,7 +243,7 @@ class RunManager:
         plan = prepare_resume(self.store, row["id"], params=given, extra_vars={})
         rb = plan.runbook
         self.check_secret_params(rb.name, [n for n, p in rb.params.items() if p.secret], params)
-        if Path(rb.path).resolve() != runbook_index(self.config.runbooks)[rb.name].resolve():
+        if Path(rb.path).resolve() != ours.resolve():
             raise UsageError(f"run {row['id']} ran {rb.path}, not this server's {rb.name}")
         inventory, hosts = launch.select_hosts(rb, self.config.inventory, self.narrowed(plan.limit))
         recorded = plan.recorded_options
