@@ -67,6 +67,16 @@ RESERVED_FIELDS = frozenset({"state", "duration_ms", "attempts", "dry_run", "met
 FORBIDDEN_FIELDS = frozenset({"items", "keys", "values", "get", "update", "pop", "copy"})
 
 
+def shown_duration(ms: float) -> str:
+    """A duration as the console and the timeline say it: 850ms, 12.3s, 4m05s."""
+    ms = round(ms)
+    if ms < 1000:
+        return f"{ms}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f}s"
+    return f"{ms // 60_000}m{(ms // 1000) % 60:02d}s"
+
+
 def shown_number(value: float) -> str:
     """A metric value as people read it: 20000, 0.0123, 3.142, never 2e+04.
     Whole numbers in full; others to four significant digits, without exponent

@@ -31,7 +31,7 @@ from engine.events import (
     StepFinished,
     StepStarted,
 )
-from engine.results import KEPT, RunResult, State, StepResult, shown_number
+from engine.results import KEPT, RunResult, State, StepResult, shown_duration, shown_number
 
 from . import recap
 from .progress import LiveStatus, Progress, Ticker
@@ -201,7 +201,7 @@ class ConsoleReport:
             + (" (rescued)" if r.rescued else "")
         )
         indent = "  " * e.depth
-        took = _ms(r.duration_ms) + (f" ×{r.attempts}" if r.attempts > 1 else "")
+        took = shown_duration(r.duration_ms) + (f" ×{r.attempts}" if r.attempts > 1 else "")
         if kept:  # not run now: a kept "Restart app" must not read as a second restart
             took = f"{r.state.value} in the resumed run, not run again"
         line = [
@@ -392,16 +392,12 @@ def summary_line(result: RunResult) -> Line:
         (f"■ run {result.run_id}", "bold"),
         (" finished: ", ""),
         (state.value, STYLE[state]),
-        (f" (exit {result.exit_code}) in {_ms(result.duration_ms)}  " + " · ".join(parts), ""),
+        (
+            f" (exit {result.exit_code}) in {shown_duration(result.duration_ms)}  "
+            + " · ".join(parts),
+            "",
+        ),
     ]
-
-
-def _ms(ms: int) -> str:
-    if ms < 1000:
-        return f"{ms}ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f}s"
-    return f"{ms // 60_000}m{(ms // 1000) % 60:02d}s"
 
 
 def _short(value: Any, limit: int = 300) -> str:

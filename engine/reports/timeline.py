@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.redaction import MASK, mask_secret_named
+from engine.results import shown_duration, shown_number
 
 if TYPE_CHECKING:
     from engine.history.gates import Gate, Vote
@@ -126,14 +127,7 @@ def _clock(at: str | None, full: bool) -> str:
 
 def took(started: str | None, finished: str | None) -> str:
     a, b = _moment(started), _moment(finished)
-    return _ms((b - a).total_seconds() * 1000) if a and b else ""
-
-
-def _ms(ms: float) -> str:
-    if ms < 1000:
-        return f"{ms:.0f}ms"
-    secs = ms / 1000
-    return f"{secs:.1f}s" if secs < 60 else f"{int(secs // 60)}m{int(secs % 60):02d}s"
+    return shown_duration((b - a).total_seconds() * 1000) if a and b else ""
 
 
 # ------------------------------------------------------------------- entries
@@ -161,7 +155,7 @@ def _step_entry(entry: Entry, s: StepRow, depth: int) -> None:
     r = s.result
     entry.at = s.started_at or s.finished_at
     entry.what = f"{'· ' * depth}step {code(s.step_id)} {text(s.name)}".rstrip()
-    entry.state, entry.took = s.state, _ms(s.duration_ms or 0)
+    entry.state, entry.took = s.state, shown_duration(s.duration_ms or 0)
     notes = [
         _crossed(name, m)
         for name, m in (r.get("metrics") or {}).items()
@@ -185,7 +179,7 @@ def _crossed(name: str, m: dict[str, Any]) -> str:
     state = str(m.get("state"))
     bound = m.get(state)
     value = m.get("value")
-    shown = "n/a" if value is None else f"{value:g}" if isinstance(value, float) else value
+    shown = "n/a" if value is None else shown_number(value) if isinstance(value, float) else value
     return text(f"{name} = {shown}{unit} ({state}{' ' + str(bound) if bound else ''})")
 
 
@@ -209,7 +203,7 @@ def _event_entry(entry: Entry, e: EventRow) -> bool:
         entry.what, entry.state, entry.detail = "run aborted", "aborted", text(p.get("reason"))
     elif e.kind == "run_finished":
         entry.what, entry.state = "run finished", str(p.get("state") or "")
-        entry.took = _ms(int(p.get("duration_ms") or 0))
+        entry.took = shown_duration(int(p.get("duration_ms") or 0))
         entry.detail = f"exit {p.get('exit_code')}"
     else:
         return False
