@@ -103,14 +103,21 @@ def load_users_file(path: str | Path) -> dict[str, User]:
     return parse_users(doc.get("users") or {}, where)
 
 
+def roles_in(users: Mapping[str, User], user: str) -> frozenset[str]:
+    """`user`'s roles among `users`; none for a user not among them."""
+    found = users.get(user)
+    return found.roles if found is not None else frozenset()
+
+
+def users_from_env() -> tuple[str, dict[str, User]] | None:
+    """$RUNBOOK_SERVE_CONFIG and its `users:`, or None when it is not set."""
+    path = os.environ.get("RUNBOOK_SERVE_CONFIG", "").strip()
+    return (path, load_users_file(path)) if path else None
+
+
 def roles_from_env() -> Any:
     """A user → roles function from $RUNBOOK_SERVE_CONFIG's `users:` (no roles
     for anyone when it is not set)."""
-    path = os.environ.get("RUNBOOK_SERVE_CONFIG", "").strip()
-    users = load_users_file(path) if path else {}
-
-    def roles(user: str) -> frozenset[str]:
-        found = users.get(user)
-        return found.roles if found is not None else frozenset()
-
-    return roles
+    found = users_from_env()
+    users = found[1] if found is not None else {}
+    return lambda user: roles_in(users, user)

@@ -8,11 +8,16 @@ name). Without STEP it lists what waits.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from engine import exitcodes
 
 from . import helptext
+
+if TYPE_CHECKING:
+    from engine.users import User
 
 
 @click.command("approve", epilog=helptext.APPROVE)
@@ -30,12 +35,16 @@ def approve_command(
     from engine.history.gates import WAITING, cast_vote, decide
     from engine.history.location import open_store
     from engine.history.replay import resolve_run_id
-    from engine.users import roles_from_env
+    from engine.users import roles_in, users_from_env
 
+    config = users_from_env()  # read once: the voter's rights and the roles decide
     store = open_store()
     try:
         full_id = resolve_run_id(store, run_id)["id"]
-        roles = roles_from_env()
+
+        def roles(user: str) -> frozenset[str]:
+            return roles_in(config[1] if config else {}, user)
+
         if step is None:
             waiting = store.gates(full_id, WAITING)
             if not waiting:
@@ -49,7 +58,8 @@ def approve_command(
                 )
             return
         user = operator_name(operator)
-        _check_user(user, [g.kind for g in store.gates(full_id, WAITING) if g.step_id == step])
+        kinds = [g.kind for g in store.gates(full_id, WAITING) if g.step_id == step]
+        _check_user(user, kinds, config)
         gates = cast_vote(
             store, full_id, step, user, approved=not decline, host=host, via="cli",
             comment=comment, roles=roles,
@@ -63,20 +73,17 @@ def approve_command(
     raise SystemExit(exitcodes.OK)
 
 
-def _check_user(user: str, kinds: list[str]) -> None:
+def _check_user(user: str, kinds: list[str], config: tuple[str, dict[str, User]] | None) -> None:
     """With a serve config ($RUNBOOK_SERVE_CONFIG), the voter must be one of its
     users with the right (approve a gate, acknowledge a manual step), as the
     API requires. Without one, whoever can write the history is trusted: the
     name is $RUNBOOK_OPERATOR or the login (docs/serve.md)."""
-    import os
-
     from engine.errors import UsageError
-    from engine.users import load_users_file
 
-    path = os.environ.get("RUNBOOK_SERVE_CONFIG", "").strip()
-    if not path:
+    if config is None:
         return
-    known = load_users_file(path).get(user)
+    path, users = config
+    known = users.get(user)
     if known is None:
         raise UsageError(f"{user} is not a user of {path}: only its users may answer gates")
     for right in sorted({"acknowledge" if k == "manual" else "approve" for k in kinds}):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InvalidError, Location, Problem, UsageError
-from engine.users import User, parse_users
+from engine.users import User, parse_users, roles_in
 
 SOURCES = ("alertmanager", "grafana")
 _TOP_KEYS = {
@@ -61,8 +61,7 @@ class ServeConfig:
 
     def roles(self, user: str) -> frozenset[str]:
         """A user's roles, for gate decisions (engine/history/gates.py)."""
-        found = self.users.get(user)
-        return found.roles if found is not None else frozenset()
+        return roles_in(self.users, user)
 
 
 def load_config(path: str | Path) -> ServeConfig:
