@@ -117,7 +117,8 @@ def _tree(inventory: Any, name: str, selected: set[str], depth: int, seen: set[s
     if not selected.intersection(group.all_hosts) and name != "all":
         return []
     pad = "  " * depth
-    lines = [f"{pad}@{name}" + (":" if group.vars or group.file_vars else "")]
+    zone = f" (zone {group.zone})" if group.zone else ""
+    lines = [f"{pad}@{name}{zone}" + (":" if group.vars or group.file_vars else "")]
     for key, value in mask_secret_named(group.vars).items():
         lines.append(f"{pad}  {key} = {_scalar(value)}")
     for key, value in mask_secret_named(group.file_vars).items():
@@ -132,8 +133,9 @@ def _tree(inventory: Any, name: str, selected: set[str], depth: int, seen: set[s
 
 
 def _reach(host: Host) -> str:
+    zone = f"  zone {host.zone}" if host.zone else ""
     if host.connection == "local":
-        return "local"
+        return "local" + zone
     who = f"{host.user}@" if host.user else ""
     port = f":{host.port}" if host.port else ""
     parts = [f"ssh {who}{host.address}{port}"]
@@ -144,7 +146,7 @@ def _reach(host: Host) -> str:
     if host.password:
         parts.append("password ***")
     parts.append(f"host keys {host.host_key_policy}")
-    return "  ".join(parts)
+    return "  ".join(parts) + zone
 
 
 def _echo_vars(values: dict[str, Any], indent: str) -> None:
@@ -184,6 +186,7 @@ def _as_json(inventory: Any, hosts: list[Host]) -> dict[str, Any]:
                 "children": list(g.children),
                 "vars": mask_secret_named(g.vars),
                 "group_vars_files": mask_secret_named(g.file_vars),
+                **({"zone": g.zone} if g.zone else {}),
             }
             for name, g in inventory.groups.items()
             if name == "all" or selected.intersection(g.all_hosts)

@@ -1,5 +1,5 @@
-"""Ansible's connection vars, and the OpenSSH arguments in ansible_ssh_*_args,
-as Host fields.
+"""Ansible's connection vars, the engine's `runbook_*` vars, and the OpenSSH
+arguments in ansible_ssh_*_args, as Host fields.
 
 The engine's SSH is paramiko, not the ssh binary, so arguments cannot be passed
 through: each option that says where or how to connect is mapped onto a field
@@ -41,6 +41,11 @@ CONNECTION_VARS: dict[str, str] = {
     "ansible_host_key_checking": "host_key_policy",
     "ansible_ssh_host_key_checking": "host_key_policy",
 }
+# The engine's own host fields, set as vars since Ansible's formats have no other
+# place for them; like connection vars they follow var precedence and then leave
+# the vars.
+ENGINE_VARS: dict[str, str] = {"runbook_zone": "zone"}
+FIELD_VARS = {**CONNECTION_VARS, **ENGINE_VARS}
 SSH_ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
 _SSH_CONNECTIONS = (
     "ssh",
@@ -101,9 +106,9 @@ def connection_fields(
 ) -> tuple[dict[str, Any], dict[str, Any], list[str], list[tuple[str, str]]]:
     """Split merged vars into (Host fields, remaining vars, errors, ignored ssh options)."""
     fields: dict[str, Any] = {}
-    rest = {k: v for k, v in merged.items() if k not in CONNECTION_VARS}
+    rest = {k: v for k, v in merged.items() if k not in FIELD_VARS}
     errors: list[str] = []
-    for key, name in CONNECTION_VARS.items():
+    for key, name in FIELD_VARS.items():
         if key not in merged:
             continue
         value = merged[key]

@@ -23,6 +23,7 @@ class Host:
     host_key_policy: str = "strict"  # strict | accept-new | ignore
     known_hosts: str | None = None
     connect_timeout: float = 10.0
+    zone: str | None = None  # the network zone whose `runbook worker` walks it; None: here
     groups: list[str] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
     # The fields the inventory set (defaults included); ~/.ssh/config fills only the rest.
@@ -40,6 +41,7 @@ class Host:
             "port": self.port,
             "user": self.user,
             "connection": self.connection,
+            "zone": self.zone,
             "groups": list(self.groups),
             "vars": self.vars,
         }

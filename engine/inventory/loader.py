@@ -14,7 +14,9 @@ builder below gives every format the same meaning, which is Ansible's:
   parent's and, at one depth, the alphabetically later group wins; host vars win
   over every group. group_vars/ and host_vars/ files interleave as in Ansible's
   variable precedence (`_merged_vars`). The runbook's vars and -e come later,
-  in the executor.
+  in the executor;
+- a native group's `zone:` merges the same way, between `defaults` and the
+  host's own `zone:` (`_group_zone`); Ansible's `runbook_zone` is a var.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Group:
     priority: int = 100
     all_hosts: list[str] = field(default_factory=list)  # with the children's, inventory order
     file_vars: dict[str, Any] = field(default_factory=dict)  # from group_vars/, shown apart
+    zone: str | None = None  # native `zone:`; Ansible's runbook_zone stays a var
 
 
 class Inventory:
@@ -235,7 +238,14 @@ def _check_cycles(spec: Spec, decls: dict[str, GroupDecl]) -> None:
 
 def _resolve_groups(spec: Spec, decls: dict[str, GroupDecl]) -> dict[str, Group]:
     groups = {
-        name: Group(name, list(d.hosts), list(d.children), vars=dict(d.vars), priority=d.priority)
+        name: Group(
+            name,
+            list(d.hosts),
+            list(d.children),
+            vars=dict(d.vars),
+            priority=d.priority,
+            zone=d.zone,
+        )
         for name, d in decls.items()
     }
     for group in groups.values():
@@ -296,7 +306,7 @@ def _make_host(spec: Spec, name: str, groups: dict[str, Group], direct: list[str
     member_of = _host_groups(direct, groups)
     merged = _merged_vars(spec, name, member_of, groups)
     if spec.format == "native":
-        fields = {**spec.defaults, **decl.fields}
+        fields = {**spec.defaults, **_group_zone(member_of, groups), **decl.fields}
         host_vars = merged
         if fields.get("jump") == name and "jump" not in decl.fields:
             del fields["jump"]  # `defaults: {jump: bastion}` does not apply to bastion itself
@@ -313,6 +323,13 @@ def _make_host(spec: Spec, name: str, groups: dict[str, Group], direct: list[str
     explicit = frozenset(fields)
     fields.setdefault("connection", "ssh")
     return Host(name=name, groups=member_of, vars=host_vars, explicit=explicit, **fields)
+
+
+def _group_zone(member_of: list[str], groups: dict[str, Group]) -> dict[str, str]:
+    """The zone the host's groups give it, as group vars merge: a child beats its
+    parent and, at one depth, the later group in merge order wins."""
+    zones = [zone for g in member_of if (zone := groups[g].zone)]
+    return {"zone": zones[-1]} if zones else {}
 
 
 def _merged_vars(

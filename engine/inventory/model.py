@@ -10,6 +10,7 @@ same hosts give the same Inventory" true by construction.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +29,13 @@ HOST_FIELDS = (
     "host_key_policy",
     "known_hosts",
     "connect_timeout",
+    "zone",
 )
 CONNECTIONS = ("ssh", "local")
 POLICIES = ("strict", "accept-new", "ignore")
 RESERVED_GROUPS = ("all", "ungrouped")
+# A zone becomes a queue name (runbook.zone.<zone>), so it stays a plain word.
+ZONE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
@@ -54,6 +58,7 @@ class GroupDecl:
     children: list[str] = field(default_factory=list)
     child_where: dict[str, Location] = field(default_factory=dict)
     priority: int = 100  # Ansible's ansible_group_priority: lower merges first
+    zone: str | None = None  # native `zone:`, for the hosts below it
 
 
 @dataclass
@@ -138,12 +143,30 @@ def check_field(name: str, value: Any) -> tuple[Any, str]:
         if seconds <= 0:
             return None, "connect_timeout must be more than 0 seconds"
         return seconds, ""
+    if name == "zone":
+        return check_zone(value)
     # address, user, key_file, password, jump, known_hosts: text
     if isinstance(value, bool) or value is None or not isinstance(value, str | int | float):
         return None, f"{name} must be text, not {type(value).__name__}"
     text = str(value)
     if not text.strip():
         return None, f"{name} must not be empty"
+    return text, ""
+
+
+def check_zone(value: Any) -> tuple[str | None, str]:
+    """A zone is a word, as it names a worker's queue. A whole number is read as
+    text (`zone: 7` in YAML), a fraction is not: `1.10` would become `1.1`."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None, f"zone must be text, not {type(value).__name__}"
+    text = str(value)
+    if not text:
+        return None, "zone must not be empty"
+    if not ZONE.fullmatch(text):
+        return None, (
+            f"zone {text!r} is not a valid zone name: use letters, digits, `.`, `_` and `-`, "
+            "starting with a letter or digit"
+        )
     return text, ""
 
 

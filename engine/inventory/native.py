@@ -13,7 +13,7 @@ from engine.format.source import PathKey, YamlDoc, format_path
 from .model import HOST_FIELDS, RESERVED_GROUPS, Spec, check_field, set_field, unknown_key_hint
 
 TOP_KEYS = ("defaults", "vars", "groups", "hosts")
-GROUP_KEYS = ("vars", "hosts", "children")
+GROUP_KEYS = ("vars", "hosts", "children", "zone")
 HOST_KEYS = (*HOST_FIELDS, "vars")
 
 
@@ -100,6 +100,12 @@ class _Reader:
         data = self.mapping(path, body, f"group {name!r}")
         self.known(path, data, GROUP_KEYS)
         group.vars = self.vars((*path, "vars"), data.get("vars"))
+        if "zone" in data:
+            zone, error = check_field("zone", data["zone"])
+            if error:
+                self.problem((*path, "zone"), error)
+            else:
+                group.zone = zone
         hosts = self.mapping((*path, "hosts"), data.get("hosts"), "hosts")
         for host_name, host_body in hosts.items():
             host = self.host((*path, "hosts", host_name), host_name, host_body)
