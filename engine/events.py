@@ -131,6 +131,7 @@ class HostFinished(Event):
     state: str
     reason: str = ""  # why it is not ok (HostResult.reason): unreachable, failed, aborted
     not_started: bool = False  # the run stopped before this host's batch
+    worker: str = ""  # the `runbook worker` that walked it; "" for the controller
     kind = "host_finished"
 
 

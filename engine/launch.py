@@ -175,6 +175,7 @@ def build_run(
     processors: list[Processor],
     secrets_file: str | None = None,
     resumed_from: str | None = None,
+    broker: str | None = None,
 ) -> Run:
     """The Run, with its own redactor and secrets (`--secrets FILE` is read now,
     so a bad file fails before anything runs)."""
@@ -183,6 +184,13 @@ def build_run(
     from .secrets import Secrets
 
     redactor = Redactor()
+    if broker:
+        from .redaction import dsn_passwords
+
+        for password in dsn_passwords(broker):  # amqp://user:PASSWORD@host//
+            redactor.add(password)
+        if not any(h.zone for h in hosts):
+            broker = None  # no host has a zone: nothing goes through it
     name, digest, resolve_host = "localhost", "", None
     if inventory is not None:
         # Absolute, so a resume started from another directory finds the same file.
@@ -201,4 +209,17 @@ def build_run(
         inventory_digest=digest,
         resolve_host=resolve_host,
         resumed_from=resumed_from,
+        broker=broker,
+    )
+
+
+def zone_notice(hosts: list[Host], broker: str | None) -> str | None:
+    """Hosts in zones, but no broker: said once, since they then run from here."""
+    zoned = [h for h in hosts if h.zone]
+    if broker or not zoned:
+        return None
+    zones = ", ".join(sorted({str(h.zone) for h in zoned}))
+    return (
+        f"note: {len(zoned)} host(s) have a zone ({zones}) but no --broker or RUNBOOK_BROKER "
+        "was given: they run from this machine"
     )

@@ -181,6 +181,7 @@ class HostResult:
     unreachable: str | None = None
     aborted: str | None = None
     not_started: bool = False  # the run stopped (max_fail, Ctrl-C) before its batch
+    worker: str | None = None  # the `runbook worker` that walked it (a zoned host)
     # Its walk is still going (a keep_going failure, rescue, always): not yet a
     # failed host for max_fail, which judges hosts whose walk ended.
     walking: bool = field(default=False, repr=False, compare=False)
@@ -221,6 +222,8 @@ class HostResult:
             out["aborted"] = self.aborted
         if self.not_started:
             out["not_started"] = True
+        if self.worker:
+            out["worker"] = self.worker
         return out
 
 

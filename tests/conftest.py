@@ -21,6 +21,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.vault",
     "tests.fixtures.pushgateway",
     "tests.fixtures.serve",
+    "tests.fixtures.workers",
 ]
 
 
@@ -50,6 +51,7 @@ SERVER_MARKERS = {
     "containers": "containers",
     "registry": "containers",
     "vault_server": "vault",
+    "workers": "distributed",
 }
 
 

@@ -4,6 +4,7 @@
     run.py        run, resume
     approve.py    approve
     serve.py      serve (the [serve] extra: FastAPI, uvicorn)
+    worker.py     worker (the [celery] extra: a zone's Celery worker)
     testing.py    test
     history.py    history
     inventory.py  inventory
@@ -30,6 +31,7 @@ from .inventory import inventory_command
 from .run import resume_command, run_command
 from .serve import serve_command
 from .testing import test_command
+from .worker import worker_command
 
 __all__ = ["main"]
 
@@ -46,5 +48,6 @@ for _command in (
     history_command,
     test_command,
     serve_command,
+    worker_command,
 ):
     main.add_command(_command)

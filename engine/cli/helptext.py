@@ -129,6 +129,17 @@ Exit codes: {exitcodes.OK} stopped; {exitcodes.USAGE} no config file, the histor
 (RUNBOOK_HISTORY=off), FastAPI missing; {exitcodes.INVALID} an invalid config (field path \
 named), or a webhook rule naming a runbook without `webhook: true`."""
 
+WORKER = f"""\b
+Examples:
+  export RUNBOOK_WORKER_KEY="$(runbook worker --new-key)"   # the same on every machine
+  runbook worker --zone eu-dc1 --broker redis://broker.internal:6379/0
+  runbook worker --zone eu-dc1 --broker amqp://runbook:PW@mq.internal:5672// -c 20
+  runbook run runbooks/uptime-check.yaml -i inventories/zones.yaml --broker redis://broker.internal:6379/0
+
+\b
+Exit codes: {exitcodes.OK} stopped (Ctrl-C, SIGTERM after the walks in hand end); \
+{exitcodes.USAGE} no --zone, no broker, no or a short RUNBOOK_WORKER_KEY, Celery missing."""
+
 MAIN = """\b
 Start:
   runbook run examples/quickstart.yaml

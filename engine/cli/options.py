@@ -89,6 +89,14 @@ def output_options(who: str) -> Callable[[F], F]:
     return apply
 
 
+broker_option = click.option(
+    "--broker",
+    metavar="URL",
+    envvar="RUNBOOK_BROKER",
+    help="Send hosts with a `zone:` to `runbook worker --zone ZONE` processes through "
+    "this Celery broker (redis://... or amqp://...); see docs/distributed.md.",
+)
+
 max_connections_option = click.option(
     "--max-connections",
     default=256,

@@ -19,6 +19,7 @@ import click
 from . import helptext
 from .options import (
     Output,
+    broker_option,
     capture_options,
     inventory_option,
     max_connections_option,
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     help="Tag the run with an incident id: `runbook history --incident ID` shows its runs.",
 )
 @timeout_option
+@broker_option
 @capture_options("default 1MiB")
 @output_options("running this")
 def run_command(
@@ -91,6 +93,7 @@ def run_command(
     list_tags: bool,
     incident: str | None,
     timeout: float | None,
+    broker: str | None,
     output_limit: int | None,
     keep_output: bool | None,
     output: Output,
@@ -140,6 +143,7 @@ def run_command(
         operator=with_console(operator, processors),
         processors=processors,
         secrets_file=output.secrets_file,
+        broker=broker,
     )
     _execute(run, launch.recorded_options(options, limit), output)
 
@@ -172,6 +176,7 @@ def run_command(
 @click.option("-f", "--forks", type=click.IntRange(1, 1000), help="Default: the run's own.")
 @max_connections_option
 @timeout_option
+@broker_option
 @capture_options("default: the run's own")
 @output_options("resuming")
 def resume_command(
@@ -184,6 +189,7 @@ def resume_command(
     forks: int | None,
     max_connections: int,
     timeout: float | None,
+    broker: str | None,
     output_limit: int | None,
     keep_output: bool | None,
     output: Output,
@@ -230,6 +236,7 @@ def resume_command(
             processors=processors,
             secrets_file=output.secrets_file,
             resumed_from=plan.run["id"],
+            broker=broker,
         )
         click.echo(plan.banner(run.inventory_digest, rerun_unknown), err=True)
         record = launch.recorded_options(options, recorded.get("limit"))
@@ -284,7 +291,11 @@ def _execute(
     """Run it recorded, locked and reported; exit with its exit code."""
     from engine.execution.runner import run_runbook
     from engine.history.session import recorded_run
+    from engine.launch import zone_notice
 
+    notice = zone_notice(run.hosts, run.broker)
+    if notice:
+        click.echo(notice, err=True)
     if output.metrics_textfile:
         _metrics_textfile(run, output.metrics_textfile)
     if output.pushgateway:

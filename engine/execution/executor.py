@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -507,6 +507,24 @@ class HostExecutor:
         # Lost by the history: the run stops before the next step (see RunContext.emit).
         self.run.emit(StepFinished(self.run.run_id, host=self.host.name, result=res, depth=depth))
         return res
+
+
+def holding(walker: Iterator[Any], holder: ConnectionHolder) -> Generator[Any, None, None]:
+    """The host's walk, its connection marked in use during each step and closed
+    once the walk is over (a finished host frees its thread and socket at once)."""
+    try:
+        while True:
+            with holder.in_use():
+                try:
+                    item = next(walker)
+                except StopIteration:
+                    return
+            yield item
+    finally:
+        try:
+            holder.close()
+        except Exception:
+            pass  # closing is best effort: the host's result is already decided
 
 
 def _copy_for(res: StepResult, host: str) -> StepResult:

@@ -40,11 +40,17 @@ from engine.secrets import Secrets
 
 from .approvals import Operator
 from .context import RunContext, RunOptions
-from .executor import HostExecutor
+from .executor import HostExecutor, holding
 from .lockstep import Lockstep
 
 if TYPE_CHECKING:
+    from engine.distributed.dispatch import Dispatch
     from engine.notify import Notifier
+
+
+# Threads that wait on remote walks (one a host of the batch), at most; more
+# zoned hosts in one batch wait their turn for a thread.
+MAX_WAITING_THREADS = 2048
 
 
 def new_run_id() -> str:
@@ -117,6 +123,8 @@ class Run:
     inventory_digest: str = ""
     resolve_host: Any = None  # name → Host, for ssh jump hosts
     resumed_from: str | None = None
+    # --broker: hosts with a zone are walked by `runbook worker`s (engine/distributed/)
+    broker: str | None = None
 
 
 class Runner:
@@ -161,12 +169,14 @@ class Runner:
         run.operator.should_stop = self.ctx.stop.is_set
         run.operator.redact = run.redactor.text
         self.notifier: Notifier | None = None  # set at the start when `notify:` is given
+        self.remote: Dispatch | None = None  # zoned hosts' walks, with --broker
 
     # ------------------------------------------------------------ public
 
     def execute(self) -> RunResult:
         run = self.run
         started = time.monotonic()
+        self.remote = self._dispatch()  # the broker unreachable, no key: said before the run
         self._start()
         previous = self._install_signals()
         timer = self._start_timer()
@@ -188,6 +198,8 @@ class Runner:
                 timer.cancel()
             self._restore_signals(previous)
             self._close_connections()
+            if self.remote is not None:
+                self.remote.close()
         self._finish(started, bug_reason if bug is not None else None)
         if bug is not None:
             raise EngineBug(
@@ -312,10 +324,14 @@ class Runner:
         self.ctx.request_stop(reason, interrupt=True)
         if self._interrupts >= 2:
             self._kill_running()
+        elif self.remote is not None:
+            self.remote.stop_now(kill=False)
 
     def _kill_running(self) -> None:
         """Stop what running steps wait on: queries in their servers, commands on hosts."""
         self.ctx.cancellers.cancel_all()  # queries running in a database server
+        if self.remote is not None:
+            self.remote.stop_now(kill=True)  # and on the workers' hosts
         with self._lock:
             conns = list(self._connections)
         for holder in conns:
@@ -351,18 +367,45 @@ class Runner:
 
     def _run_batch(self, batch: list[Host], max_fail: int | None) -> None:
         walkers: dict[str, Iterator[Any]] = {}
+        linear = self.run.runbook.header.strategy != "free"
+        local = [h for h in batch if not self._is_remote(h)]
+        forks = max(1, min(self.run.options.forks, len(local) or 1))
+        # Remote walks wait on their workers, not on this machine: each needs a
+        # thread that waits, and `forks` bounds only the hosts worked on here.
+        remote = len(batch) - len(local)
+        bound = threading.BoundedSemaphore(forks) if remote else None
         for host in batch:
+            if self._is_remote(host):
+                assert self.remote is not None
+                result = HostResult(host.name)
+                self.result.hosts[host.name] = result
+                walkers[host.name] = self.remote.walker(host, result, linear)
+                continue
             executor = HostExecutor(self.ctx, host, self.run.runbook, self.run.params)
             with self._lock:
                 self._connections.append(executor.connection)
             self.result.hosts[host.name] = executor.result
-            walkers[host.name] = _holding(executor.walk(), executor.connection)
-        forks = max(1, min(self.run.options.forks, len(batch)))
-        if self.run.runbook.header.strategy == "free":
-            with ThreadPoolExecutor(max_workers=forks, thread_name_prefix="host") as pool:
+            walker = holding(executor.walk(), executor.connection)
+            walkers[host.name] = walker if bound is None else _bounded(walker, bound, linear)
+        threads = min(forks + remote, MAX_WAITING_THREADS) if remote else forks
+        if not linear:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="host") as pool:
                 self._free(pool, walkers, max_fail)
         else:
-            self._linear(walkers, forks, max_fail)
+            self._linear(walkers, threads, max_fail)
+
+    def _is_remote(self, host: Host) -> bool:
+        return self.remote is not None and bool(host.zone)
+
+    def _dispatch(self) -> Dispatch | None:
+        """With --broker and hosts in zones: the dispatch to their workers."""
+        run = self.run
+        if not run.broker or not any(h.zone for h in run.hosts):
+            return None
+        from engine.distributed.dispatch import Dispatch
+        from engine.distributed.seal import Sealer, load_key
+
+        return Dispatch(run.broker, self.ctx, run, Sealer(load_key()))
 
     def _linear(self, walkers: dict[str, Iterator[Any]], forks: int, max_fail: int | None) -> None:
         lockstep = Lockstep(walkers, after_round=lambda: self._check_max_fail(max_fail))
@@ -450,22 +493,22 @@ class Runner:
             signal.signal(sig, handler)
 
 
-def _holding(walker: Iterator[Any], holder: ConnectionHolder) -> Iterator[Any]:
-    """The host's walk, its connection marked in use during each step and closed
-    once the walk is over (a finished host frees its thread and socket at once)."""
-    try:
-        while True:
-            with holder.in_use():
-                try:
-                    item = next(walker)
-                except StopIteration:
-                    return
-            yield item
-    finally:
-        try:
-            holder.close()
-        except Exception:
-            pass  # closing is best effort: the host's result is already decided
+def _bounded(
+    walker: Iterator[Any], bound: threading.BoundedSemaphore, per_step: bool
+) -> Iterator[Any]:
+    """A local walk holding one of `forks` slots: for each step (linear), or
+    for the whole walk (free), as when the forks were the threads."""
+    if not per_step:
+        with bound:
+            yield from walker
+        return
+    while True:
+        with bound:
+            try:
+                item = next(walker)
+            except StopIteration:
+                return
+        yield item
 
 
 def _interrupt(holder: ConnectionHolder) -> None:

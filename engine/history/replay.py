@@ -151,6 +151,8 @@ def _replay_events(
                     "prompt": p.get("prompt"),
                 }
             )
+        elif e.kind == "host_finished" and p.get("worker") and e.host:
+            result.hosts.setdefault(e.host, HostResult(e.host)).worker = p["worker"]
         elif e.kind == "run_finished":
             result.aborted = p.get("aborted")
             result.duration_ms = int(p.get("duration_ms") or 0)

@@ -92,7 +92,12 @@ def _host(step_ref: str) -> dict[str, Any]:
             "state": {"enum": STEP_STATES},
             "steps": {"type": "array", "items": {"$ref": step_ref}},
         },
-        {"unreachable": STRING, "aborted": STRING, "not_started": {"const": True}},
+        {
+            "unreachable": STRING,
+            "aborted": STRING,
+            "not_started": {"const": True},
+            "worker": STRING,
+        },
     )
 
 
@@ -172,6 +177,7 @@ def _events() -> dict[str, dict[str, Any]]:
                 "state": {"enum": STEP_STATES},
                 "reason": STRING,
                 "not_started": BOOLEAN,
+                "worker": STRING,
             }
         ),
         "run_aborted": _object({"reason": STRING}),
