@@ -52,6 +52,7 @@ SERVER_MARKERS = {
     "registry": "containers",
     "vault_server": "vault",
     "workers": "distributed",
+    "zone_workers": "distributed",
 }
 
 

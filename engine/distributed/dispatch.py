@@ -52,6 +52,7 @@ from .seal import Sealer, Unauthenticated
 log = logging.getLogger("runbook.dispatch")
 
 _END = -1  # in a RemoteHost's inbox: the walk is over
+_WAKE = "wake"  # sent by close() to its own mailbox: the reader looks up at once
 
 
 @dataclass
@@ -174,6 +175,10 @@ class Dispatch:
 
     def close(self) -> None:
         self._closing.set()
+        try:
+            self.mailbox.send(self.address, _WAKE)  # the reader stops now, not at its timeout
+        except Exception:
+            pass  # it stops at its timeout then
         for thread in self._threads:
             thread.join(timeout=3)
         try:
@@ -197,7 +202,7 @@ class Dispatch:
                 log.warning("run mailbox: %s; retrying", exc)
                 time.sleep(0.5)
                 continue
-            if body is None:
+            if body is None or body == _WAKE:
                 continue
             try:
                 message = self.sealer.open(body)

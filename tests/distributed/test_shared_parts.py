@@ -22,7 +22,7 @@ from engine.inventory.host import Host
 from engine.redaction import Redactor
 from engine.results import RunResult
 from engine.secrets import Secrets
-from tests.fixtures.workers import REDIS_BROKER, StartWorker
+from tests.fixtures.workers import REDIS_BROKER, ZonePair
 from tests.helpers import write
 
 
@@ -49,10 +49,9 @@ def run(
 
 
 def test_an_approval_for_a_worker_step_is_asked_on_the_controller(
-    tmp_path: Path, broker: str, workers: StartWorker, zone_names: Callable[[str], str]
+    tmp_path: Path, broker: str, zone_workers: ZonePair
 ) -> None:
-    za = zone_names("za")
-    workers(za, "wa", WHERE="worker-a")
+    za = zone_workers.za
     rb = write(
         tmp_path,
         f"""
@@ -85,11 +84,9 @@ def test_an_approval_for_a_worker_step_is_asked_on_the_controller(
 
 
 def test_run_once_runs_once_across_zones_and_the_controller(
-    tmp_path: Path, broker: str, workers: StartWorker, zone_names: Callable[[str], str]
+    tmp_path: Path, broker: str, zone_workers: ZonePair
 ) -> None:
-    za, zb = zone_names("za"), zone_names("zb")
-    workers(za, "wa", WHERE="worker-a")
-    workers(zb, "wb", WHERE="worker-b")
+    za, zb = zone_workers.za, zone_workers.zb
     count = tmp_path / "count"
     rb = write(
         tmp_path,
@@ -120,13 +117,12 @@ def test_run_once_runs_once_across_zones_and_the_controller(
 
 
 def test_secrets_cross_the_broker_sealed_and_are_masked(
-    tmp_path: Path, workers: StartWorker, zone_names: Callable[[str], str], broker: str
+    tmp_path: Path, zone_workers: ZonePair, broker: str
 ) -> None:
     """secret() is read on the controller when the worker's template needs it;
     on Redis, every command the broker saw during the run is watched: neither
     the secret nor the secret param appears in clear."""
-    za = zone_names("za")
-    workers(za, "wa")
+    za = zone_workers.za
     token = "tok-7f3a9c2e51"
     param = "pw-51c0ffee77"
     rb = write(

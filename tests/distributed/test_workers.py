@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.workers import StartWorker
+from tests.fixtures.workers import StartWorker, ZonePair
 from tests.helpers import cli, write
 
 RUNBOOK = """
@@ -56,13 +56,10 @@ def inventory(tmp_path: Path, za: str, zb: str) -> Path:
 def test_each_host_runs_in_its_zone_worker(
     tmp_path: Path,
     broker: str,
-    workers: StartWorker,
-    zone_names: Callable[[str], str],
+    zone_workers: ZonePair,
     runbook_home: Path,
 ) -> None:
-    za, zb = zone_names("za"), zone_names("zb")
-    workers(za, "wa", WHERE="worker-a")
-    workers(zb, "wb", WHERE="worker-b")
+    za, zb = zone_workers.za, zone_workers.zb
     rb = write(tmp_path, RUNBOOK)
     inv = inventory(tmp_path, za, zb)
 
@@ -95,12 +92,8 @@ def test_each_host_runs_in_its_zone_worker(
     assert json.loads(shown.stdout)["hosts"]["b1"]["worker"] == "wb"
 
 
-def test_console_reads_as_a_local_run(
-    tmp_path: Path, broker: str, workers: StartWorker, zone_names: Callable[[str], str]
-) -> None:
-    za, zb = zone_names("za"), zone_names("zb")
-    workers(za, "wa")
-    workers(zb, "wb")
+def test_console_reads_as_a_local_run(tmp_path: Path, broker: str, zone_workers: ZonePair) -> None:
+    za, zb = zone_workers.za, zone_workers.zb
     rb = write(tmp_path, RUNBOOK)
     inv = inventory(tmp_path, za, zb)
     remote = cli("run", str(rb), "-i", str(inv), "--broker", broker, "--no-color")
@@ -133,14 +126,11 @@ def _console_lines(text: str) -> list[str]:
 def test_linear_rounds_hold_across_zones(
     tmp_path: Path,
     broker: str,
-    workers: StartWorker,
-    zone_names: Callable[[str], str],
+    zone_workers: ZonePair,
     strategy: str,
 ) -> None:
     """Every host ends step 1 before any starts step 2, wherever it runs."""
-    za, zb = zone_names("za"), zone_names("zb")
-    workers(za, "wa")
-    workers(zb, "wb")
+    za, zb = zone_workers.za, zone_workers.zb
     log = tmp_path / "times.log"
     rb = write(
         tmp_path,
@@ -174,14 +164,14 @@ def test_worker_with_another_key_is_refused(
     tmp_path: Path,
     broker: str,
     workers: StartWorker,
+    zone_workers: ZonePair,
     zone_names: Callable[[str], str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A worker that cannot open the task refuses it; the host waits, then is
     unreachable, and nothing ran there."""
-    za, zb = zone_names("za"), zone_names("zb")
-    wrong = workers(za, "wa", key="x" * 40)
-    workers(zb, "wb")
+    za, zb = zone_names("za"), zone_workers.zb
+    wrong = workers(za, "wrong", key="x" * 40)
     monkeypatch.setenv("RUNBOOK_WORKER_PICKUP", "3")
     marker = tmp_path / "ran"
     rb = write(
