@@ -1,0 +1,65 @@
+"""Sealing what crosses the broker: only the deployment key opens it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.distributed.seal import Sealer, Unauthenticated, load_key, new_key
+from engine.errors import UsageError
+
+
+def test_a_sealed_object_opens_with_the_same_key_only() -> None:
+    key = new_key()
+    token = Sealer(key).seal({"secret": "hunter2-very-secret", "n": 1})
+    assert "hunter2" not in token  # encrypted, not only signed
+    assert Sealer(key).open(token) == {"secret": "hunter2-very-secret", "n": 1}
+    with pytest.raises(Unauthenticated, match="RUNBOOK_WORKER_KEY differs"):
+        Sealer(new_key()).open(token)
+
+
+def test_a_tampered_token_is_refused_before_it_is_unpickled() -> None:
+    sealer = Sealer(new_key())
+    token = sealer.seal(["a", "b"])
+    flipped = token[:40] + ("A" if token[40] != "A" else "B") + token[41:]
+    with pytest.raises(Unauthenticated):
+        sealer.open(flipped)
+    with pytest.raises(Unauthenticated):
+        sealer.open("not a token at all")
+
+
+def test_an_old_token_is_refused_when_a_ttl_is_asked() -> None:
+    from cryptography.fernet import Fernet
+
+    key = new_key()
+    sealer = Sealer(key)
+    token = sealer.seal("walk")
+    raw = sealer._fernet  # the same Fernet, to date a token in the past
+    assert isinstance(raw, Fernet)
+    old = raw.encrypt_at_time(b"x", current_time=1_000_000).decode()
+    with pytest.raises(Unauthenticated, match="expired"):
+        sealer.open(old, ttl=60)
+    assert sealer.open(token, ttl=60) == "walk"
+
+
+def test_the_key_comes_from_the_environment_or_its_file(tmp_path: Path) -> None:
+    key = new_key()
+    assert load_key({"RUNBOOK_WORKER_KEY": key}) == key
+    path = tmp_path / "worker.key"
+    path.write_text(key + "\n")
+    assert load_key({"RUNBOOK_WORKER_KEY_FILE": str(path)}) == key
+
+
+@pytest.mark.parametrize(
+    ("environ", "said"),
+    [
+        ({}, "set RUNBOOK_WORKER_KEY (or RUNBOOK_WORKER_KEY_FILE)"),
+        ({"RUNBOOK_WORKER_KEY": "short"}, "too short (5 characters, at least 32)"),
+        ({"RUNBOOK_WORKER_KEY_FILE": "/nonexistent/worker.key"}, "cannot read"),
+    ],
+)
+def test_no_usable_key_is_a_usage_error_saying_how(environ: dict[str, str], said: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        load_key(environ)
+    assert said in str(caught.value)
