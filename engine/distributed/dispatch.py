@@ -211,8 +211,13 @@ class Dispatch:
                 continue
             try:
                 self._handle(message)
-            except Exception:  # never lose the reader: the run would hang
+            except Exception as exc:  # never lose the reader, nor leave the host waiting
                 log.exception("handling %s", type(message).__name__)
+                rh = self.hosts.get(message.host)
+                if rh is not None:
+                    self._give_up(
+                        rh, aborted=f"internal error on the controller: {type(exc).__name__}"
+                    )
 
     def _handle(self, message: ToController) -> None:
         now = time.monotonic()

@@ -3,6 +3,7 @@ asked of the controller (proxies.py)."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -44,6 +45,8 @@ class Hub(Protocol):
 
     def send(self, to: str, message: ToController) -> None: ...
 
+
+log = logging.getLogger("runbook.worker")
 
 # Errors the controller's answer may carry, raised here as they would be there.
 _ERRORS: dict[str, type[Exception]] = {
@@ -106,6 +109,11 @@ class WalkSession:
                     self.send(Yield(self.run_id, self.worker, self.host.name))
         except ControllerGone as exc:
             executor.result.aborted = executor.result.aborted or str(exc)
+        except Exception as exc:  # a bug: the host's end says so, the worker's log has it all
+            log.exception("run %s: walking %s", self.run_id, self.host.name)
+            executor.result.aborted = self.ctx.redactor.text(
+                f"internal error on worker {self.worker}: {type(exc).__name__}: {exc}"
+            )
         finally:
             walker.close()
             result = executor.result

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import UsageError
-from engine.execution.runner import batches, parse_limit
+from engine.execution.batches import batches, parse_limit
 from engine.format.model import Param, parse_duration, snake_case
 from engine.format.params import coerce_param, resolve_params
 from engine.inventory.host import Host
