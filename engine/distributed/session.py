@@ -179,6 +179,7 @@ class WalkSession:
                         f"the controller stopped answering ({silent:.0f}s without a word): "
                         "stopped before the next step"
                     )
+                    log.warning("run %s: %s: %s", self.run_id, self.host.name, reason)
                     self.ctx.request_stop(reason, interrupt=True)
                     raise ControllerGone(reason) from None
                 continue

@@ -140,3 +140,51 @@ def test_a_killed_worker_leaves_its_host_unreachable_and_resume_reruns_nothing_d
     assert steps["after"]["state"] == "ok"
     assert again["hosts"]["a1"]["worker"] == "wa2"
     assert (tmp_path / "after-a1").exists()
+
+
+def test_sigterm_on_the_controller_kills_the_step_on_the_worker(
+    tmp_path: Path, broker: str, workers: StartWorker, zone_names: Callable[[str], str]
+) -> None:
+    """systemd, `timeout`, a CI cancel: one SIGTERM is Ctrl-C twice, on the workers too."""
+    za = zone_names("za")
+    workers(za, "wa")
+    tag = f"5{uuid.uuid4().int % 1000}.5"
+    rb, inv = _runbook(tmp_path, tag), _inventory(tmp_path, za)
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", str(rb), "-i", str(inv), "--broker", broker],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _wait_for(tmp_path / "started-a1")
+        controller.send_signal(signal.SIGTERM)
+        _out, err = controller.communicate(timeout=20)
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+    assert controller.returncode == 4, err.decode()
+    deadline = time.monotonic() + 5
+    while _sleeping(tag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _sleeping(tag)
+    assert not (tmp_path / "after-a1").exists()
+
+
+def test_workers_stop_before_the_next_step_when_the_controller_dies(
+    tmp_path: Path, broker: str, workers: StartWorker, zone_names: Callable[[str], str]
+) -> None:
+    za = zone_names("za")
+    worker = workers(za, "wa", RUNBOOK_WORKER_DEAD_AFTER="2")
+    rb, inv = _runbook(tmp_path, "1.5"), _inventory(tmp_path, za)
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", str(rb), "-i", str(inv), "--broker", broker],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _wait_for(tmp_path / "started-a1")
+    controller.kill()  # SIGKILL: no goodbye reaches the worker
+    controller.wait(10)
+    _wait_for(tmp_path / "slept")  # the running step was left to finish
+    deadline = time.monotonic() + 15
+    while "controller stopped answering" not in worker.output():
+        assert time.monotonic() < deadline, worker.output()
+        time.sleep(0.1)
+    assert not (tmp_path / "after-a1").exists()  # the next step never started
