@@ -212,3 +212,31 @@ def test_no_key_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     history = Path(os.environ["RUNBOOK_HOME"]) / "history.db"
     if history.exists():  # said before the run: nothing recorded
         assert sqlite3.connect(history).execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_serial_and_max_fail_hold_across_zones(
+    tmp_path: Path, broker: str, zone_workers: ZonePair
+) -> None:
+    """serial: 1 walks one host at a time wherever it runs; a host failing on a
+    worker stops the run before the next batch, as a local failure would."""
+    rb = write(
+        tmp_path,
+        f"""
+        runbook: canary
+        description: One host at a time, stop at the first failure
+        hosts: all
+        serial: 1
+        max_fail: 0
+        steps:
+          - id: mark
+            name: Mark
+            shell: echo {{{{ host.name }}}} >> {tmp_path}/order; test {{{{ host.name }}}} != a2
+        """,
+    )
+    inv = inventory(tmp_path, zone_workers.za, zone_workers.zb)
+    result = cli("run", str(rb), "-i", str(inv), "--broker", broker, "--format", "json")
+    assert result.exit_code == 3, result.output
+    assert (tmp_path / "order").read_text().split() == ["a1", "a2"]
+    doc = json.loads(result.stdout)
+    assert doc["hosts"]["a2"]["state"] == "failed" and doc["hosts"]["a2"]["worker"] == "wa"
+    assert doc["hosts"]["b1"].get("not_started") and doc["hosts"]["here"].get("not_started")
