@@ -42,6 +42,7 @@ from .messages import (
     End,
     OnceDone,
     Reply,
+    RunShared,
     StopState,
     ToController,
     WalkOrder,
@@ -96,6 +97,8 @@ class Dispatch:
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._kills = 0
+        self._run_shared: RunShared | None = None
+        self._shared_sent: set[str] = set()  # worker mailboxes that have it
         self._closing = threading.Event()
         self.dead_after = dead_after()
         self.pickup = pickup_seconds()
@@ -136,22 +139,29 @@ class Dispatch:
             controller=self.address,
             host=rh.host,
             jump_hosts=self._jump_chain(rh.host),
-            runbook=self.run.runbook,
-            params=self.run.params,
-            secret_params=[n for n, p in self.run.runbook.params.items() if p.secret],
-            options=replace(
-                options,
-                resume_results={name: options.resume_results.get(name, {})},
-                resume_unknown={name: options.resume_unknown.get(name, frozenset())},
-                stand_in=None,
-            ),
-            run_info=self.ctx.run_info,
-            linear=rh.linear,
+            resume_results=options.resume_results.get(name, {}),
+            resume_unknown=options.resume_unknown.get(name, frozenset()),
             sent_at=time.time(),
         )
         rh.sent_at = time.monotonic()
         assert rh.host.zone is not None
         send_walk(self.app, rh.host.zone, self.sealer.seal(order), expires=self.pickup)
+
+    def _shared(self) -> RunShared:
+        """What every walk of the run shares; sent once to each worker process."""
+        if self._run_shared is None:
+            run = self.run
+            self._run_shared = RunShared(
+                runbook=run.runbook,
+                params=run.params,
+                secret_params=[n for n, p in run.runbook.params.items() if p.secret],
+                options=replace(
+                    self.ctx.options, resume_results={}, resume_unknown={}, stand_in=None
+                ),
+                run_info=self.ctx.run_info,
+                linear=run.runbook.header.strategy != "free",
+            )
+        return self._run_shared
 
     def _jump_chain(self, host: Host) -> dict[str, Host]:
         chain: dict[str, Host] = {}
@@ -254,6 +264,9 @@ class Dispatch:
                 rh.result.worker = message.worker
         reply = Reply(self.ctx.run_id, rh.host.name, message.ask_id, "stop" if taken else "go")
         reply.stop = self._stop_state()
+        if not taken and message.reply_to not in self._shared_sent:
+            self._shared_sent.add(message.reply_to)  # the reader thread alone: no race
+            reply.shared = self._shared()
         self._send(message.reply_to, reply)
 
     def _emit(self, rh: RemoteHost, events: list[Event]) -> str:
@@ -349,6 +362,8 @@ class Dispatch:
             return secrets.password_for(rh.host)
         if kind == "once":
             return self._once(rh, ask, args[0])
+        if kind == "shared":
+            return self._shared()
         raise Aborted(f"the controller does not know the question {kind!r}")
 
     def _once(self, rh: RemoteHost, ask: Ask, key: str) -> Any:

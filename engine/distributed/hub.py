@@ -18,13 +18,14 @@ import uuid
 from engine.connections.pool import ConnectionLimit
 
 from .mailbox import Mailbox, open_mailbox
-from .messages import Alive, Beat, Reply, ToController, ToWorker, WalkOrder
+from .messages import Alive, Beat, Reply, RunShared, ToController, ToWorker, WalkOrder
 from .seal import Sealer, Unauthenticated
 from .session import WalkSession
 
 log = logging.getLogger("runbook.worker")
 
 HEARTBEAT_SECONDS = 1.0
+KEPT_RUNS = 32  # runs whose shared part a worker keeps (a run's runbook, its hosts)
 
 
 def dead_after() -> float:
@@ -52,6 +53,7 @@ class Hub:
         self._sessions: dict[tuple[str, str], WalkSession] = {}
         self._heard: dict[str, float] = {}
         self._controllers: dict[str, str] = {}  # run → its mailbox
+        self._shared: dict[str, RunShared] = {}  # run → what its walks share, oldest first
         self._stopping = threading.Event()
         for target, label in ((self._receive, "receive"), (self._beat, "heartbeat")):
             threading.Thread(target=target, name=f"hub-{label}", daemon=True).start()
@@ -95,6 +97,17 @@ class Hub:
         with self._lock:
             return self._heard.get(run_id, 0.0)
 
+    def shared(self, run_id: str) -> RunShared | None:
+        with self._lock:
+            return self._shared.get(run_id)
+
+    def keep_shared(self, run_id: str, shared: RunShared) -> None:
+        with self._lock:
+            self._shared.pop(run_id, None)
+            self._shared[run_id] = shared
+            while len(self._shared) > KEPT_RUNS:
+                del self._shared[next(iter(self._shared))]
+
     def close(self) -> None:
         self._stopping.set()
         self.mailbox.close()
@@ -121,6 +134,10 @@ class Hub:
             self._route(message)
 
     def _route(self, message: ToWorker) -> None:
+        if isinstance(message, Reply) and message.shared is not None:
+            # Kept before any walk of the run reads its reply: a later walk's
+            # go (without it) is routed after this one.
+            self.keep_shared(message.run_id, message.shared)
         with self._lock:
             if message.run_id in self._heard:
                 self._heard[message.run_id] = time.monotonic()

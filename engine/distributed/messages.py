@@ -25,19 +25,30 @@ StopState = tuple[str, bool] | None
 
 @dataclass
 class WalkOrder:
-    """The Celery task: walk one host through the runbook, in `host.zone`."""
+    """The Celery task: walk one host through the run's runbook, in `host.zone`.
+
+    Only what is the host's own: the rest (RunShared) is the same for every
+    host and reaches each worker process once, with its first host's go."""
 
     run_id: str
     controller: str  # the run's mailbox
     host: Host
     jump_hosts: dict[str, Host]  # the host's jump chain, by name
+    resume_results: dict[str, StepResult]  # this host's steps a resumed run finished
+    resume_unknown: frozenset[str]  # this host's steps that may have run
+    sent_at: float
+
+
+@dataclass
+class RunShared:
+    """What every walk of a run shares."""
+
     runbook: Runbook  # parsed and validated by the controller; its digest is recorded
     params: dict[str, Any]
     secret_params: list[str]
-    options: RunOptions  # this host's resume state only; no stand-in
+    options: RunOptions  # without resume state or stand-in
     run_info: dict[str, Any]
     linear: bool  # wait for the controller between top-level steps
-    sent_at: float
 
 
 # ------------------------------------------------------------ worker → controller
@@ -119,6 +130,7 @@ class Reply(ToWorker):
     value: Any = None
     error: tuple[str, str] | None = None  # (kind, message): raised on the worker
     stop: StopState = None
+    shared: RunShared | None = None  # with a worker process's first go of the run
 
 
 @dataclass

@@ -7,6 +7,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Protocol
 
 from engine.connections.base import Connection, connection_types
@@ -24,6 +25,7 @@ from .messages import (
     End,
     Events,
     Reply,
+    RunShared,
     StopState,
     ToController,
     WalkOrder,
@@ -42,6 +44,10 @@ class Hub(Protocol):
     dead_after: float
 
     def heard(self, run_id: str) -> float: ...
+
+    def shared(self, run_id: str) -> RunShared | None: ...
+
+    def keep_shared(self, run_id: str, shared: RunShared) -> None: ...
 
     def send(self, to: str, message: ToController) -> None: ...
 
@@ -71,30 +77,44 @@ class WalkSession:
         self.pending: list[Any] = []  # events not yet sent
         self._asks = 0
         self._kills = 0
+        self._stop: StopState = None  # told before the walk began
+        self.ctx: RunContext | None = None  # once the controller said go
+        self.executor: HostExecutor | None = None
+
+    def _context(self, shared: RunShared) -> RunContext:
+        """The run's context as this walk sees it: its own redactor and bus,
+        the controller's operator, run_once and secrets through stand-ins."""
         redactor = Redactor()
-        redactor.learn_run_inputs(order.secret_params, order.params, order.options.extra_vars)
-        self.ctx = RunContext(
-            run_id=order.run_id,
-            options=order.options,
+        redactor.learn_run_inputs(shared.secret_params, shared.params, shared.options.extra_vars)
+        name = self.host.name
+        options = replace(
+            shared.options,
+            resume_results={name: dict(self.order.resume_results)},
+            resume_unknown={name: self.order.resume_unknown},
+        )
+        ctx = RunContext(
+            run_id=self.run_id,
+            options=options,
             bus=EventBus([Forwarder(self)], redactor),
             redactor=redactor,
             secrets=RemoteSecrets(redactor, self),
-            operator=RemoteOperator(self, str(order.run_info.get("operator", "unknown"))),
-            run_info=order.run_info,
+            operator=RemoteOperator(self, str(shared.run_info.get("operator", "unknown"))),
+            run_info=shared.run_info,
             connect=self._connect,
-            connection_limit=hub.connection_limit,
+            connection_limit=self.hub.connection_limit,
         )
-        self.ctx.run_once = RemoteRunOnce(self)
-        self.executor: HostExecutor | None = None
+        ctx.run_once = RemoteRunOnce(self)
+        return ctx
 
     # ------------------------------------------------------------ the walk
 
     def run(self) -> None:
-        if self.ask_begin() != "go":
+        shared = self.ask_begin()
+        if shared is None:
             return  # the controller gave up on this host (or is gone): nothing ran
-        executor = self.executor = HostExecutor(
-            self.ctx, self.host, self.order.runbook, self.order.params
-        )
+        ctx = self.ctx = self._context(shared)
+        self.apply_stop(self._stop)
+        executor = self.executor = HostExecutor(ctx, self.host, shared.runbook, shared.params)
         walker = holding(executor.walk(), executor.connection)  # a generator: close()
         try:
             while True:
@@ -103,7 +123,7 @@ class WalkSession:
                         next(walker)
                     except StopIteration:
                         break
-                if self.order.linear:
+                if shared.linear:
                     self.ask(("yield",), message=Yield)  # the controller opens the next round
                 else:
                     self.send(Yield(self.run_id, self.worker, self.host.name))
@@ -111,7 +131,7 @@ class WalkSession:
             executor.result.aborted = executor.result.aborted or str(exc)
         except Exception as exc:  # a bug: the host's end says so, the worker's log has it all
             log.exception("run %s: walking %s", self.run_id, self.host.name)
-            executor.result.aborted = self.ctx.redactor.text(
+            executor.result.aborted = ctx.redactor.text(
                 f"internal error on worker {self.worker}: {type(exc).__name__}: {exc}"
             )
         finally:
@@ -124,7 +144,11 @@ class WalkSession:
                 )
             )  # fmt: skip
 
-    def ask_begin(self) -> Any:
+    def ask_begin(self) -> RunShared | None:
+        """Begin; the run's shared part once the controller says go, else None.
+
+        The controller sends the shared part once per worker process (it is the
+        bulk of a task: the runbook, the run's host list); the hub keeps it."""
         self._asks += 1
         begin = Begin(
             self.run_id, self.worker, self.host.name, reply_to=self.hub.address, ask_id=self._asks
@@ -132,10 +156,16 @@ class WalkSession:
         self.send(begin)
         try:
             reply = self._wait(self._asks)
+            self._stop = reply.stop
+            if reply.value != "go":
+                return None
+            shared = self.hub.shared(self.run_id)
+            if shared is None:  # forgotten since (a long run, many runs): asked again
+                shared = self.ask(("shared",))
+                self.hub.keep_shared(self.run_id, shared)
+            return shared
         except ControllerGone:
-            return "stop"
-        self.apply_stop(reply.stop)
-        return reply.value
+            return None
 
     # ------------------------------------------------------------ messages
 
@@ -180,7 +210,8 @@ class WalkSession:
                         "stopped before the next step"
                     )
                     log.warning("run %s: %s: %s", self.run_id, self.host.name, reason)
-                    self.ctx.request_stop(reason, interrupt=True)
+                    if self.ctx is not None:
+                        self.ctx.request_stop(reason, interrupt=True)
                     raise ControllerGone(reason) from None
                 continue
             if reply.ask_id == ask_id:
@@ -189,15 +220,21 @@ class WalkSession:
     # ------------------------------------------------------ stop and kill
 
     def apply_stop(self, stop: StopState) -> None:
-        if stop is not None:
-            reason, interrupted = stop
-            self.ctx.request_stop(reason, interrupt=interrupted)
+        if stop is None:
+            return
+        if self.ctx is None:
+            self._stop = stop  # applied when the walk begins
+            return
+        reason, interrupted = stop
+        self.ctx.request_stop(reason, interrupt=interrupted)
 
     def kill(self, count: int) -> None:
         """The controller's second Ctrl-C (or its timeout): kill what runs."""
         if count <= self._kills:
             return
         self._kills = count
+        if self.ctx is None:
+            return  # nothing runs yet
         self.ctx.cancellers.cancel_all()
         if self.executor is not None:
             threading.Thread(
@@ -206,6 +243,7 @@ class WalkSession:
 
     def _connect(self, host: Host) -> Connection:
         factory = connection_types.get(host.connection)
+        assert self.ctx is not None  # connections open only once the walk began
         return factory(host, secrets=self.ctx.secrets, resolve_host=self._resolve)
 
     def _resolve(self, name: str) -> Host:
