@@ -137,8 +137,8 @@ class Dispatch:
         order = WalkOrder(
             run_id=self.ctx.run_id,
             controller=self.address,
-            host=rh.host,
-            jump_hosts=self._jump_chain(rh.host),
+            host=_as_written(rh.host),
+            jump_hosts={n: _as_written(h) for n, h in self._jump_chain(rh.host).items()},
             resume_results=options.resume_results.get(name, {}),
             resume_unknown=options.resume_unknown.get(name, frozenset()),
             sent_at=time.time(),
@@ -451,3 +451,10 @@ class Dispatch:
 
 
 _OWNED = object()  # a run_once answer already given by run_there
+
+
+def _as_written(host: Host) -> Host:
+    """The worker applies its own ~/.ssh/config (the zone's network), not ours."""
+    from engine.inventory.sshconfig import as_written
+
+    return as_written(host) if host.connection == "ssh" else host

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from engine.connections.base import Connection, connection_types
 from engine.connections.pool import ConnectionLimit
-from engine.errors import Aborted, HostUnreachable, SecretError, UsageError
+from engine.errors import Aborted, EngineError, HostUnreachable, SecretError, UsageError
 from engine.events import EventBus
 from engine.execution.context import Interrupted, RunContext
 from engine.execution.executor import HostExecutor, holding
@@ -71,8 +71,10 @@ class WalkSession:
         self.hub = hub
         self.order = order
         self.run_id = order.run_id
-        self.host = order.host
         self.worker = hub.name
+        self.ssh_config_error = ""
+        self.host = self._own_ssh_config(order.host)
+        self.jump_hosts = {n: self._own_ssh_config(h) for n, h in order.jump_hosts.items()}
         self.inbox: queue.Queue[Reply] = queue.Queue()
         self.pending: list[Any] = []  # events not yet sent
         self._asks = 0
@@ -115,6 +117,13 @@ class WalkSession:
         ctx = self.ctx = self._context(shared)
         self.apply_stop(self._stop)
         executor = self.executor = HostExecutor(ctx, self.host, shared.runbook, shared.params)
+        if self.ssh_config_error:  # nothing can connect: said as for any unreachable host
+            executor.result.unreachable = self.ssh_config_error
+            self.send(
+                End(self.run_id, self.worker, self.host.name,
+                    unreachable=self.ssh_config_error, aborted=None)
+            )  # fmt: skip
+            return
         walker = holding(executor.walk(), executor.connection)  # a generator: close()
         try:
             while True:
@@ -247,7 +256,20 @@ class WalkSession:
         return factory(host, secrets=self.ctx.secrets, resolve_host=self._resolve)
 
     def _resolve(self, name: str) -> Host:
-        return self.order.jump_hosts[name]
+        return self.jump_hosts[name]
+
+    def _own_ssh_config(self, host: Host) -> Host:
+        """The host with this worker's ~/.ssh/config applied (its keys, its
+        jump hosts), as the controller applies its own to the hosts it walks."""
+        if host.connection != "ssh":
+            return host
+        from engine.inventory.sshconfig import apply_ssh_config
+
+        try:
+            return apply_ssh_config(host)
+        except EngineError as exc:
+            self.ssh_config_error = f"worker {self.worker}: {exc}"
+            return host
 
 
 def _interrupt(holder: Any) -> None:

@@ -68,6 +68,17 @@ def apply_ssh_config(host: Host, config_path: Path | None = None, *, config: Any
     return dataclasses.replace(host, **changes) if changes else host
 
 
+# The fields apply_ssh_config may fill, and their values when nothing set them.
+FILLED: dict[str, Any] = {"address": "", "user": None, "port": None, "key_file": None, "jump": None}
+
+
+def as_written(host: Host) -> Host:
+    """`host` without what this machine's ssh config filled in: what a machine
+    with its own ~/.ssh/config (a zone's worker) applies its config to."""
+    changes = {k: v for k, v in FILLED.items() if k not in host.explicit}
+    return dataclasses.replace(host, **changes) if changes else host
+
+
 def options_for(name: str) -> dict[str, Any]:
     """What the ssh config says for `name` (address, user, port, key_file, jump).
 

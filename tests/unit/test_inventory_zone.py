@@ -292,3 +292,23 @@ def test_cli_rejects_a_bad_zone_with_its_line(tmp_path: Path) -> None:
     code, out = inventory_cli("-i", str(path))
     assert code == 65
     assert f"{path}:3:11" in out and "not a valid zone name" in out
+
+
+def test_a_zoned_host_reaches_its_worker_as_the_inventory_wrote_it(tmp_path: Path) -> None:
+    """The controller's ~/.ssh/config must not pick the worker's keys and jump
+    hosts: what it filled is taken out again (the worker applies its own)."""
+    from engine.inventory.host import Host
+    from engine.inventory.sshconfig import apply_ssh_config, as_written
+
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        "Host db1\n  HostName 10.0.0.5\n  User ops\n  Port 2200\n  ProxyJump bastion\n"
+    )
+    written = Host("db1", connection="ssh", zone="dc1", user="admin", explicit=frozenset({"user"}))
+    filled = apply_ssh_config(written, config)
+    assert (filled.address, filled.user, filled.port, filled.jump) == (
+        "10.0.0.5", "admin", 2200, "bastion",
+    )  # fmt: skip
+    back = as_written(filled)
+    assert (back.address, back.user, back.port, back.jump) == ("db1", "admin", None, None)
+    assert back.zone == "dc1"
