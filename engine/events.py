@@ -200,6 +200,22 @@ class EventBus:
         with self._lock:
             self._queue.append((safe, ticket))
             wait, self._busy = self._busy, True
+        self._await(ticket, wait)
+
+    def emit_all(self, events: list[Event]) -> None:
+        """Several events, in order, handled in one batch (one history commit):
+        what a distributed run's controller receives from its workers at once."""
+        if not events:
+            return
+        ticket = _Ticket()  # one for all: each entry of the batch carries it
+        safe = [event.redacted(self.redactor) for event in events]
+        with self._lock:
+            self._queue.extend((event, ticket) for event in safe)
+            wait, self._busy = self._busy, True
+        self._await(ticket, wait)
+
+    def _await(self, ticket: _Ticket, wait: bool) -> None:
+        """Until `ticket`'s events are handled, by another emitter or by this one."""
         if wait:
             try:
                 ticket.wake.acquire()  # handled, or handed the batch
@@ -232,7 +248,7 @@ class EventBus:
             self._handle(batch)
         finally:
             with self._lock:
-                for _, ticket in batch:
+                for ticket in {id(t): t for _, t in batch}.values():  # emit_all shares one
                     ticket.done = True
                     ticket.wake.release()
                 if self._queue:  # arrived meanwhile: its first emitter handles them

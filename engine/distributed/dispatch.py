@@ -33,7 +33,7 @@ from engine.results import HostResult, StepResult
 
 from .app import make_app, send_walk
 from .hub import HEARTBEAT_SECONDS, dead_after, pickup_seconds
-from .mailbox import open_mailbox
+from .mailbox import Outbox, open_mailbox
 from .messages import (
     Alive,
     Ask,
@@ -92,19 +92,21 @@ class Dispatch:
                 f"broker {redact_dsn(broker)}: cannot reach it ({type(exc).__name__}: "
                 f"{ctx.redactor.text(str(exc))})"
             ) from None
+        self.outbox = Outbox(self.mailbox, "dispatch-send")
         self.hosts: dict[str, RemoteHost] = {}
         self._seen: dict[str, float] = {}  # worker → when last heard of
         self._lock = threading.Lock()
-        self._send_lock = threading.Lock()
         self._kills = 0
         self._run_shared: RunShared | None = None
         self._shared_sent: set[str] = set()  # worker mailboxes that have it
         self._closing = threading.Event()
         self.dead_after = dead_after()
         self.pickup = pickup_seconds()
+        self._orders: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self._threads = [
             threading.Thread(target=self._receive, name="dispatch-receive", daemon=True),
             threading.Thread(target=self._watch, name="dispatch-watch", daemon=True),
+            threading.Thread(target=self._send_orders, name="dispatch-orders", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -145,7 +147,20 @@ class Dispatch:
         )
         rh.sent_at = time.monotonic()
         assert rh.host.zone is not None
-        send_walk(self.app, rh.host.zone, self.sealer.seal(order), expires=self.pickup)
+        self._orders.put((rh.host.zone, self.sealer.seal(order)))
+
+    def _send_orders(self) -> None:
+        """Celery tasks from this one thread: Celery keeps a producer and a
+        result backend per sending thread, which cost ~1.5 ms each to make."""
+        while True:
+            item = self._orders.get()
+            if item is None:
+                return
+            zone, token = item
+            try:
+                send_walk(self.app, zone, token, expires=self.pickup)
+            except Exception as exc:  # the broker went away: the pickup time ends the host
+                log.warning("sending a walk to zone %s: %s", zone, exc)
 
     def _shared(self) -> RunShared:
         """What every walk of the run shares; sent once to each worker process."""
@@ -160,6 +175,7 @@ class Dispatch:
                 ),
                 run_info=self.ctx.run_info,
                 linear=run.runbook.header.strategy != "free",
+                step_mode=self.ctx.operator.step_mode,
             )
         return self._run_shared
 
@@ -185,12 +201,14 @@ class Dispatch:
 
     def close(self) -> None:
         self._closing.set()
+        self._orders.put(None)
         try:
             self.mailbox.send(self.address, _WAKE)  # the reader stops now, not at its timeout
         except Exception:
             pass  # it stops at its timeout then
         for thread in self._threads:
             thread.join(timeout=3)
+        self.outbox.close()  # the last replies and beats go out first
         try:
             self.mailbox.close()
         except Exception as exc:
@@ -207,54 +225,73 @@ class Dispatch:
     def _receive(self) -> None:
         while not self._closing.is_set():
             try:
-                body = self.mailbox.receive(timeout=0.5)
+                bodies = self.mailbox.receive_burst(timeout=0.5)
             except Exception as exc:
                 log.warning("run mailbox: %s; retrying", exc)
                 time.sleep(0.5)
                 continue
-            if body is None or body == _WAKE:
+            messages: list[ToController] = []
+            for body in bodies:
+                if body == _WAKE:
+                    continue
+                try:
+                    messages.append(self.sealer.open(body))
+                except Unauthenticated as exc:
+                    log.error("refused a message: %s", exc)
+            if not messages:
                 continue
             try:
-                message = self.sealer.open(body)
-            except Unauthenticated as exc:
-                log.error("refused a message: %s", exc)
-                continue
-            try:
-                self._handle(message)
-            except Exception as exc:  # never lose the reader, nor leave the host waiting
-                log.exception("handling %s", type(message).__name__)
-                rh = self.hosts.get(message.host)
-                if rh is not None:
-                    self._give_up(
-                        rh, aborted=f"internal error on the controller: {type(exc).__name__}"
-                    )
+                self._handle(messages)
+            except Exception as exc:  # never lose the reader, nor leave hosts waiting
+                log.exception("handling %d message(s)", len(messages))
+                for message in messages:
+                    rh = self.hosts.get(message.host)
+                    if rh is not None:
+                        self._give_up(
+                            rh, aborted=f"internal error on the controller: {type(exc).__name__}"
+                        )
 
-    def _handle(self, message: ToController) -> None:
+    def _handle(self, messages: list[ToController]) -> None:
+        """What came in together: its events recorded in one batch (one history
+        commit for a burst of hosts ending a step), then its questions answered."""
         now = time.monotonic()
-        with self._lock:
-            self._seen[message.worker] = now
-            rh = self.hosts.get(message.host)
-        if isinstance(message, Alive) or rh is None:
-            return
-        if isinstance(message, Begin):
-            self._begin(rh, message)
-            return
-        if rh.ended:
-            return  # given up on (worker silent, never taken): its late words change nothing
-        start_answer = self._emit(rh, message.events)
-        if isinstance(message, Ask):
-            if message.question[0] == "started":
-                self._reply(rh, message.ask_id, start_answer)
+        events: list[Event] = []
+        starts: list[tuple[RemoteHost, int, bool]] = []  # (host, ask, its start dropped)
+        then: list[tuple[RemoteHost, ToController]] = []
+        for message in messages:
+            with self._lock:
+                self._seen[message.worker] = now
+                rh = self.hosts.get(message.host)
+            if isinstance(message, Alive) or rh is None:
+                continue
+            if isinstance(message, Begin):
+                self._begin(rh, message)
+                continue
+            if rh.ended:
+                continue  # given up on (worker silent, never taken): late words change nothing
+            dropped = self._collect(rh, message.events, events)
+            if isinstance(message, Ask) and message.question[0] == "started":
+                starts.append((rh, message.ask_id, dropped))
             else:
+                then.append((rh, message))
+        recorded = self.ctx.emit_all(events)
+        for rh, ask_id, dropped in starts:
+            if not recorded:
+                answer = f"lost: {self.ctx.stop_reason}"
+            else:
+                answer = "interrupted" if dropped else "ok"
+            self._reply(rh, ask_id, answer)
+        for rh, message in then:
+            if isinstance(message, Ask):
                 threading.Thread(
                     target=self._answer, args=(rh, message), name="dispatch-ask", daemon=True
                 ).start()
-        elif isinstance(message, Yield):
-            rh.inbox.put(message.ask_id)
-        elif isinstance(message, OnceDone):
-            rh.once.put(message)
-        elif isinstance(message, End):
-            self._end(rh, message.unreachable, message.aborted)
+            elif isinstance(message, Yield):
+                rh.inbox.put(message.ask_id)
+            elif isinstance(message, OnceDone):
+                rh.once.put(message)
+            elif isinstance(message, End):
+                self._end(rh, message.unreachable, message.aborted)
 
     def _begin(self, rh: RemoteHost, message: Begin) -> None:
         with self._lock:
@@ -269,25 +306,23 @@ class Dispatch:
             reply.shared = self._shared()
         self._send(message.reply_to, reply)
 
-    def _emit(self, rh: RemoteHost, events: list[Event]) -> str:
-        """The worker's events into this run's bus; the answer to a step's start."""
-        answer = "ok"
+    def _collect(self, rh: RemoteHost, events: list[Event], into: list[Event]) -> bool:
+        """The worker's events as this run records them, added to `into`;
+        True when a step's start was dropped (the run was interrupted)."""
+        dropped = False
         for event in events:
             if isinstance(event, StepStarted):
                 if self.ctx.stop.is_set() and self.ctx.interrupted:
                     # Not recorded, so resume knows it never ran: it does not.
-                    answer = "interrupted"
+                    dropped = True
                     continue
                 rh.step = event.step_id
             elif isinstance(event, StepFinished):
                 rh.result.steps.append(event.result)
             elif isinstance(event, HostFinished):
                 event = replace(event, worker=rh.worker)
-            if not self.ctx.emit(event):
-                answer = "lost"
-        if answer == "lost":
-            answer = f"lost: {self.ctx.stop_reason}"
-        return answer
+            into.append(event)
+        return dropped
 
     def _end(self, rh: RemoteHost, unreachable: str | None, aborted: str | None) -> None:
         with self._lock:
@@ -396,9 +431,7 @@ class Dispatch:
     def _send(self, to: str, message: Any) -> None:
         if not to:
             return
-        body = self.sealer.seal(message)
-        with self._send_lock:
-            self.mailbox.send(to, body)
+        self.outbox.post(to, self.sealer.seal(message))
 
     # ------------------------------------------------------------ watching
 

@@ -17,7 +17,7 @@ import uuid
 
 from engine.connections.pool import ConnectionLimit
 
-from .mailbox import Mailbox, open_mailbox
+from .mailbox import Mailbox, Outbox, open_mailbox
 from .messages import Alive, Beat, Reply, RunShared, ToController, ToWorker, WalkOrder
 from .seal import Sealer, Unauthenticated
 from .session import WalkSession
@@ -45,7 +45,7 @@ class Hub:
         self.sealer = sealer
         self.address = f"runbook.worker.{name}.{uuid.uuid4().hex[:8]}"
         self.mailbox: Mailbox = open_mailbox(broker, self.address)
-        self._send_lock = threading.Lock()
+        self.outbox = Outbox(self.mailbox, "hub-send")
         self.slots = threading.BoundedSemaphore(max(1, concurrency))
         self.connection_limit = ConnectionLimit(max(256, concurrency))
         self.dead_after = dead_after()
@@ -89,9 +89,7 @@ class Hub:
             log.info("run %s: done with %s", order.run_id, order.host.name)
 
     def send(self, to: str, message: ToController) -> None:
-        body = self.sealer.seal(message)
-        with self._send_lock:  # one publisher per process (kombu wants that)
-            self.mailbox.send(to, body)
+        self.outbox.post(to, self.sealer.seal(message))
 
     def heard(self, run_id: str) -> float:
         with self._lock:
@@ -110,6 +108,7 @@ class Hub:
 
     def close(self) -> None:
         self._stopping.set()
+        self.outbox.close()
         self.mailbox.close()
 
     # ------------------------------------------------------------ threads
@@ -155,10 +154,18 @@ class Hub:
                     session.kill(message.kill)
 
     def _beat(self) -> None:
-        """Alive, once a second, to every controller this worker walks hosts for."""
+        """Alive, once a second, to every controller this worker walks hosts for;
+        and the walks of a run whose controller fell silent are told to look up."""
         while not self._stopping.wait(HEARTBEAT_SECONDS):
+            now = time.monotonic()
             with self._lock:
                 runs = dict(self._controllers)
+                silent = {
+                    run for run, heard in self._heard.items() if now - heard > self.dead_after
+                }
+                waking = [s for (run, _), s in self._sessions.items() if run in silent]
+            for session in waking:
+                session.inbox.put(None)
             for run_id, controller in runs.items():
                 try:
                     self.send(controller, Alive(run_id, self.name, ""))

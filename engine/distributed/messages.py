@@ -49,6 +49,7 @@ class RunShared:
     options: RunOptions  # without resume state or stand-in
     run_info: dict[str, Any]
     linear: bool  # wait for the controller between top-level steps
+    step_mode: bool  # --step: ask the controller before every step
 
 
 # ------------------------------------------------------------ worker → controller

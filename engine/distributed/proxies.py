@@ -71,8 +71,8 @@ class Forwarder:
 class RemoteOperator(Operator):
     """Prompts are asked on the controller; the walk waits for the answer."""
 
-    def __init__(self, session: WalkSession, name: str) -> None:
-        super().__init__(name)
+    def __init__(self, session: WalkSession, name: str, step_mode: bool) -> None:
+        super().__init__(name, step_mode=step_mode)
         self.session = session
 
     def confirm(
@@ -85,6 +85,8 @@ class RemoteOperator(Operator):
         return str(self.session.ask(("manual", step_id, instructions)))
 
     def step_gate(self, host: str, step_id: str, name: str) -> str:
+        if not self.step_mode:
+            return "run"  # no --step: nothing to ask (a round trip per step saved)
         return str(self.session.ask(("step_gate", step_id, name)))
 
 

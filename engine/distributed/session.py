@@ -75,7 +75,7 @@ class WalkSession:
         self.ssh_config_error = ""
         self.host = self._own_ssh_config(order.host)
         self.jump_hosts = {n: self._own_ssh_config(h) for n, h in order.jump_hosts.items()}
-        self.inbox: queue.Queue[Reply] = queue.Queue()
+        self.inbox: queue.Queue[Reply | None] = queue.Queue()  # None: look up
         self.pending: list[Any] = []  # events not yet sent
         self._asks = 0
         self._kills = 0
@@ -100,7 +100,9 @@ class WalkSession:
             bus=EventBus([Forwarder(self)], redactor),
             redactor=redactor,
             secrets=RemoteSecrets(redactor, self),
-            operator=RemoteOperator(self, str(shared.run_info.get("operator", "unknown"))),
+            operator=RemoteOperator(
+                self, str(shared.run_info.get("operator", "unknown")), shared.step_mode
+            ),
             run_info=shared.run_info,
             connect=self._connect,
             connection_limit=self.hub.connection_limit,
@@ -207,22 +209,23 @@ class WalkSession:
 
     def _wait(self, ask_id: int) -> Reply:
         """The reply to `ask_id`. The wait may be long (a person answers, other
-        hosts finish their round) but not past the controller's silence."""
+        hosts finish their round) but not past the controller's silence: the hub
+        puts None in the inbox when the controller has been silent too long (a
+        thousand waiting walks polling their inboxes would cost a core)."""
         while True:
-            try:
-                reply = self.inbox.get(timeout=0.5)
-            except queue.Empty:
+            reply = self.inbox.get()
+            if reply is None:
                 silent = time.monotonic() - self.hub.heard(self.run_id)
-                if silent > self.hub.dead_after:
-                    reason = (
-                        f"the controller stopped answering ({silent:.0f}s without a word): "
-                        "stopped before the next step"
-                    )
-                    log.warning("run %s: %s: %s", self.run_id, self.host.name, reason)
-                    if self.ctx is not None:
-                        self.ctx.request_stop(reason, interrupt=True)
-                    raise ControllerGone(reason) from None
-                continue
+                if silent <= self.hub.dead_after:
+                    continue
+                reason = (
+                    f"the controller stopped answering ({silent:.0f}s without a word): "
+                    "stopped before the next step"
+                )
+                log.warning("run %s: %s: %s", self.run_id, self.host.name, reason)
+                if self.ctx is not None:
+                    self.ctx.request_stop(reason, interrupt=True)
+                raise ControllerGone(reason)
             if reply.ask_id == ask_id:
                 return reply
 

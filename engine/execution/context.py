@@ -142,6 +142,15 @@ class RunContext:
             return False
         return True
 
+    def emit_all(self, events: list[Event]) -> bool:
+        """`emit` for several events at once, in one batch (engine/distributed)."""
+        try:
+            self.bus.emit_all(events)
+        except RecordLost as exc:
+            self.request_stop(f"stopped: {exc}; nothing started after it", interrupt=True)
+            return False
+        return True
+
     def output_for(self, host: str, step_id: str) -> OutputSpec:
         """What a command of `step_id` on `host` keeps of its output, and where
         the whole of it goes when the operator asked (`--keep-output`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -29,18 +30,29 @@ def test_a_tampered_token_is_refused_before_it_is_unpickled() -> None:
         sealer.open("not a token at all")
 
 
-def test_an_old_token_is_refused_when_a_ttl_is_asked() -> None:
-    from cryptography.fernet import Fernet
+def test_an_old_token_is_refused_when_a_ttl_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.distributed.seal as seal
 
-    key = new_key()
-    sealer = Sealer(key)
-    token = sealer.seal("walk")
-    raw = sealer._fernet  # the same Fernet, to date a token in the past
-    assert isinstance(raw, Fernet)
-    old = raw.encrypt_at_time(b"x", current_time=1_000_000).decode()
+    sealer = Sealer(new_key())
+    real = time.time()
+    monkeypatch.setattr(seal.time, "time", lambda: real - 3600)  # sealed an hour ago
+    old = sealer.seal("walk")
+    monkeypatch.setattr(seal.time, "time", lambda: real)
     with pytest.raises(Unauthenticated, match="expired"):
         sealer.open(old, ttl=60)
-    assert sealer.open(token, ttl=60) == "walk"
+    assert sealer.open(old, ttl=7200) == "walk"
+    assert sealer.open(sealer.seal("walk"), ttl=60) == "walk"
+
+
+def test_the_sealing_time_cannot_be_changed() -> None:
+    """The time is authenticated with the body: making a token look fresh breaks it."""
+    import base64
+
+    sealer = Sealer(new_key())
+    raw = bytearray(base64.urlsafe_b64decode(sealer.seal("walk")))
+    raw[8] ^= 1  # the time's last byte
+    with pytest.raises(Unauthenticated):
+        sealer.open(base64.urlsafe_b64encode(bytes(raw)).decode())
 
 
 def test_the_key_comes_from_the_environment_or_its_file(tmp_path: Path) -> None:
