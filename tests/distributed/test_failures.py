@@ -28,6 +28,16 @@ def _sleeping(tag: str) -> bool:
     return subprocess.run(["pgrep", "-f", f"sleep {tag}"], capture_output=True).returncode == 0
 
 
+def _stops_sleeping(tag: str, seconds: float = 5) -> bool:
+    """Whether the step's `sleep` is gone within `seconds` (its kill travels)."""
+    deadline = time.monotonic() + seconds
+    while _sleeping(tag):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _runbook(tmp_path: Path, tag: str) -> Path:
     return write(
         tmp_path,
@@ -85,10 +95,7 @@ def test_ctrl_c_twice_kills_the_step_on_the_worker(
         if controller.poll() is None:
             controller.kill()
     assert controller.returncode == 4, err.decode()
-    deadline = time.monotonic() + 5
-    while _sleeping(tag) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _sleeping(tag)
+    assert _stops_sleeping(tag)
     assert not (tmp_path / "slept").exists() and not (tmp_path / "after-a1").exists()
     doc = json.loads(out)
     a1 = doc["hosts"]["a1"]
@@ -162,10 +169,7 @@ def test_sigterm_on_the_controller_kills_the_step_on_the_worker(
         if controller.poll() is None:
             controller.kill()
     assert controller.returncode == 4, err.decode()
-    deadline = time.monotonic() + 5
-    while _sleeping(tag) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _sleeping(tag)
+    assert _stops_sleeping(tag)
     assert not (tmp_path / "after-a1").exists()
 
 
