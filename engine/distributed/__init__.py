@@ -8,6 +8,7 @@
     hub.py       a worker process's side: its mailbox, walks, heartbeats
     session.py   one host's walk on a worker
     proxies.py   the worker's stand-ins for the operator, run_once, secrets
+    logs.py      a bug in either side's log, redacted
 
 Celery and kombu are imported only here (the [celery] extra). See
 docs/distributed.md.

@@ -33,6 +33,7 @@ from engine.results import HostResult, StepResult
 
 from .app import make_app, send_walk
 from .hub import HEARTBEAT_SECONDS, dead_after, pickup_seconds
+from .logs import log_bug
 from .mailbox import Outbox, open_mailbox
 from .messages import (
     Alive,
@@ -243,7 +244,7 @@ class Dispatch:
             try:
                 self._handle(messages)
             except Exception as exc:  # never lose the reader, nor leave hosts waiting
-                log.exception("handling %d message(s)", len(messages))
+                log_bug(log, self.ctx.redactor, exc, f"handling {len(messages)} message(s)")
                 for message in messages:
                     rh = self.hosts.get(message.host)
                     if rh is not None:
@@ -440,8 +441,8 @@ class Dispatch:
             try:
                 self._beat()
                 self._check()
-            except Exception:
-                log.exception("dispatch watch")
+            except Exception as exc:
+                log_bug(log, self.ctx.redactor, exc, "watching the workers")
 
     def _beat(self) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from engine.execution.executor import HostExecutor, holding
 from engine.inventory.host import Host
 from engine.redaction import Redactor
 
+from .logs import log_bug
 from .messages import (
     Ask,
     Begin,
@@ -140,8 +141,8 @@ class WalkSession:
                     self.send(Yield(self.run_id, self.worker, self.host.name))
         except ControllerGone as exc:
             executor.result.aborted = executor.result.aborted or str(exc)
-        except Exception as exc:  # a bug: the host's end says so, the worker's log has it all
-            log.exception("run %s: walking %s", self.run_id, self.host.name)
+        except Exception as exc:  # a bug: the host's end says so, and the worker's log
+            log_bug(log, ctx.redactor, exc, f"run {self.run_id}: walking {self.host.name}")
             executor.result.aborted = ctx.redactor.text(
                 f"internal error on worker {self.worker}: {type(exc).__name__}: {exc}"
             )

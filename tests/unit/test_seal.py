@@ -75,3 +75,23 @@ def test_no_usable_key_is_a_usage_error_saying_how(environ: dict[str, str], said
     with pytest.raises(UsageError) as caught:
         load_key(environ)
     assert said in str(caught.value)
+
+
+def test_a_bug_in_a_distributed_log_is_redacted(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controller's and workers' logs are outputs: no secret, no traceback
+    unless RUNBOOK_DEBUG asks for it."""
+    import logging
+
+    from engine.distributed.logs import log_bug
+    from engine.redaction import Redactor
+
+    redactor = Redactor()
+    redactor.add("s3cr3t-value-91")
+    monkeypatch.delenv("RUNBOOK_DEBUG", raising=False)
+    with caplog.at_level(logging.ERROR):
+        log_bug(logging.getLogger("t"), redactor, ValueError("bad s3cr3t-value-91"), "walking h1")
+    assert "walking h1: internal error: ValueError: bad ***" in caplog.text
+    assert "s3cr3t-value-91" not in caplog.text
+    assert caplog.records[0].exc_info is None
